@@ -1,0 +1,98 @@
+"""k-nearest-neighbour graphs for dense point batches.
+
+For points ``x`` of shape ``[B, N, C]`` the kNN graph is an index tensor ``idx`` of shape ``[B, N, k]`` where
+``idx[b, i]`` holds the ``k`` points nearest to ``x[b, i]`` in Euclidean distance, the point itself included
+(distance 0), as in DGCNN.
+
+Two backends:
+
+* ``"dense"`` (default, exportable): the ranking score
+
+  .. math::
+      s_{ij} = 2\\,x_i^\\top x_j - \\lVert x_j \\rVert^2 = -\\lVert x_i - x_j \\rVert^2 + \\lVert x_i \\rVert^2
+
+  differs from the negative squared distance only by a per-row constant, so ``topk`` over ``j`` picks the same
+  neighbours. One batched matmul plus one ``topk``; ONNX exports it as MatMul + TopK with a constant ``k``.
+* ``"cluster"``: ``torch_cluster.knn`` (a KD-tree on the CPU). Measured here 3.6x faster than dense on the 3-d
+  xyz layer but 7x slower in 64-d feature space, so ``"auto"`` uses it only for low-dimensional inputs and only
+  when the package is installed and gradients are not needed through the graph (they never are: ``idx`` is
+  integer).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+KNN_BACKENDS = ("auto", "dense", "cluster")
+# Largest feature dimension for which "auto" prefers torch-cluster (measured: wins at 3-d, loses at 64-d).
+CLUSTER_MAX_DIM = 8
+
+
+@functools.cache
+def torch_cluster_available() -> bool:
+    try:
+        import torch_cluster  # noqa: F401
+    except Exception:  # ImportError, or an ABI mismatch raising OSError/RuntimeError
+        return False
+    return True
+
+
+def knn_scores(x: Tensor) -> Tensor:
+    """Ranking scores ``[B, N, N]`` whose row-wise top-k are the k nearest neighbours of each point."""
+    sq = (x * x).sum(-1)  # [B, N]
+    return 2.0 * torch.bmm(x, x.transpose(1, 2)) - sq.unsqueeze(1)
+
+
+def knn_dense(x: Tensor, k: int) -> Tensor:
+    """Dense kNN: ``x`` ``[B, N, C]`` -> ``idx`` ``[B, N, k]`` (int64), nearest first."""
+    _check(x, k)
+    return knn_scores(x).topk(k, dim=-1).indices
+
+
+def knn_cluster(x: Tensor, k: int) -> Tensor:
+    """kNN with ``torch_cluster.knn``: same contract as :func:`knn_dense`."""
+    _check(x, k)
+    if not torch_cluster_available():
+        raise RuntimeError(
+            "torch-cluster is not installed: `pip install --no-build-isolation torch-cluster` "
+            "(compiles for ~18 min), or use knn backend 'dense'"
+        )
+    import torch_cluster
+
+    b, n, c = x.shape
+    flat = x.detach().reshape(b * n, c).contiguous()
+    batch = torch.arange(b, device=x.device).repeat_interleave(n)
+    row, col = torch_cluster.knn(flat, flat, k, batch, batch)
+    if row.numel() != b * n * k:
+        raise RuntimeError(f"torch_cluster.knn returned {row.numel()} edges, expected {b * n * k}")
+    # Group by query point; the stable sort keeps torch-cluster's nearest-first order within a row.
+    order = torch.sort(row, stable=True).indices
+    col = col[order].view(b, n, k)
+    return col - (torch.arange(b, device=x.device) * n).view(b, 1, 1)
+
+
+def knn(x: Tensor, k: int, backend: str = "auto") -> Tensor:
+    """kNN graph ``[B, N, k]`` of ``x`` ``[B, N, C]`` with the chosen backend (see module docstring)."""
+    if backend == "dense":
+        return knn_dense(x, k)
+    if backend == "cluster":
+        return knn_cluster(x, k)
+    if backend != "auto":
+        raise ValueError(f"unknown knn backend {backend!r}; choose from {KNN_BACKENDS}")
+    use_cluster = (
+        x.shape[-1] <= CLUSTER_MAX_DIM
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+        and torch_cluster_available()
+    )
+    return knn_cluster(x, k) if use_cluster else knn_dense(x, k)
+
+
+def _check(x: Tensor, k: int) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"expected points [B, N, C], got shape {tuple(x.shape)}")
+    if not 1 <= k <= x.shape[1]:
+        raise ValueError(f"k={k} needs 1 <= k <= number of points ({x.shape[1]})")
