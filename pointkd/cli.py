@@ -1,0 +1,213 @@
+"""The ``pointkd`` command line. Heavy imports happen inside the commands, after jemalloc is set up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+LONG_RUNNING = {"train", "eval", "distill", "bench"}
+NOT_BUILT = {
+    "distill": "LSP / KD / FitNet / AT distillation (issue #3)",
+    "compile": "ONNX / int8 / TensorRT compilation (issue #4)",
+    "serve": "the HTTP inference server (issue #5)",
+    "bench": "latency / accuracy reports (issue #6)",
+}
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default=None,
+        help="ModelNet40 source: a .npz, the .off mesh tree, modelnet40_ply_hdf5_2048/, a folder of clouds, or "
+        "'synthetic'. Default: $POINTKD_DATA, else ../shared/data/modelnet40_1024/modelnet40_1024.npz",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pointkd",
+        description="Train DGCNN teachers on ModelNet40, distil them into small students with LSP, "
+        "compile and serve them.",
+    )
+    parser.add_argument("--version", action="version", version=f"pointkd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="inspect and check a ModelNet40 source")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    info = data_sub.add_parser("info", help="per-split counts per class, and checks of the data")
+    _data_arg(info)
+    info.add_argument("--num-points", type=int, default=1024, help="points per cloud for mesh/folder sources")
+    info.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    train = sub.add_parser(
+        "train",
+        help="train a model (supervised)",
+        description="Train a registered model on ModelNet40. Writes last.pt (resumable), best.pt, metrics.jsonl "
+        "and config.yaml to --out. Shipped configs: teacher_paper (GPU recipe), teacher_cpu, student_cpu, "
+        "quickstart.",
+    )
+    train.add_argument("--config", default=None, help="shipped config name or YAML path (default: teacher_cpu)")
+    train.add_argument("--model", default=None, help="registered model name (overrides the config's model)")
+    _data_arg(train)
+    train.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    train.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set data.num_points=256 --set model.overrides.k=16",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on the test split",
+        description="Overall accuracy, mean class accuracy, a per-class table and a confusion-matrix PNG.",
+    )
+    ev.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
+    _data_arg(ev)
+    ev.add_argument("--num-points", type=int, default=None, help="points per cloud (default: the checkpoint's)")
+    ev.add_argument("--out", default=None, help="folder for metrics.json, per_class.md, confusion.png")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--no-progress", action="store_true")
+
+    slim = sub.add_parser("slim", help="write a small release copy of a checkpoint (fp16 weights, no optimizer)")
+    slim.add_argument("checkpoint")
+    slim.add_argument("output")
+    slim.add_argument("--fp32", action="store_true", help="keep float32 weights")
+
+    sub.add_parser("models", help="list the registered model configs with their parameter counts")
+
+    for name, what in NOT_BUILT.items():
+        p = sub.add_parser(name, help=f"{what} — not built yet", description=f"{what}: not built yet.")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command in NOT_BUILT:
+        print(f"pointkd {args.command}: {NOT_BUILT[args.command]} is not built yet.", file=sys.stderr)
+        return 2
+    if from_shell and args.command in LONG_RUNNING:
+        from .runtime import reexec_with_jemalloc
+
+        reexec_with_jemalloc()
+    from .config import ConfigError
+    from .data import DataError
+    from .train.checkpoint import CheckpointError
+
+    try:
+        return COMMANDS[args.command](args, parser)
+    except (DataError, ConfigError, CheckpointError, FileExistsError, KeyError, TypeError, ValueError) as e:
+        if os.environ.get("POINTKD_DEBUG"):
+            raise
+        print(f"pointkd {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pointkd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.data_command != "info":
+        parser.parse_args(["data", "--help"])
+        return 2
+    from .data.report import data_report, format_data_report
+
+    report = data_report(args.data, num_points=args.num_points)
+    print(json.dumps(report, indent=2) if args.json else format_data_report(report))
+    return 0 if report["ok"] else 1
+
+
+def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .config import load_config
+    from .train import train
+
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.threads:
+        overrides.append(f"train.threads={args.threads}")
+    if args.data:
+        overrides.append(f"data.source={args.data}")
+    cfg = load_config(args.config or "teacher_cpu", overrides)
+    out = Path(args.out or Path("runs") / (cfg.name or cfg.model.name))
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(f"best test OA {result.best_oa * 100:.2f} % in {result.seconds / 60:.1f} min; checkpoints in {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .data import load_modelnet40
+    from .train import evaluate, load_checkpoint, model_from_checkpoint, per_class_table, plot_confusion
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    num_points = args.num_points or ckpt.get("num_points", 1024)
+    data = load_modelnet40(args.data, num_points=num_points)
+    if list(data.classes) != list(ckpt["classes"]):
+        raise ValueError(
+            f"the data's classes differ from the checkpoint's ({len(data.classes)} vs {len(ckpt['classes'])})"
+        )
+    report = evaluate(
+        model, data.test_x, data.test_y, num_points, data.num_classes, args.batch_size, not args.no_progress
+    )
+    print(per_class_table(report, data.classes))
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("").parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "checkpoint": str(args.checkpoint),
+        "data": data.source,
+        "num_points": num_points,
+        "oa": report.oa,
+        "macc": report.macc,
+        "per_class": dict(zip(data.classes, report.per_class, strict=True)),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "per_class.md").write_text(per_class_table(report, data.classes) + "\n")
+    png = plot_confusion(report, data.classes, out / "confusion.png")
+    print(
+        f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %  ({num_points} points); wrote {out}/ ({png.name})"
+    )
+    return 0
+
+
+def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .train import load_checkpoint, save_checkpoint, slim_checkpoint
+
+    path = save_checkpoint(slim_checkpoint(load_checkpoint(args.checkpoint), half=not args.fp32), args.output)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .models import create_model, list_models, model_config
+
+    print(f"{'name':<22} {'params':>10}  description")
+    for name in list_models():
+        print(f"{name:<22} {create_model(name).num_parameters:>10,}  {model_config(name).description}")
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "slim": cmd_slim, "models": cmd_models}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Run configuration: one YAML file describes a run (model, data, optimisation, seed).
+
+Shipped configs live in ``pointkd/configs/`` and are found by name (``--config teacher_cpu``) or by path.
+Unknown keys are an error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed."""
+
+
+@dataclass
+class ModelSection:
+    name: str = "dgcnn_teacher"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    source: str | None = None  # None: --data, $POINTKD_DATA, or the shared copy beside the checkout
+    num_points: int = 1024  # points per training cloud (random subset each step)
+    eval_num_points: int | None = None  # points per test cloud (a fixed subset); None = num_points
+    jitter_sigma: float = 0.0
+    rotate_up: bool = False
+
+    @property
+    def eval_points(self) -> int:
+        return self.eval_num_points or self.num_points
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 250
+    batch_size: int = 32
+    lr: float = 0.1
+    lr_min: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.2
+    eval_every: int = 1  # epochs between test-split evaluations (the last epoch always evaluates)
+    eval_batch_size: int = 64
+    checkpoint_minutes: float = 10.0  # also save mid-epoch this often, so a crash loses little
+    max_batches_per_epoch: int | None = None  # cap for smoke runs and benchmarks
+    threads: int | None = None  # torch intra-op threads; None = all cores
+
+
+@dataclass
+class RunConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    seed: int = 1
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        raw = dict(raw or {})
+        sections = {"model": ModelSection, "data": DataSection, "train": TrainSection}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in sections:
+                kwargs[key] = _build(sections[key], value or {}, key)
+            elif key in ("seed", "name"):
+                kwargs[key] = value
+            else:
+                raise ConfigError(f"unknown config key {key!r}; valid: model, data, train, seed, name")
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        t, d = self.train, self.data
+        checks = [
+            (t.epochs >= 1, "train.epochs must be >= 1"),
+            (t.batch_size >= 2, "train.batch_size must be >= 2 (BatchNorm needs 2 samples)"),
+            (t.lr > 0 and 0 <= t.lr_min <= t.lr, "need 0 <= train.lr_min <= train.lr and lr > 0"),
+            (0 <= t.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+            (d.num_points >= 1, "data.num_points must be >= 1"),
+            (t.eval_every >= 1, "train.eval_every must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+def _build(kind: type, values: dict[str, Any], section: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in section {section!r}; valid: {sorted(names)}")
+    return kind(**values)
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("pointkd.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a shipped config by name or a YAML file by path, then apply ``key.sub=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if name_or_path:
+        path = Path(name_or_path)
+        if path.suffix not in (".yaml", ".yml") and not path.exists():
+            if str(name_or_path) not in shipped_configs():
+                raise ConfigError(
+                    f"no config {name_or_path!r}: not a file, and shipped configs are {shipped_configs()}"
+                )
+            text = resources.files("pointkd.configs").joinpath(f"{name_or_path}.yaml").read_text()
+        else:
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            text = path.read_text()
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{name_or_path}: invalid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{name_or_path}: top level must be a mapping")
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return RunConfig.from_dict(raw)
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {p!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(value)

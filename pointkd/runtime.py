@@ -1,0 +1,67 @@
+"""Process set-up for long-running commands: jemalloc preloading and thread counts.
+
+glibc malloc returns big freed blocks to the OS, so every large torch tensor is page-faulted in again on
+each step; jemalloc with decay disabled keeps them (measured 2-3.5x faster training steps here). A library
+can only be preloaded before the process starts, so :func:`reexec_with_jemalloc` re-executes the command
+once with ``LD_PRELOAD`` set. Opt out with ``POINTKD_JEMALLOC=0``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+JEMALLOC_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/local/lib/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+)
+MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+_MARK = "POINTKD_JEMALLOC_ACTIVE"
+
+
+def find_jemalloc() -> str | None:
+    for cand in JEMALLOC_CANDIDATES:
+        if Path(cand).is_file():
+            return cand
+    return None
+
+
+def jemalloc_active() -> bool:
+    return "jemalloc" in os.environ.get("LD_PRELOAD", "")
+
+
+def jemalloc_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
+    """``env`` with jemalloc preloaded, or None when it is unavailable."""
+    lib = find_jemalloc()
+    if lib is None:
+        return None
+    env = dict(os.environ if env is None else env)
+    env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD", "")) if p)
+    env["MALLOC_CONF"] = MALLOC_CONF
+    env[_MARK] = "1"
+    return env
+
+
+def reexec_with_jemalloc() -> None:
+    """Replace this process with the same command under jemalloc, once; return if not possible or disabled."""
+    if os.environ.get("POINTKD_JEMALLOC", "1") == "0" or jemalloc_active() or os.environ.get(_MARK):
+        return
+    env = jemalloc_env()
+    if env is None:
+        return
+    args = [sys.executable, "-m", "pointkd", *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, args, env)
+
+
+def set_threads(threads: int | None) -> int:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

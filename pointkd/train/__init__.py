@@ -1,0 +1,26 @@
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    slim_checkpoint,
+)
+from .evaluate import evaluate, per_class_table, plot_confusion, predict
+from .metrics import ClassificationReport, confusion_matrix
+from .trainer import TrainResult, train
+
+__all__ = [
+    "CheckpointError",
+    "ClassificationReport",
+    "TrainResult",
+    "confusion_matrix",
+    "evaluate",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "per_class_table",
+    "plot_confusion",
+    "predict",
+    "save_checkpoint",
+    "slim_checkpoint",
+    "train",
+]

@@ -1,0 +1,83 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors and builtins (so ``torch.load(weights_only=True)`` accepts it):
+``format``, ``model_name``, ``model_config`` (``DGCNNConfig.to_dict()``), ``state_dict``, ``classes``,
+``num_points`` (the input contract), ``config`` (the run config), ``epoch``/``batch`` (where training resumes),
+``optimizer``, ``rng``, ``metrics``, ``history``. Release checkpoints (:func:`slim_checkpoint`) keep only
+what inference needs, with weights in fp16.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import DGCNN, model_from_config
+
+FORMAT = "pointkd-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not a pointkd checkpoint."""
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``ckpt`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **ckpt}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a pointkd checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else '?'})"
+        )
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any] | str | os.PathLike) -> DGCNN:
+    """The model in ``ckpt`` (a dict or a path), in eval mode and float32."""
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    model = model_from_config(ckpt["model_config"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def slim_checkpoint(ckpt: dict[str, Any], half: bool = True) -> dict[str, Any]:
+    """A release copy: no optimizer or RNG state; floating weights in fp16 when ``half``."""
+    keep = (
+        "model_name",
+        "model_config",
+        "classes",
+        "num_points",
+        "config",
+        "epoch",
+        "metrics",
+        "data_source",
+    )
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in ckpt["state_dict"].items()}
+    return {**{k: ckpt[k] for k in keep if k in ckpt}, "state_dict": state, "batch": 0}

@@ -1,0 +1,76 @@
+"""Evaluate a classifier on a split: predictions in batches, metrics, a per-class table and a confusion PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..data.transforms import fixed_subset
+from .metrics import ClassificationReport
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, clouds: Tensor, num_points: int, batch_size: int = 64, progress: bool = False) -> Tensor:
+    """Logits ``[M, num_classes]`` for ``clouds`` ``[M, P, 3]``, each reduced to a fixed ``num_points`` subset."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in tqdm(range(0, clouds.shape[0], batch_size), desc="eval", disable=not progress, leave=False):
+        out.append(model(fixed_subset(clouds[start : start + batch_size], num_points)))
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(
+    model: nn.Module,
+    clouds: Tensor,
+    labels: Tensor,
+    num_points: int,
+    num_classes: int,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> ClassificationReport:
+    pred = predict(model, clouds, num_points, batch_size, progress).argmax(-1)
+    return ClassificationReport.from_predictions(pred, labels, num_classes)
+
+
+def per_class_table(report: ClassificationReport, classes: list[str]) -> str:
+    """Markdown table: class, test clouds, correct, accuracy."""
+    rows = ["| class | clouds | correct | accuracy |", "| --- | ---: | ---: | ---: |"]
+    diag = report.confusion.diagonal().tolist()
+    for name, n, c, acc in zip(classes, report.support, diag, report.per_class, strict=True):
+        rows.append(f"| {name} | {n} | {c} | {acc * 100:.1f} % |" if n else f"| {name} | 0 | 0 | – |")
+    rows.append(
+        f"| **all** | {sum(report.support)} | {sum(diag)} "
+        f"| OA {report.oa * 100:.2f} %, mAcc {report.macc * 100:.2f} % |"
+    )
+    return "\n".join(rows)
+
+
+def plot_confusion(report: ClassificationReport, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = report.confusion.double()
+    norm = cm / cm.sum(1, keepdim=True).clamp_min(1)
+    size = max(6.0, 0.28 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

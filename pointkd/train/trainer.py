@@ -1,0 +1,199 @@
+"""Supervised training of a DGCNN on ModelNet40 (the DGCNN recipe, configurable), resumable exactly.
+
+Determinism: the epoch's sample order comes from a generator seeded by ``(seed, epoch)`` and each batch's
+augmentation and dropout from ``(seed, epoch, batch)``, so a run resumed from any checkpoint (end of epoch or
+mid-epoch) replays the same batches as an uninterrupted run. The learning rate follows a per-step cosine from
+``lr`` to ``lr_min``, a function of the global step alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import RunConfig
+from ..data import PointCloudSplits, TrainAugment, load_modelnet40
+from ..models import DGCNN, create_model
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def step_seed(seed: int, epoch: int, batch: int) -> int:
+    return ((seed * 1_000_003 + epoch) * 100_003 + batch) % (2**62)
+
+
+def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def steps_per_epoch(num_train: int, cfg: RunConfig) -> int:
+    steps = num_train // cfg.train.batch_size  # drop_last, as in DGCNN: BatchNorm needs full batches
+    if cfg.train.max_batches_per_epoch:
+        steps = min(steps, cfg.train.max_batches_per_epoch)
+    if steps < 1:
+        raise ValueError(f"{num_train} training clouds give no full batch of {cfg.train.batch_size}")
+    return steps
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_oa: float
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> DGCNN:
+    return create_model(cfg.model.name, **{"num_classes": num_classes, **cfg.model.overrides})
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    *,
+    data: PointCloudSplits | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``config.yaml``)."""
+    out_dir = Path(out_dir)
+    last_path = out_dir / LAST
+    if last_path.exists() and not resume:
+        raise FileExistsError(f"{out_dir} already holds a run ({LAST}); pass --resume to continue it or choose --out")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if data is None:
+        data = load_modelnet40(
+            cfg.data.source, num_points=max(cfg.data.num_points, cfg.data.eval_points), seed=cfg.seed
+        )
+    torch.manual_seed(cfg.seed)  # weight init
+    model = build_model(cfg, data.num_classes)
+    t = cfg.train
+    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    epoch, batch, history, best_oa = 0, 0, [], -1.0
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        if ckpt["model_config"] != model.config.to_dict():
+            raise ValueError(f"{last_path} holds a different model config than this run's; refusing to resume")
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        epoch, batch = ckpt["epoch"], ckpt["batch"]
+        history, best_oa = ckpt.get("history", []), ckpt.get("best_oa", -1.0)
+        log(f"resuming {out_dir} at epoch {epoch}, batch {batch}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    augment = TrainAugment(
+        num_points=cfg.data.num_points, jitter_sigma=cfg.data.jitter_sigma, rotate_up=cfg.data.rotate_up
+    )
+    n_train = data.train_x.shape[0]
+    n_steps = steps_per_epoch(n_train, cfg)
+    total_steps = n_steps * t.epochs
+    started = time.perf_counter()
+
+    def snapshot(next_epoch: int, next_batch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "model_name": cfg.model.name,
+            "model_config": model.config.to_dict(),
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "classes": list(data.classes),
+            "num_points": cfg.data.eval_points,
+            "config": cfg.to_dict(),
+            "data_source": data.source,
+            "epoch": next_epoch,
+            "batch": next_batch,
+            "history": history,
+            "best_oa": best_oa,
+            "metrics": metrics or (history[-1] if history else {}),
+            "pointkd_version": __version__,
+        }
+
+    final: dict[str, Any] = history[-1] if history else {}
+    while epoch < t.epochs:
+        model.train()
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
+        loss_sum = correct = seen = 0.0
+        last_save = time.monotonic()
+        bar = tqdm(range(batch, n_steps), desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
+        try:
+            for b in bar:
+                step = epoch * n_steps + b
+                lr = cosine_lr(step, total_steps, t.lr, t.lr_min)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                sel = order[b * t.batch_size : (b + 1) * t.batch_size]
+                seed = step_seed(cfg.seed, epoch, b)
+                x = augment(data.train_x[sel], torch.Generator().manual_seed(seed))
+                y = data.train_y[sel]
+                torch.manual_seed(seed)  # dropout
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * len(sel)
+                correct += float((logits.argmax(-1) == y).sum())
+                seen += len(sel)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
+                batch = b + 1
+                if time.monotonic() - last_save > 60 * t.checkpoint_minutes and batch < n_steps:
+                    save_checkpoint(snapshot(epoch, batch), last_path)
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            save_checkpoint(snapshot(epoch, batch), last_path)
+            log(f"interrupted: saved {last_path} at epoch {epoch}, batch {batch}; continue with --resume")
+            raise
+        finally:
+            bar.close()
+        epoch, batch = epoch + 1, 0
+        entry: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "lr": lr,
+            "elapsed_s": time.perf_counter() - started,
+        }
+        if epoch % t.eval_every == 0 or epoch == t.epochs:
+            report = evaluate(
+                model,
+                data.test_x,
+                data.test_y,
+                cfg.data.eval_points,
+                data.num_classes,
+                t.eval_batch_size,
+                progress,
+            )
+            entry.update(test_oa=report.oa, test_macc=report.macc)
+        history.append(entry)
+        if entry.get("test_oa", -1.0) > best_oa:
+            best_oa = entry["test_oa"]
+            save_checkpoint(snapshot(epoch, 0, entry), out_dir / BEST)
+        final = entry
+        save_checkpoint(snapshot(epoch, 0, entry), last_path)
+        with open(out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        log(_format_entry(entry, t.epochs))
+    return TrainResult(out_dir, best_oa, final, history, time.perf_counter() - started)
+
+
+def _format_entry(e: dict[str, Any], epochs: int) -> str:
+    s = f"epoch {e['epoch']}/{epochs}  loss {e['train_loss']:.4f}  train acc {e['train_acc'] * 100:.2f} %"
+    if "test_oa" in e:
+        s += f"  test OA {e['test_oa'] * 100:.2f} %  mAcc {e['test_macc'] * 100:.2f} %"
+    return s

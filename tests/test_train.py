@@ -1,0 +1,107 @@
+"""Training: it learns, resumes exactly (also mid-epoch), and its checkpoints are safe to load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pointkd.config import load_config
+from pointkd.data import TrainAugment
+from pointkd.data.synthetic import make_synthetic
+from pointkd.train import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    predict,
+    save_checkpoint,
+    slim_checkpoint,
+    train,
+)
+from pointkd.train.trainer import cosine_lr
+
+
+def _cfg(epochs: int = 2):
+    return load_config(
+        "quickstart",
+        [
+            f"train.epochs={epochs}",
+            "train.batch_size=8",
+            "data.num_points=64",
+            "model.overrides={widths: [16, 16, 32], k: 8, mlp: [32]}",
+        ],
+    )
+
+
+def test_training_learns_and_writes_its_files(tmp_path):
+    data = make_synthetic(num_points=64, seed=5, train_per_class=24, test_per_class=8)
+    cfg = _cfg(epochs=5)
+    cfg.train.batch_size = 16
+    result = train(cfg, tmp_path / "run", data=data, progress=False, log=lambda s: None)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"last.pt", "best.pt", "metrics.jsonl", "config.yaml"} <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.best_oa >= 0.4  # 8 balanced classes: chance is 1/8
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["classes"] == data.classes and ckpt["num_points"] == 64
+    assert ckpt["metrics"]["test_oa"] == pytest.approx(result.best_oa)
+
+
+def test_refuses_to_overwrite_a_run(tiny_data, tmp_path):
+    train(_cfg(epochs=1), tmp_path, data=tiny_data, progress=False, log=lambda s: None)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(epochs=1), tmp_path, data=tiny_data, progress=False, log=lambda s: None)
+
+
+def test_resume_mid_epoch_is_exact(tiny_data, tmp_path, monkeypatch):
+    straight = train(_cfg(), tmp_path / "a", data=tiny_data, progress=False, log=lambda s: None)
+    calls = {"n": 0}
+    real_call = TrainAugment.__call__
+
+    def interrupting(self, x, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 9:  # epoch 2 (6 batches per epoch), third batch
+            raise KeyboardInterrupt
+        return real_call(self, x, generator)
+
+    monkeypatch.setattr(TrainAugment, "__call__", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(), tmp_path / "b", data=tiny_data, progress=False, log=lambda s: None)
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (saved["epoch"], saved["batch"]) == (1, 2)
+    monkeypatch.setattr(TrainAugment, "__call__", real_call)
+    resumed = train(_cfg(), tmp_path / "b", data=tiny_data, resume=True, progress=False, log=lambda s: None)
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed.final["test_oa"] == straight.final["test_oa"]
+
+
+def test_checkpoint_errors_and_slim_copy(tiny_data, tmp_path):
+    train(_cfg(epochs=1), tmp_path, data=tiny_data, progress=False, log=lambda s: None)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    slim = save_checkpoint(slim_checkpoint(ckpt), tmp_path / "slim.pt")
+    assert slim.stat().st_size < (tmp_path / "last.pt").stat().st_size
+    small = load_checkpoint(slim)
+    assert "optimizer" not in small and all(
+        v.dtype == torch.float16 for v in small["state_dict"].values() if v.is_floating_point()
+    )
+    full, half = model_from_checkpoint(ckpt), model_from_checkpoint(small)
+    x = tiny_data.test_x
+    assert torch.equal(predict(full, x, 64).argmax(-1), predict(half, x, 64).argmax(-1))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a pointkd checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_cosine_schedule_endpoints():
+    assert cosine_lr(0, 100, 0.1, 0.001) == pytest.approx(0.1)
+    assert cosine_lr(50, 100, 0.1, 0.001) == pytest.approx(0.0505)
+    assert cosine_lr(100, 100, 0.1, 0.001) == pytest.approx(0.001)
