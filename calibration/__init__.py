@@ -1,0 +1,1 @@
+"""Calibration sets for int8 quantization (issue #4)."""

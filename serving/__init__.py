@@ -1,0 +1,1 @@
+"""HTTP inference server for compiled pointkd students (issue #5)."""
