@@ -12,7 +12,6 @@ from . import __version__
 
 LONG_RUNNING = {"train", "eval", "distill", "bench"}
 NOT_BUILT = {
-    "distill": "LSP / KD / FitNet / AT distillation (issue #3)",
     "compile": "ONNX / int8 / TensorRT compilation (issue #4)",
     "serve": "the HTTP inference server (issue #5)",
     "bench": "latency / accuracy reports (issue #6)",
@@ -26,6 +25,23 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
         help="ModelNet40 source: a .npz, the .off mesh tree, modelnet40_ply_hdf5_2048/, a folder of clouds, or "
         "'synthetic'. Default: $POINTKD_DATA, else ../shared/data/modelnet40_1024/modelnet40_1024.npz",
     )
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _data_arg(p)
+    p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set data.num_points=256 --set model.overrides.k=16",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,20 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", default=None, help="shipped config name or YAML path (default: teacher_cpu)")
     train.add_argument("--model", default=None, help="registered model name (overrides the config's model)")
-    _data_arg(train)
-    train.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
-    train.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set data.num_points=256 --set model.overrides.k=16",
+    _run_args(train)
+
+    distill = sub.add_parser(
+        "distill",
+        help="distil a trained teacher into a student (LSP, KD, FitNet, AT)",
+        description="Train a student against a frozen teacher checkpoint. Methods: scratch (no teacher), kd "
+        "(Hinton), fitnet, at (attention transfer), lsp (local structure preserving, over the union of the "
+        "teacher's and the student's kNN edges), lsp+kd. Shipped configs: distill_cpu (CPU budget), "
+        "distill_paper (the paper's protocol). Writes the same run folder as `train`.",
     )
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    distill.add_argument("--teacher", default=None, help="the teacher's checkpoint (required unless --method scratch)")
+    distill.add_argument("--student", default=None, help="registered student model (default: the config's)")
+    distill.add_argument("--config", default=None, help="shipped config name or YAML path (default: distill_cpu)")
+    distill.add_argument("--method", default=None, help="scratch | kd | fitnet | at | lsp | lsp+kd")
+    distill.add_argument("--kernel", default=None, help="LSP kernel: rbf (default) | poly | linear | l2")
+    distill.add_argument("--lambda", dest="lsp_lambda", type=float, default=None, help="LSP weight λ (default 100)")
+    distill.add_argument("--kd-alpha", type=float, default=None, help="KD weight α (default 0.1)")
+    distill.add_argument("--kd-temperature", type=float, default=None, help="KD temperature T (default 4)")
+    _run_args(distill)
 
     ev = sub.add_parser(
         "eval",
@@ -135,24 +156,37 @@ def cmd_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0 if report["ok"] else 1
 
 
-def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _run(args: argparse.Namespace, default_config: str, overrides: list[str]) -> int:
     from .config import load_config
     from .train import train
 
-    overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"model.name={args.model}")
-    if args.epochs:
-        overrides.append(f"train.epochs={args.epochs}")
-    if args.threads:
-        overrides.append(f"train.threads={args.threads}")
-    if args.data:
-        overrides.append(f"data.source={args.data}")
-    cfg = load_config(args.config or "teacher_cpu", overrides)
+    overrides = overrides + list(args.overrides)
+    for flag, key in (("epochs", "train.epochs"), ("threads", "train.threads"), ("data", "data.source")):
+        if getattr(args, flag):
+            overrides.append(f"{key}={getattr(args, flag)}")
+    cfg = load_config(args.config or default_config, overrides)
     out = Path(args.out or Path("runs") / (cfg.name or cfg.model.name))
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"best test OA {result.best_oa * 100:.2f} % in {result.seconds / 60:.1f} min; checkpoints in {out}")
     return 0
+
+
+def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return _run(args, "teacher_cpu", [f"model.name={args.model}"] if args.model else [])
+
+
+def cmd_distill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    flags = {
+        "teacher": "distill.teacher",
+        "student": "model.name",
+        "method": "distill.method",
+        "kernel": "distill.kernel",
+        "lsp_lambda": "distill.lsp_lambda",
+        "kd_alpha": "distill.kd_alpha",
+        "kd_temperature": "distill.kd_temperature",
+    }
+    overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag) is not None]
+    return _run(args, "distill_cpu", overrides)
 
 
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -207,7 +241,14 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "slim": cmd_slim, "models": cmd_models}
+COMMANDS = {
+    "data": cmd_data,
+    "train": cmd_train,
+    "distill": cmd_distill,
+    "eval": cmd_eval,
+    "slim": cmd_slim,
+    "models": cmd_models,
+}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -55,10 +55,41 @@ class TrainSection:
 
 
 @dataclass
+class DistillSection:
+    """Distillation from a frozen teacher (see :mod:`pointkd.distill.objective` for the methods)."""
+
+    teacher: str | None = None  # the teacher's pointkd checkpoint
+    method: str = "lsp"  # scratch | kd | fitnet | at | lsp | lsp+kd
+    kernel: str = "rbf"  # LSP kernel: rbf | poly | linear | l2
+    sigma: float = 1.0  # rbf bandwidth
+    degree: int = 2  # poly degree
+    coef: float = 0.0  # poly offset
+    lsp_lambda: float = 100.0  # the paper's λ
+    lsp_impl: str = "padded"  # padded | sparse | dense (reference)
+    lsp_direction: str = "student||teacher"
+    kd_alpha: float = 0.1
+    kd_temperature: float = 4.0
+    fitnet_weight: float = 1.0
+    at_weight: float = 1000.0
+    layer_map: list[list[int]] | None = None  # [[teacher_layer, student_layer], ...]; None: every n-th layer
+    layer_weights: list[float] | None = None  # one per layer pair; None: all 1
+
+    def validate(self) -> None:
+        methods = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd")
+        if self.method not in methods:
+            raise ConfigError(f"distill.method must be one of {methods}, got {self.method!r}")
+        if self.method != "scratch" and not self.teacher:
+            raise ConfigError(f"distill.method {self.method!r} needs a teacher checkpoint (--teacher)")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise ConfigError(f"distill.kd_alpha must be in [0, 1], got {self.kd_alpha}")
+
+
+@dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
+    distill: DistillSection | None = None
     seed: int = 1
     name: str = ""
 
@@ -68,7 +99,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         raw = dict(raw or {})
-        sections = {"model": ModelSection, "data": DataSection, "train": TrainSection}
+        sections = {"model": ModelSection, "data": DataSection, "train": TrainSection, "distill": DistillSection}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
             if key in sections:
@@ -76,7 +107,7 @@ class RunConfig:
             elif key in ("seed", "name"):
                 kwargs[key] = value
             else:
-                raise ConfigError(f"unknown config key {key!r}; valid: model, data, train, seed, name")
+                raise ConfigError(f"unknown config key {key!r}; valid: model, data, train, distill, seed, name")
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
@@ -94,6 +125,8 @@ class RunConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.distill is not None:
+            self.distill.validate()
 
 
 def _build(kind: type, values: dict[str, Any], section: str) -> Any:

@@ -28,7 +28,7 @@ def _write_npz(path, data):
     )
 
 
-@pytest.mark.parametrize("command", ["", "data info", "train", "eval", "slim", "models", *NOT_BUILT])
+@pytest.mark.parametrize("command", ["", "data info", "train", "distill", "eval", "slim", "models", *NOT_BUILT])
 def test_help_for_every_command(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([*command.split(), "--help"])

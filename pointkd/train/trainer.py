@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
+from torch import nn
 from tqdm import tqdm
 
 from .. import __version__
 from ..config import RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .evaluate import evaluate
 
 LAST, BEST = "last.pt", "best.pt"
@@ -61,6 +61,19 @@ def build_model(cfg: RunConfig, num_classes: int) -> DGCNN:
     return create_model(cfg.model.name, **{"num_classes": num_classes, **cfg.model.overrides})
 
 
+def build_objective(cfg: RunConfig, model: DGCNN, classes: list[str]) -> nn.Module:
+    """Cross-entropy, or distillation from ``cfg.distill.teacher`` when the config has a distill section."""
+    from ..distill import Distill, Supervised
+
+    d = cfg.distill
+    if d is None or d.method == "scratch":
+        return Supervised(cfg.train.label_smoothing)
+    ckpt = load_checkpoint(d.teacher)
+    if list(ckpt["classes"]) != list(classes):
+        raise ValueError(f"teacher {d.teacher} was trained on other classes than this data set's")
+    return Distill(model_from_checkpoint(ckpt), model, d, cfg.train.label_smoothing)
+
+
 def train(
     cfg: RunConfig,
     out_dir: str | Path,
@@ -83,14 +96,17 @@ def train(
         )
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(cfg, data.num_classes)
+    objective = build_objective(cfg, model, data.classes)
     t = cfg.train
-    optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    params = list(model.parameters()) + list(objective.parameters())
+    optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     epoch, batch, history, best_oa = 0, 0, [], -1.0
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         if ckpt["model_config"] != model.config.to_dict():
             raise ValueError(f"{last_path} holds a different model config than this run's; refusing to resume")
         model.load_state_dict(ckpt["state_dict"])
+        objective.load_state_dict(ckpt.get("objective", {}))
         optimizer.load_state_dict(ckpt["optimizer"])
         epoch, batch = ckpt["epoch"], ckpt["batch"]
         history, best_oa = ckpt.get("history", []), ckpt.get("best_oa", -1.0)
@@ -112,12 +128,16 @@ def train(
             "model_config": model.config.to_dict(),
             "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "objective": objective.state_dict(),
             "classes": list(data.classes),
             "num_points": cfg.data.eval_points,
             "config": cfg.to_dict(),
             "data_source": data.source,
+            "teacher": cfg.distill.teacher if cfg.distill else None,
             "epoch": next_epoch,
             "batch": next_batch,
+            "steps_per_epoch": n_steps,
+            "train_clouds": n_train,
             "history": history,
             "best_oa": best_oa,
             "metrics": metrics or (history[-1] if history else {}),
@@ -129,6 +149,7 @@ def train(
         model.train()
         order = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
         loss_sum = correct = seen = 0.0
+        term_sums: dict[str, float] = {}
         last_save = time.monotonic()
         bar = tqdm(range(batch, n_steps), desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
         try:
@@ -142,15 +163,17 @@ def train(
                 x = augment(data.train_x[sel], torch.Generator().manual_seed(seed))
                 y = data.train_y[sel]
                 torch.manual_seed(seed)  # dropout
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+                step_loss = objective(model, x, y)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                step_loss.loss.backward()
                 optimizer.step()
-                loss_sum += float(loss.detach()) * len(sel)
-                correct += float((logits.argmax(-1) == y).sum())
+                loss_sum += float(step_loss.loss.detach()) * len(sel)
+                correct += float((step_loss.logits.argmax(-1) == y).sum())
                 seen += len(sel)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
+                for name, value in step_loss.terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + value * len(sel)
+                shown = {k: f"{v / seen:.3f}" for k, v in term_sums.items()} if len(term_sums) > 1 else {}
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", **shown, acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
                 batch = b + 1
                 if time.monotonic() - last_save > 60 * t.checkpoint_minutes and batch < n_steps:
                     save_checkpoint(snapshot(epoch, batch), last_path)
@@ -166,6 +189,7 @@ def train(
             "epoch": epoch,
             "train_loss": loss_sum / max(seen, 1),
             "train_acc": correct / max(seen, 1),
+            **{f"train_{k}": v / max(seen, 1) for k, v in term_sums.items()},
             "lr": lr,
             "elapsed_s": time.perf_counter() - started,
         }

@@ -1,0 +1,123 @@
+"""Training objectives: plain supervised cross-entropy, and distillation from a frozen teacher by name.
+
+An objective is called once per step as ``objective(student, points, labels) -> StepLoss``; it owns any
+trainable helper (FitNet regressors), which the trainer optimises and checkpoints with the student.
+
+Methods (``METHODS``):
+
+==============  ===========================================================================
+``scratch``     ``CE``
+``kd``          ``(1 − α)·CE + α·L_KD`` (Hinton; T, α)
+``fitnet``      ``CE + β_fit·Σ_l w_l·L_FitNet(l)``
+``at``          ``CE + β_at·Σ_l w_l·L_AT(l)``
+``lsp``         ``CE + λ·Σ_l w_l·L_LSP(l)`` over the teacher ∪ student virtual edges
+``lsp+kd``      ``(1 − α)·CE + α·L_KD + λ·Σ_l w_l·L_LSP(l)``
+==============  ===========================================================================
+
+``l`` runs over the (teacher layer, student layer) pairs of the layer map (:mod:`.layer_map`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import DistillSection
+from ..models import DGCNN
+from .at import ATLoss
+from .fitnet import FitNetLoss
+from .kd import kd_loss
+from .kernels import Kernel
+from .layer_map import default_layer_map, validate_layer_map
+from .lsp import LSPLoss
+
+METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd")
+
+
+@dataclass
+class StepLoss:
+    loss: Tensor  # the scalar to back-propagate
+    logits: Tensor  # the student's logits [B, K]
+    terms: dict[str, float] = field(default_factory=dict)  # each weighted term, for logs and progress bars
+
+
+class Supervised(nn.Module):
+    """Cross-entropy with label smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
+        logits = model(points)
+        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return StepLoss(ce, logits, {"ce": float(ce.detach())})
+
+
+class Distill(nn.Module):
+    """Distillation from a frozen ``teacher`` into the model being trained; see the module docstring."""
+
+    def __init__(self, teacher: DGCNN, student: DGCNN, settings: DistillSection, label_smoothing: float = 0.0):
+        super().__init__()
+        settings.validate()
+        self.settings = s = settings
+        self.label_smoothing = label_smoothing
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.teacher = [teacher]  # a list keeps it out of this module's parameters and state_dict
+        t_layers, s_layers = len(teacher.config.widths), len(student.config.widths)
+        pairs = (
+            validate_layer_map(s.layer_map, t_layers, s_layers)
+            if s.layer_map is not None
+            else default_layer_map(t_layers, s_layers)
+        )
+        self.pairs = pairs
+        weights = s.layer_weights if s.layer_weights is not None else [1.0] * len(pairs)
+        if len(weights) != len(pairs):
+            raise ValueError(f"{len(weights)} layer_weights for {len(pairs)} layer pairs {pairs}")
+        self.weights = [float(w) for w in weights]
+        self.lsp = LSPLoss(Kernel(s.kernel, s.sigma, s.degree, s.coef), s.lsp_impl, s.lsp_direction)
+        self.at = ATLoss()
+        self.fitnets = nn.ModuleList()
+        if s.method == "fitnet":
+            for t, st in pairs:
+                self.fitnets.append(FitNetLoss(student.config.widths[st], teacher.config.widths[t]))
+
+    @property
+    def uses_features(self) -> bool:
+        return self.settings.method in ("fitnet", "at", "lsp", "lsp+kd")
+
+    def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
+        s = self.settings
+        teacher = self.teacher[0]
+        with torch.no_grad():
+            t_out = teacher.forward_features(points)
+        s_out = model.forward_features(points)
+        ce = F.cross_entropy(s_out.logits, labels, label_smoothing=self.label_smoothing)
+        terms: dict[str, Tensor] = {}
+        if s.method in ("kd", "lsp+kd"):
+            terms["ce"] = (1 - s.kd_alpha) * ce
+            terms["kd"] = s.kd_alpha * kd_loss(s_out.logits, t_out.logits, s.kd_temperature)
+        else:
+            terms["ce"] = ce
+        if s.method in ("lsp", "lsp+kd"):
+            terms["lsp"] = s.lsp_lambda * self._over_layers(
+                lambda t, st, _: self.lsp(s_out.features[st], s_out.graphs[st], t_out.features[t], t_out.graphs[t])
+            )
+        if s.method == "fitnet":
+            terms["fitnet"] = s.fitnet_weight * self._over_layers(
+                lambda t, st, i: self.fitnets[i](s_out.features[st], t_out.features[t])
+            )
+        if s.method == "at":
+            terms["at"] = s.at_weight * self._over_layers(
+                lambda t, st, _: self.at(s_out.features[st], t_out.features[t])
+            )
+        loss = torch.stack(list(terms.values())).sum()
+        return StepLoss(loss, s_out.logits, {k: float(v.detach()) for k, v in terms.items()})
+
+    def _over_layers(self, term) -> Tensor:
+        return sum(w * term(t, st, i) for i, ((t, st), w) in enumerate(zip(self.pairs, self.weights, strict=True)))

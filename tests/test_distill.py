@@ -1,0 +1,120 @@
+"""KD / FitNet / AT baselines, the layer map, and distillation objectives end to end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pointkd.cli import main
+from pointkd.config import DistillSection
+from pointkd.distill import (
+    METHODS,
+    ATLoss,
+    Distill,
+    FitNetLoss,
+    attention_map,
+    default_layer_map,
+    kd_loss,
+    validate_layer_map,
+)
+from pointkd.models import create_model
+from pointkd.train import load_checkpoint
+
+
+def test_default_layer_map():
+    assert default_layer_map(4, 4) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert default_layer_map(4, 2) == [(1, 0), (3, 1)]
+    assert default_layer_map(5, 3) == [(1, 0), (3, 1), (4, 2)]
+    with pytest.raises(ValueError, match="more EdgeConv layers"):
+        default_layer_map(2, 4)
+
+
+def test_validate_layer_map_errors():
+    assert validate_layer_map([[3, 1], [0, 0]], 4, 2) == [(3, 1), (0, 0)]
+    with pytest.raises(ValueError, match="teacher layer 4"):
+        validate_layer_map([[4, 0]], 4, 4)
+    with pytest.raises(ValueError, match="student layer 2"):
+        validate_layer_map([[0, 2]], 4, 2)
+    with pytest.raises(ValueError, match="pairs"):
+        validate_layer_map([[0, 1, 2]], 4, 4)
+    with pytest.raises(ValueError, match="empty"):
+        validate_layer_map([], 4, 4)
+
+
+def test_kd_loss_matches_its_formula():
+    s, t = torch.randn(6, 10), torch.randn(6, 10)
+    temp = 3.0
+    p_t = F.softmax(t / temp, -1)
+    manual = (p_t * (p_t.log() - F.log_softmax(s / temp, -1))).sum(-1).mean() * temp**2
+    torch.testing.assert_close(kd_loss(s, t, temp), manual)
+    assert float(kd_loss(t, t, temp)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="logit shapes"):
+        kd_loss(s, t[:, :5])
+
+
+def test_fitnet_learns_a_linear_map_and_leaves_the_teacher_alone():
+    z_s = torch.randn(2, 30, 4, requires_grad=True)
+    w = torch.randn(8, 4)
+    z_t = (z_s.detach() @ w.T).requires_grad_()
+    fit = FitNetLoss(4, 8)
+    with torch.no_grad():
+        fit.regressor.weight.copy_(w)
+    assert float(fit(z_s, z_t)) == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        fit.regressor.weight.add_(0.1)
+    fit(z_s, z_t).backward()
+    assert z_s.grad is not None and fit.regressor.weight.grad is not None and z_t.grad is None
+
+
+def test_attention_transfer_is_scale_free_over_channels():
+    z = torch.randn(2, 50, 16)
+    assert torch.allclose(attention_map(z).norm(dim=-1), torch.ones(2))
+    at = ATLoss()
+    assert float(at(z[..., :8] * 3.0, z[..., :8])) == pytest.approx(0.0, abs=1e-10)
+    assert float(at(torch.randn(2, 50, 8), z)) > 0
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "scratch"])
+def test_each_method_trains_the_student_only(method):
+    teacher = create_model("dgcnn_teacher", widths=(16, 16, 32, 32), emb_dim=64, mlp=(32,), k=8).eval()
+    student = create_model("dgcnn_student", widths=(8, 16), mlp=(16,), k=4)
+    objective = Distill(teacher, student, DistillSection(teacher="t.pt", method=method, sigma=4.0))
+    assert objective.pairs == [(1, 0), (3, 1)]
+    assert not any(p is q for p in objective.parameters() for q in teacher.parameters())
+    out = objective(student, torch.randn(4, 32, 3), torch.randint(0, 40, (4,)))
+    assert torch.isfinite(out.loss) and out.logits.shape == (4, 40)
+    expected = {"ce"} | {"kd": {"kd"}, "fitnet": {"fitnet"}, "at": {"at"}, "lsp": {"lsp"}, "lsp+kd": {"lsp", "kd"}}[
+        method
+    ]
+    assert set(out.terms) == expected and all(v >= 0 for v in out.terms.values())
+    out.loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+    if method == "fitnet":
+        assert all(p.grad is not None for p in objective.parameters())
+
+
+def test_distill_needs_a_teacher():
+    with pytest.raises(ValueError, match="teacher checkpoint"):
+        DistillSection(method="lsp").validate()
+
+
+def test_distill_cli_end_to_end(tmp_path, capsys):
+    common = ["--data", "synthetic", "--epochs", "1", "--no-progress", "--set", "data.num_points=64"]
+    common += ["--set", "train.batch_size=16"]
+    teacher_args = ["train", "--config", "quickstart", "--out", str(tmp_path / "t"), *common]
+    teacher_args += ["--set", "model.overrides={widths: [16, 16, 32, 32], k: 8, mlp: [32]}"]
+    assert main(teacher_args) == 0
+    student = ["--set", "model.overrides={widths: [8, 16], k: 4, mlp: [16]}"]
+    for method in ("lsp+kd", "fitnet"):
+        out = tmp_path / method
+        args = ["distill", "--teacher", str(tmp_path / "t" / "best.pt"), "--method", method, "--out", str(out)]
+        assert main([*args, *common, *student, "--set", "distill.sigma=4.0"]) == 0
+        ckpt = load_checkpoint(out / "best.pt")
+        assert ckpt["config"]["distill"]["method"] == method
+        assert ckpt["teacher"] == str(tmp_path / "t" / "best.pt")
+        assert "test_oa" in ckpt["metrics"] and f"train_{method.split('+')[0]}" in ckpt["metrics"]
+    assert "objective" in load_checkpoint(tmp_path / "fitnet" / "last.pt")  # the regressors resume too
+    assert main(["distill", "--method", "lsp", "--data", "synthetic", "--out", str(tmp_path / "x")]) == 2
+    assert "needs a teacher" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""LSP over the teacher ∪ student virtual edges: three implementations agree with each other and with a
+direct per-node computation; zero when the models coincide; gradients reach the student only."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pointkd.distill import (
+    KERNELS,
+    Kernel,
+    LSPLoss,
+    lsp_loss_dense,
+    lsp_loss_padded,
+    lsp_loss_sparse,
+    union_candidates,
+)
+from pointkd.models.knn import knn_dense
+
+IMPLS = [lsp_loss_padded, lsp_loss_sparse, lsp_loss_dense]
+DIRECTIONS = ["student||teacher", "teacher||student"]
+
+
+def _inputs(b=2, n=48, c_s=8, c_t=16, k_s=5, k_t=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z_s = torch.randn(b, n, c_s, generator=g, dtype=torch.float64)
+    z_t = torch.randn(b, n, c_t, generator=g, dtype=torch.float64)
+    return z_s, knn_dense(z_s, k_s), z_t, knn_dense(z_t, k_t)
+
+
+def _per_node_reference(z_s, idx_s, z_t, idx_t, kernel, direction):
+    """Loops over nodes with Python sets: the definition, written out."""
+    total, count = 0.0, 0
+    for b in range(z_s.shape[0]):
+        for i in range(z_s.shape[1]):
+            union = sorted(set(idx_t[b, i].tolist()) | set(idx_s[b, i].tolist()))
+            ks = torch.stack([kernel.pairwise(z_s[b, i], z_s[b, j]) for j in union])
+            kt = torch.stack([kernel.pairwise(z_t[b, i], z_t[b, j]) for j in union])
+            log_s, log_t = ks.log_softmax(0), kt.log_softmax(0)
+            log_p, log_q = (log_s, log_t) if direction == "student||teacher" else (log_t, log_s)
+            total += float((log_p.exp() * (log_p - log_q)).sum())
+            count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_implementations_agree_with_the_definition(kernel, direction):
+    z_s, idx_s, z_t, idx_t = _inputs(n=24)
+    k = Kernel(kernel, sigma=3.0)
+    ref = _per_node_reference(z_s, idx_s, z_t, idx_t, k, direction)
+    for impl in IMPLS:
+        assert float(impl(z_s, idx_s, z_t, idx_t, k, direction)) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradients_agree_across_implementations(kernel):
+    z_s, idx_s, z_t, idx_t = _inputs()
+    grads = []
+    for impl in IMPLS:
+        zs = z_s.clone().requires_grad_()
+        impl(zs, idx_s, z_t, idx_t, Kernel(kernel, sigma=2.0)).backward()
+        grads.append(zs.grad)
+    torch.testing.assert_close(grads[0], grads[2], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(grads[1], grads[2], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_when_student_and_teacher_coincide(impl):
+    z, idx, _, _ = _inputs()
+    for kernel in KERNELS:
+        assert float(impl(z, idx, z.clone(), idx.clone(), Kernel(kernel))) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_positive_and_differentiable_wrt_the_student_only(impl):
+    z_s, idx_s, z_t, idx_t = _inputs()
+    z_s.requires_grad_()
+    z_t.requires_grad_()
+    loss = impl(z_s, idx_s, z_t, idx_t, Kernel("l2"))
+    assert float(loss) > 0
+    loss.backward()
+    assert z_s.grad is not None and float(z_s.grad.abs().sum()) > 0
+    assert z_t.grad is None  # the teacher is frozen
+
+
+def test_union_counts_duplicate_edges_once():
+    idx_t = torch.tensor([[[0, 1, 2], [1, 0, 2]]])
+    idx_s = torch.tensor([[[0, 2, 2], [1, 1, 0]]])  # overlapping and self-duplicated edges
+    cand, valid = union_candidates(idx_t, idx_s)
+    sets = [sorted(cand[0, i][valid[0, i]].tolist()) for i in range(2)]
+    assert sets == [[0, 1, 2], [0, 1, 2]]
+    # with the linear kernel on 1-d features the union softmax is known in closed form
+    z_s = torch.tensor([[[1.0], [2.0], [3.0]]], dtype=torch.float64)
+    z_t = torch.tensor([[[1.0], [1.0], [1.0]]], dtype=torch.float64)
+    idx_t3 = torch.tensor([[[0, 1], [1, 0], [2, 1]]])
+    idx_s3 = torch.tensor([[[0, 0], [1, 1], [2, 2]]])
+    loss = lsp_loss_padded(z_s, idx_s3, z_t, idx_t3, Kernel("linear"), "teacher||student")
+    expected = 0.0
+    for i, union in enumerate([[0, 1], [0, 1], [1, 2]]):
+        logits = torch.tensor([float(z_s[0, i, 0] * z_s[0, j, 0]) for j in union])
+        log_q = logits.log_softmax(0)  # teacher features are all equal: its distribution is uniform, 1/2 each
+        expected += float((0.5 * (math.log(0.5) - log_q)).sum())
+    assert float(loss) == pytest.approx(expected / 3)
+
+
+def test_different_k_and_channels_are_fine_but_point_counts_must_match():
+    z_s, idx_s, z_t, idx_t = _inputs(k_s=3, k_t=20, c_s=4, c_t=32)
+    assert float(LSPLoss()(z_s.float(), idx_s, z_t.float(), idx_t)) >= 0
+    with pytest.raises(ValueError, match="different points"):
+        lsp_loss_padded(z_s[:, :10], idx_s[:, :10], z_t, idx_t)
+    with pytest.raises(ValueError, match="unknown LSP kernel"):
+        Kernel("cosine")
+    with pytest.raises(ValueError, match="unknown LSP impl"):
+        LSPLoss(impl="fused")
+
+
+def test_rbf_kernel_values():
+    k = Kernel("rbf", sigma=2.0)
+    a, b = torch.tensor([0.0, 0.0]), torch.tensor([3.0, 4.0])
+    assert float(k.pairwise(a, b)) == pytest.approx(math.exp(-25 / 8))
+    assert float(Kernel("poly", degree=2, coef=1.0).pairwise(a + 1, b)) == pytest.approx((7 + 1) ** 2)
+    assert float(Kernel("l2").pairwise(a, b)) == pytest.approx(-25.0)
