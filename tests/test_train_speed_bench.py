@@ -48,9 +48,10 @@ def test_worker_in_process(bench: ModuleType) -> None:
 
 def test_default_grid(bench: ModuleType) -> None:
     rows = bench.grid(["dgcnn_teacher", "dgcnn_student"])
-    assert len(rows) == 10
+    assert len(rows) == 12
     assert rows[0] == bench.BenchConfig("dgcnn_teacher", "naive", "dense", "glibc")
-    assert len(bench.grid(["dgcnn_student"], full=True)) == 8
+    assert len(bench.grid(["dgcnn_student"], full=True)) == 12
+    assert bench.parse_row("fast,cluster-xyz,glibc") == ("fast", "cluster-xyz", "glibc")
     assert bench.parse_row("fast,cluster,jemalloc") == ("fast", "cluster", "jemalloc")
 
 
