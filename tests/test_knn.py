@@ -29,7 +29,12 @@ def test_cluster_knn_matches_dense(c):
     x = torch.randn(4, 300, c)
     a, b = knn_dense(x, 10), knn_cluster(x, 10)
     assert b.shape == a.shape and b.dtype == torch.int64
-    assert torch.equal(a.sort(-1).values, b.sort(-1).values)
+    # same neighbour sets, ties aside: float32 rounding can swap two near-equidistant k-th neighbours, so
+    # compare the exact (float64) distances of the chosen neighbours, and require nearly all sets identical
+    d = torch.cdist(x.double(), x.double())
+    torch.testing.assert_close(d.gather(2, a).sort(-1).values, d.gather(2, b).sort(-1).values, rtol=1e-5, atol=1e-5)
+    same = (a.sort(-1).values == b.sort(-1).values).all(-1).float().mean()
+    assert same > 0.99
 
 
 def test_auto_backend_gives_dense_neighbour_sets():
