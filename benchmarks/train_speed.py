@@ -281,7 +281,9 @@ def run_config(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
     if reason or env is None:
         row["status"] = reason or f"skipped: {cfg.allocator} unavailable"
         return row
-    row["loadavg_before"] = round(os.getloadavg()[0], 2)
+    from pointkd.runtime import busy_cores
+
+    row["busy_cores_before"] = round(busy_cores(0.5), 2)
     cmd = [sys.executable, str(Path(__file__).resolve()), *worker_args(cfg, opts)]
     start = time.perf_counter()
     try:
@@ -310,7 +312,7 @@ def host_info(opts: BenchOptions) -> dict[str, Any]:
     import torch
 
     from pointkd.models.knn import torch_cluster_available
-    from pointkd.runtime import MALLOC_CONF, cpu_model, find_jemalloc
+    from pointkd.runtime import MALLOC_CONF, busy_cores, cpu_model, find_jemalloc
 
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -329,7 +331,7 @@ def host_info(opts: BenchOptions) -> dict[str, Any]:
         "jemalloc": find_jemalloc(),
         "malloc_conf": MALLOC_CONF,
         "torch_cluster": torch_cluster_available(),
-        "loadavg": [round(v, 2) for v in os.getloadavg()],
+        "busy_cores": round(busy_cores(1.0), 2),
         "command": " ".join(["python", *sys.argv]),
     }
 
@@ -353,14 +355,16 @@ def markdown(host: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"{host['warmup']} warm-up; data: {host['data']}; {host['date']}.",
         "",
     ]
-    load = host["loadavg"][0]
-    if load > 0.5:
+    busy = max([host["busy_cores"], *(r.get("busy_cores_before", 0.0) for r in rows)])
+    if busy > 0.3:
         out += [
-            f"**Warning:** load average {load:.2f} when the benchmark started: other processes were using "
-            "the CPU, so these timings may not be representative (oversubscribed OpenMP threads can slow a "
-            "step by orders of magnitude). Rerun on an idle machine.",
+            f"**Warning:** other processes kept up to {busy:.2f} cores busy just before a row started, so these "
+            "timings may not be representative (oversubscribed OpenMP threads can slow a step by orders of "
+            "magnitude). Rerun on an idle machine.",
             "",
         ]
+    else:
+        out += [f"The machine was idle before every row (at most {busy:.2f} cores busy elsewhere).", ""]
     out += [
         "| model | edgeconv | knn | allocator | ms/step p50 | p10–p90 | clouds/s | speed-up |",
         "|---|---|---|---|---:|---:|---:|---:|",

@@ -78,3 +78,24 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many cores other processes kept busy over the next ``seconds`` (from /proc/stat; 0.0 if unreadable).
+
+    Unlike the load average, which lags by minutes, this tells whether the machine is idle right now."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    cores = os.cpu_count() or 1
+    return cores * (1.0 - (idle1 - idle0) / max(total1 - total0, 1))

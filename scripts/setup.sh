@@ -51,7 +51,7 @@ if [ "${POINTKD_TORCH_CLUSTER:-1}" = 1 ] && ! "$VENV/bin/python" -c "import torc
     "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEELHOUSE" torch-cluster==1.6.3 ||
       log "warning: torch-cluster did not build"
   fi
-  "${PIP[@]}" install --no-index --find-links "$WHEELHOUSE" torch-cluster==1.6.3 ||
+  "${PIP[@]}" install --no-build-isolation --find-links "$WHEELHOUSE" torch-cluster==1.6.3 ||
     log "warning: torch-cluster unavailable; pointkd falls back to its pure-torch kNN"
 fi
 log "ready: $VENV/bin/pointkd"

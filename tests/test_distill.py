@@ -95,9 +95,12 @@ def test_each_method_trains_the_student_only(method):
         assert all(p.grad is not None for p in objective.parameters())
 
 
-def test_distill_needs_a_teacher():
-    with pytest.raises(ValueError, match="teacher checkpoint"):
-        DistillSection(method="lsp").validate()
+def test_distill_settings_are_validated():
+    DistillSection(method="lsp").validate()  # the teacher is checked when the run starts (see the CLI test)
+    with pytest.raises(ValueError, match=r"distill\.method"):
+        DistillSection(method="hkd").validate()
+    with pytest.raises(ValueError, match="kd_alpha"):
+        DistillSection(method="kd", kd_alpha=2.0).validate()
 
 
 def test_distill_cli_end_to_end(tmp_path, capsys):

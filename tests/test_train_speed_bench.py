@@ -97,7 +97,7 @@ def test_failing_child_becomes_a_row(bench: ModuleType) -> None:
     assert "k=10" in row["status"]
     md = bench.markdown(
         {"cpu_model": "x", "cores": 1, "torch": "t", "threads": 1, "batch_size": 2, "points": 8, "steps": 1,
-         "warmup": 0, "data": "synthetic", "date": "d", "loadavg": [0.0]},
+         "warmup": 0, "data": "synthetic", "date": "d", "busy_cores": 0.0},
         [row],
     )  # fmt: skip
     assert "failed: ValueError" in md

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import __version__
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -68,6 +68,8 @@ def build_objective(cfg: RunConfig, model: DGCNN, classes: list[str]) -> nn.Modu
     d = cfg.distill
     if d is None or d.method == "scratch":
         return Supervised(cfg.train.label_smoothing)
+    if not d.teacher:
+        raise ConfigError(f"distill.method {d.method!r} needs a teacher checkpoint (--teacher)")
     ckpt = load_checkpoint(d.teacher)
     if list(ckpt["classes"]) != list(classes):
         raise ValueError(f"teacher {d.teacher} was trained on other classes than this data set's")
