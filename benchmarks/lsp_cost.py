@@ -84,7 +84,7 @@ def main() -> None:
                 zs = zs.clone().requires_grad_()
                 loss = impl(zs, gs, zt, gt, kernel)
                 loss.backward()
-                values.append(float(loss))
+                values.append(float(loss.detach()))
             return values
 
         ms, times = median_ms(run, args.repeats)

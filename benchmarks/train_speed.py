@@ -141,12 +141,7 @@ def run_worker(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
         batches.append((x.contiguous(), data.train_y[sel]))
 
     torch.manual_seed(opts.seed)
-    backend = cfg.knn
-    if cfg.knn == "cluster-xyz":  # the "auto" rule without its batch-size cap: torch-cluster on 3-d inputs only
-        import pointkd.models.knn as knn_module
-
-        knn_module.CLUSTER_MAX_POINTS = 1 << 62
-        backend = "auto"
+    backend = "auto" if cfg.knn == "cluster-xyz" else cfg.knn  # auto: torch-cluster on the 3-d xyz layer only
     model = create_model(cfg.model, num_classes=data.num_classes, edgeconv_impl=cfg.edgeconv, knn_backend=backend)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)

@@ -14,11 +14,10 @@ Two backends:
   differs from the negative squared distance only by a per-row constant, so ``topk`` over ``j`` picks the same
   neighbours. One batched matmul plus one ``topk``; ONNX exports it as MatMul + TopK with a constant ``k``.
 * ``"cluster"``: ``torch_cluster.knn`` (a KD-tree on the CPU), on every call.
-* ``"auto"`` (default): torch-cluster only where it was measured to help, else dense. Measured here: on one
-  1024-point xyz cloud it is 3.8x faster than dense (12.5 vs 48 ms), on 16 x 1024 they tie, on a training batch of
-  32 x 512 it is 2x slower (batched ``bmm`` + ``topk`` vectorise well), and in 64-d feature space it is 7x slower.
-  So ``"auto"`` uses it for inputs of at most ``CLUSTER_MAX_DIM`` dimensions and ``CLUSTER_MAX_POINTS`` points in
-  the whole batch, when it is installed and not while exporting.
+* ``"auto"`` (default): torch-cluster where it measured faster, dense elsewhere. ``benchmarks/knn_backends.py``
+  (results in ``benchmarks/results/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of
+  dense (1 x 1024: 4.0 vs 6.3 ms; 32 x 512: 41 vs 60 ms), in 64-d feature space 4.9-5.9x. So ``"auto"`` uses it
+  for inputs of at most ``CLUSTER_MAX_DIM`` dimensions, when it is installed and not while exporting.
 """
 
 from __future__ import annotations
@@ -29,10 +28,8 @@ import torch
 from torch import Tensor
 
 KNN_BACKENDS = ("auto", "dense", "cluster")
-# Where "auto" prefers torch-cluster (measured: wins at 3-d, loses at 64-d; wins on 1 x 1024 points, ties at
-# 16 x 1024, loses at 32 x 512).
+# Largest input dimension for which "auto" prefers torch-cluster (measured: faster at 3-d, slower at 64-d).
 CLUSTER_MAX_DIM = 8
-CLUSTER_MAX_POINTS = 4096
 
 
 @functools.cache
@@ -88,7 +85,6 @@ def knn(x: Tensor, k: int, backend: str = "auto") -> Tensor:
         raise ValueError(f"unknown knn backend {backend!r}; choose from {KNN_BACKENDS}")
     use_cluster = (
         x.shape[-1] <= CLUSTER_MAX_DIM
-        and x.shape[0] * x.shape[1] <= CLUSTER_MAX_POINTS
         and not torch.jit.is_tracing()
         and not torch.onnx.is_in_onnx_export()
         and torch_cluster_available()
