@@ -82,7 +82,7 @@ def write_report(rows: list[dict], out_dir: Path, teacher: str, extra: list[str]
     lines = [
         f"# Distillation comparison (teacher `{teacher}`, config distill_cpu {' '.join(extra)})",
         "",
-        "| run | method | kernel | seed | OA % | mAcc % | best OA % | params | s/step | points | epochs |",
+        "| run | method | kernel | seed | OA % | mAcc % | best OA % | params | s/step (incl. eval) | points | epochs |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:

@@ -99,3 +99,10 @@ def busy_cores(seconds: float = 1.0) -> float:
         return 0.0
     cores = os.cpu_count() or 1
     return cores * (1.0 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def progress_interval() -> float:
+    """Seconds between progress-bar refreshes: live on a terminal, every 30 s into a log file."""
+    import sys
+
+    return 0.1 if sys.stderr.isatty() else 30.0

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..runtime import progress_interval
 from .cloud_io import CLOUD_SUFFIXES, read_cloud
 from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere, resample_points
 
@@ -67,7 +68,9 @@ def load_folder_tree(root: Path, num_points: int = 1024, seed: int = 0, progress
     classes, files = scan_class_tree(root, CLOUD_SUFFIXES)
     clouds: dict[str, list[tuple[np.ndarray, int, str]]] = {s: [] for s in SPLITS}
     total = sum(len(v) for v in files.values())
-    with tqdm(total=total, desc=f"reading {root.name}", unit="cloud", disable=not progress) as bar:
+    with tqdm(
+        total=total, desc=f"reading {root.name}", unit="cloud", disable=not progress, mininterval=progress_interval()
+    ) as bar:
         for s in SPLITS:
             for path, label in files[s]:
                 points = read_cloud(path, num_points_for_mesh=num_points, seed=name_seed(path.stem, seed))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..runtime import progress_interval
 from .cloud_io import read_cloud
 from .folder_tree import SPLITS, scan_class_tree, stack_splits
 from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere
@@ -84,7 +85,9 @@ def load_off_tree(
             return splits
 
     clouds: dict[str, list[tuple[np.ndarray, int, str]]] = {s: [] for s in SPLITS}
-    with tqdm(total=len(all_files), desc="sampling meshes", unit="mesh", disable=not progress) as bar:
+    with tqdm(
+        total=len(all_files), desc="sampling meshes", unit="mesh", disable=not progress, mininterval=progress_interval()
+    ) as bar:
         for s in SPLITS:
             for path, label in files[s]:
                 points = read_cloud(path, num_points_for_mesh=num_points, seed=name_seed(path.stem, seed))

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..data.transforms import fixed_subset
+from ..runtime import progress_interval
 from .metrics import ClassificationReport
 
 
@@ -18,7 +19,13 @@ def predict(model: nn.Module, clouds: Tensor, num_points: int, batch_size: int =
     was_training = model.training
     model.eval()
     out = []
-    for start in tqdm(range(0, clouds.shape[0], batch_size), desc="eval", disable=not progress, leave=False):
+    for start in tqdm(
+        range(0, clouds.shape[0], batch_size),
+        desc="eval",
+        disable=not progress,
+        leave=False,
+        mininterval=progress_interval(),
+    ):
         out.append(model(fixed_subset(clouds[start : start + batch_size], num_points)))
     model.train(was_training)
     return torch.cat(out)

@@ -25,6 +25,7 @@ from .. import __version__
 from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
+from ..runtime import progress_interval
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .evaluate import evaluate
 
@@ -153,7 +154,13 @@ def train(
         loss_sum = correct = seen = 0.0
         term_sums: dict[str, float] = {}
         last_save = time.monotonic()
-        bar = tqdm(range(batch, n_steps), desc=f"epoch {epoch + 1}/{t.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            range(batch, n_steps),
+            desc=f"epoch {epoch + 1}/{t.epochs}",
+            disable=not progress,
+            leave=False,
+            mininterval=progress_interval(),
+        )
         try:
             for b in bar:
                 step = epoch * n_steps + b
