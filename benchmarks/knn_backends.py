@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -22,20 +21,11 @@ import torch
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.models.knn import knn_cluster, knn_dense, torch_cluster_available
 from pointkd.runtime import cpu_model, jemalloc_active
+from pointkd.timing import median_ms
 
 RESULTS = Path(__file__).parent / "results"
 knn_module = importlib.import_module("pointkd.models.knn")  # pointkd.models.knn, the attribute, is a function
 SHAPES = [(1, 1024, 3), (16, 1024, 3), (32, 512, 3), (1, 1024, 64), (32, 512, 64)]
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def auto_choice(x: torch.Tensor) -> str:
@@ -56,8 +46,8 @@ def main() -> None:
     rows = []
     for b, n, c in SHAPES:
         x = fixed_subset(clouds[:b], n) if c == 3 else torch.randn(b, n, c, generator=torch.Generator().manual_seed(0))
-        dense = median_ms(lambda x=x: knn_dense(x, args.k), args.repeats)
-        cluster = median_ms(lambda x=x: knn_cluster(x, args.k), args.repeats) if torch_cluster_available() else None
+        dense = median_ms(lambda x=x: knn_dense(x, args.k), args.repeats)[0]
+        cluster = median_ms(lambda x=x: knn_cluster(x, args.k), args.repeats)[0] if torch_cluster_available() else None
         same = None
         if cluster is not None:
             a, z = knn_dense(x, args.k).sort(-1).values, knn_cluster(x, args.k).sort(-1).values

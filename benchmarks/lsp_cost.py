@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,19 +31,10 @@ from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.distill import Distill, Kernel, lsp_loss_dense, lsp_loss_padded, lsp_loss_sparse
 from pointkd.models import create_model
 from pointkd.runtime import cpu_model, jemalloc_active
+from pointkd.timing import median_ms
 from pointkd.train import model_from_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), times
 
 
 def main() -> None:
