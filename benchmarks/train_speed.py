@@ -123,9 +123,9 @@ def _loaded_allocator() -> str:
 def run_worker(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
     """Time ``opts.steps`` training steps of ``cfg`` in this process; the record the child prints."""
     import torch
-    import torch.nn.functional as F
 
     from pointkd.data import TrainAugment, load_modelnet40
+    from pointkd.distill import Supervised
     from pointkd.models import create_model
 
     torch.set_num_threads(opts.threads)
@@ -145,6 +145,7 @@ def run_worker(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
     model = create_model(cfg.model, num_classes=data.num_classes, edgeconv_impl=cfg.edgeconv, knn_backend=backend)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    objective = Supervised(LABEL_SMOOTHING)
 
     times_ms: list[float] = []
     losses: list[float] = []
@@ -152,7 +153,7 @@ def run_worker(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
         torch.manual_seed(opts.seed * 100_003 + i)  # dropout masks, as the trainer seeds them per step
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y, label_smoothing=LABEL_SMOOTHING)
+        loss = objective(model, x, y).loss  # the trainer's own step objective
         loss.backward()
         optimizer.step()
         elapsed = time.perf_counter() - start

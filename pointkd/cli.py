@@ -205,7 +205,7 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         model, data.test_x, data.test_y, num_points, data.num_classes, args.batch_size, not args.no_progress
     )
     print(per_class_table(report, data.classes))
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix("").parent / "eval"
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
         "checkpoint": str(args.checkpoint),

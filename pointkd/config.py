@@ -54,6 +54,9 @@ class TrainSection:
     threads: int | None = None  # torch intra-op threads; None = all cores
 
 
+DISTILL_METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd")
+
+
 @dataclass
 class DistillSection:
     """Distillation from a frozen teacher (see :mod:`pointkd.distill.objective` for the methods)."""
@@ -76,9 +79,8 @@ class DistillSection:
 
     def validate(self) -> None:
         """Checks that need no files; the teacher checkpoint is checked when the run starts."""
-        methods = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd")
-        if self.method not in methods:
-            raise ConfigError(f"distill.method must be one of {methods}, got {self.method!r}")
+        if self.method not in DISTILL_METHODS:
+            raise ConfigError(f"distill.method must be one of {DISTILL_METHODS}, got {self.method!r}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ConfigError(f"distill.kd_alpha must be in [0, 1], got {self.kd_alpha}")
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.edgeconv import flat_index
 from .kernels import Kernel
 
 DIRECTIONS = ("student||teacher", "teacher||student")
@@ -57,6 +58,11 @@ def _kernel_on_candidates(z: Tensor, cand: Tensor, kernel: Kernel) -> Tensor:
     return kernel.from_dots(dot, sq.unsqueeze(-1), sq_j)
 
 
+def _orient(log_s: Tensor, log_t: Tensor, direction: str) -> tuple[Tensor, Tensor]:
+    """``(log P, log Q)`` of ``D_KL(P ‖ Q)`` for the chosen direction."""
+    return (log_s, log_t) if direction == "student||teacher" else (log_t, log_s)
+
+
 def _kl_rows(logit_s: Tensor, logit_t: Tensor, valid: Tensor, direction: str) -> Tensor:
     """Per-row ``D_KL`` between the softmaxes of two logit tensors over the entries where ``valid``.
 
@@ -66,7 +72,7 @@ def _kl_rows(logit_s: Tensor, logit_t: Tensor, valid: Tensor, direction: str) ->
     zero = torch.zeros((), dtype=logit_s.dtype, device=logit_s.device)
     log_s = torch.where(valid, F.log_softmax(torch.where(valid, logit_s, neg_inf), dim=-1), zero)
     log_t = torch.where(valid, F.log_softmax(torch.where(valid, logit_t, neg_inf), dim=-1), zero)
-    log_p, log_q = (log_s, log_t) if direction == "student||teacher" else (log_t, log_s)
+    log_p, log_q = _orient(log_s, log_t, direction)
     p = torch.where(valid, log_p.exp(), zero)
     return (p * (log_p - log_q)).sum(-1)
 
@@ -111,12 +117,10 @@ def lsp_loss_sparse(
     kernel = kernel or Kernel()
     _check(z_s, idx_s, z_t, idx_t, direction)
     b, n, _ = z_s.shape
-    offset = (torch.arange(b, device=z_s.device) * n).view(b, 1, 1)
-    centres = []
-    nbrs = []
+    centres, nbrs = [], []
     for idx in (idx_t, idx_s):
-        centres.append((torch.arange(n, device=idx.device).view(1, n, 1) + offset).expand_as(idx).reshape(-1))
-        nbrs.append((idx + offset).reshape(-1))
+        centres.append(flat_index(torch.arange(n, device=idx.device).view(1, n, 1).expand_as(idx), n))
+        nbrs.append(flat_index(idx, n))
     edge_index = coalesce(torch.stack([torch.cat(centres), torch.cat(nbrs)]), num_nodes=b * n)
     row, col = edge_index
 
@@ -134,8 +138,8 @@ def lsp_loss_sparse(
     log_s = log_softmax(edge_logits(z_s))
     with torch.no_grad():
         log_t = log_softmax(edge_logits(z_t.detach()))
-    p, log_p, log_q = (log_s.exp(), log_s, log_t) if direction == "student||teacher" else (log_t.exp(), log_t, log_s)
-    return scatter(p * (log_p - log_q), row, dim=0, dim_size=b * n, reduce="sum").mean()
+    log_p, log_q = _orient(log_s, log_t, direction)
+    return scatter(log_p.exp() * (log_p - log_q), row, dim=0, dim_size=b * n, reduce="sum").mean()
 
 
 def lsp_loss_dense(

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import DistillSection
+from ..config import DISTILL_METHODS, DistillSection
 from ..models import DGCNN
 from .at import ATLoss
 from .fitnet import FitNetLoss
@@ -34,7 +34,7 @@ from .kernels import Kernel
 from .layer_map import default_layer_map, validate_layer_map
 from .lsp import LSPLoss
 
-METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd")
+METHODS = DISTILL_METHODS
 
 
 @dataclass

@@ -42,10 +42,11 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
     """``x`` ``[B, N, C]``, ``idx`` ``[B, M, k]`` (indices into N) -> ``[B, M, k, C]``."""
     b, n, c = x.shape
     _, m, k = idx.shape
-    return x.reshape(b * n, c).index_select(0, _flat_index(idx, n)).view(b, m, k, c)
+    return x.reshape(b * n, c).index_select(0, flat_index(idx, n)).view(b, m, k, c)
 
 
-def _flat_index(idx: Tensor, n: int) -> Tensor:
+def flat_index(idx: Tensor, n: int) -> Tensor:
+    """Per-cloud point indices ``[B, ...]`` (each in ``0..n-1``) -> flat indices into ``B·n`` points, ``[B·...]``."""
     b = idx.shape[0]
     return (idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)).view(-1)
 
@@ -71,7 +72,7 @@ def adjacency_csr(idx: Tensor, n: int, dtype: torch.dtype = torch.float32) -> tu
     ``At`` and the in-degrees ``[B·N]``."""
     b, _, k = idx.shape
     rows = b * n
-    cols = _flat_index(idx, n)
+    cols = flat_index(idx, n)
     ones = torch.ones(cols.numel(), dtype=dtype, device=idx.device)
     crow = torch.arange(0, rows * k + 1, k, device=idx.device)
     a = torch.sparse_csr_tensor(crow, cols, ones, (rows, rows), check_invariants=False)
