@@ -28,22 +28,35 @@ from pointkd.train import CheckpointError, load_checkpoint, model_from_checkpoin
 RESULTS = Path(__file__).parent / "results"
 
 
+# (method, kernel, all seeds?, student or None for the config's); listed in the order they run, most important
+# first, so a comparison cut short still has the rows that matter.
+PLAN = (
+    ("scratch", None, True, None),
+    ("kd", None, True, None),
+    ("lsp", "rbf", True, None),
+    ("lsp", "rbf", True, "dgcnn_student_fast"),
+    ("lsp+kd", "rbf", False, None),
+    ("at", None, False, None),
+    ("fitnet", None, False, None),
+    ("scratch", None, False, "dgcnn_student_fast"),
+    ("lsp", "poly", False, None),
+    ("lsp", "linear", False, None),
+    ("lsp", "l2", False, None),
+)
+
+STUDENT_TAGS = {"dgcnn_student_fast": "fast"}
+
+
 def plan(seeds: list[int]) -> list[dict]:
+    """Every run: the first seed of each method in PLAN order, then the other seeds of the multi-seed methods."""
     runs = []
-    for method, kernel, all_seeds in (
-        ("scratch", None, True),
-        ("kd", None, True),
-        ("at", None, False),
-        ("fitnet", None, False),
-        ("lsp", "rbf", True),
-        ("lsp+kd", "rbf", False),
-        ("lsp", "poly", False),
-        ("lsp", "linear", False),
-        ("lsp", "l2", False),
-    ):
-        for seed in seeds if all_seeds else seeds[:1]:
-            name = f"{method}{'-' + kernel if kernel else ''}-s{seed}"
-            runs.append({"name": name, "method": method, "kernel": kernel, "seed": seed})
+    for seed in seeds:
+        for method, kernel, every_seed, student in PLAN:
+            if seed != seeds[0] and not every_seed:
+                continue
+            tag = f"{STUDENT_TAGS[student]}-" if student else ""
+            name = f"{tag}{method}{'-' + kernel if kernel else ''}-s{seed}"
+            runs.append({"name": name, "method": method, "kernel": kernel, "seed": seed, "student": student})
     return runs
 
 
@@ -66,6 +79,7 @@ def summarise(run: dict, ckpt: dict) -> dict:
         "oa": final["test_oa"],
         "macc": final["test_macc"],
         "best_oa": max(h.get("test_oa", 0.0) for h in history),
+        "student_model": cfg["model"]["name"],
         "params": model_from_checkpoint(ckpt).num_parameters,
         "s_per_step": final["elapsed_s"] / steps if steps else None,
         "points": cfg["data"]["num_points"],
@@ -82,18 +96,20 @@ def write_report(rows: list[dict], out_dir: Path, teacher: str, extra: list[str]
     lines = [
         f"# Distillation comparison (teacher `{teacher}`, config distill_cpu {' '.join(extra)})",
         "",
-        "| run | method | kernel | seed | OA % | mAcc % | best OA % | params | s/step (incl. eval) | points | epochs |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| run | student | method | kernel | seed | OA % | mAcc % | best OA % | params | s/step (incl. eval) "
+        "| points | epochs |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['method']} | {r['kernel'] or '–'} | {r['seed']} | {r['oa'] * 100:.2f} | "
+            f"| {r['name']} | {r['student_model']} | {r['method']} | {r['kernel'] or '–'} | {r['seed']} | "
+            f"{r['oa'] * 100:.2f} | "
             f"{r['macc'] * 100:.2f} | {r['best_oa'] * 100:.2f} | {r['params']:,} | {r['s_per_step'] or 0:.2f} | "
             f"{r['points']} | {r['epochs']} |"
         )
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(f"{r['method']}{'-' + r['kernel'] if r['kernel'] else ''}", []).append(r)
+        groups.setdefault(r["name"].rsplit("-s", 1)[0], []).append(r)
     lines += ["", "| method | seeds | mean OA % | mean mAcc % |", "| --- | ---: | ---: | ---: |"]
     for key, rs in groups.items():
         mean_oa = statistics.mean(r["oa"] for r in rs) * 100
@@ -123,6 +139,8 @@ def main() -> None:
                 cmd += ["--teacher", args.teacher]
             if run["kernel"]:
                 cmd += ["--kernel", run["kernel"]]
+            if run["student"]:
+                cmd += ["--student", run["student"]]
             if args.data:
                 cmd += ["--data", args.data]
             if (run_dir / "last.pt").exists():
@@ -130,7 +148,8 @@ def main() -> None:
             for item in args.overrides:
                 cmd += ["--set", item]
             print(f"[{time.strftime('%H:%M')}] {run['name']}: {' '.join(cmd[2:])}", flush=True)
-            subprocess.run(cmd, check=True)
+            if subprocess.run(cmd).returncode != 0:
+                print(f"[{time.strftime('%H:%M')}] {run['name']} FAILED; going on with the next run", flush=True)
         ckpt = finished(run_dir)
         if ckpt is not None:
             rows.append(summarise(run, ckpt))

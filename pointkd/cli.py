@@ -10,9 +10,8 @@ from pathlib import Path
 
 from . import __version__
 
-LONG_RUNNING = {"train", "eval", "distill", "bench"}
+LONG_RUNNING = {"train", "eval", "distill", "bench", "compile"}
 NOT_BUILT = {
-    "compile": "ONNX / int8 / TensorRT compilation (issue #4)",
     "serve": "the HTTP inference server (issue #5)",
     "bench": "latency / accuracy reports (issue #6)",
 }
@@ -108,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered model configs with their parameter counts")
 
+    comp = sub.add_parser(
+        "compile",
+        help="export a checkpoint to an ONNX / int8 / TensorRT artifact, checking accuracy after every step",
+        description="Write an artifact folder (model file + manifest.json) for serving and benchmarks. The ONNX "
+        "export must match the torch model on the whole test split (max |Δlogit| <= --atol, identical top-1); "
+        "onnx-int8 is calibrated on a stratified training-split set and refused if it loses more than --max-drop "
+        "OA points; trt-* formats need TensorRT and an NVIDIA GPU.",
+    )
+    comp.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
+    comp.add_argument("--format", dest="fmt", default="onnx", help="onnx (default) | onnx-int8 | trt-fp16 | trt-int8")
+    comp.add_argument(
+        "--num-points", type=int, default=None, help="points per cloud the artifact takes (default: the checkpoint's)"
+    )
+    comp.add_argument("--out", default=None, help="artifact folder (default runs/artifacts/<model>-<format>)")
+    _data_arg(comp)
+    comp.add_argument("--calib-size", type=int, default=256, help="int8: calibration clouds from the train split")
+    comp.add_argument("--calib-seed", type=int, default=0)
+    comp.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
+    comp.add_argument("--atol", type=float, default=1e-4, help="fp32 parity: largest |Δlogit| (default 1e-4)")
+
     for name, what in NOT_BUILT.items():
         p = sub.add_parser(name, help=f"{what} — not built yet", description=f"{what}: not built yet.")
         p.add_argument("args", nargs=argparse.REMAINDER)
@@ -131,11 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         reexec_with_jemalloc()
     from .config import ConfigError
     from .data import DataError
+    from .export.onnx_export import ExportError
     from .train.checkpoint import CheckpointError
 
     try:
         return COMMANDS[args.command](args, parser)
-    except (DataError, ConfigError, CheckpointError, FileExistsError, KeyError, TypeError, ValueError) as e:
+    except (
+        DataError,
+        ConfigError,
+        CheckpointError,
+        ExportError,
+        FileExistsError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as e:
         if os.environ.get("POINTKD_DEBUG"):
             raise
         print(f"pointkd {args.command}: error: {e}", file=sys.stderr)
@@ -241,6 +270,25 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .export import FORMATS, CompileOptions, compile_checkpoint
+    from .train import load_checkpoint
+
+    if args.fmt not in FORMATS:
+        raise ValueError(f"unknown --format {args.fmt!r}; choose from {', '.join(FORMATS)}")
+    out = args.out
+    if out is None:
+        name = load_checkpoint(args.checkpoint).get("model_name") or Path(args.checkpoint).stem
+        out = Path("runs") / "artifacts" / f"{name}-{args.fmt}"
+    opts = CompileOptions(
+        args.fmt, args.num_points, args.data, args.calib_size, args.calib_seed, args.max_drop, args.atol
+    )
+    manifest = compile_checkpoint(args.checkpoint, out, opts)
+    size = (Path(out) / manifest["model_file"]).stat().st_size
+    print(f"wrote {out}/{manifest['model_file']} ({size / 1024:.0f} KiB) and {out}/manifest.json")
+    return 0
+
+
 COMMANDS = {
     "data": cmd_data,
     "train": cmd_train,
@@ -248,6 +296,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "slim": cmd_slim,
     "models": cmd_models,
+    "compile": cmd_compile,
 }
 
 if __name__ == "__main__":

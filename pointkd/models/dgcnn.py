@@ -123,15 +123,22 @@ class DGCNN(nn.Module):
     def forward(self, points: Tensor) -> Tensor:
         return self.forward_features(points).logits
 
-    def forward_features(self, points: Tensor) -> DGCNNOutput:
+    def forward_features(self, points: Tensor, graphs: list[Tensor] | None = None) -> DGCNNOutput:
+        """All outputs; ``graphs`` (one ``[B, N, k]`` per layer) replaces the kNN graphs the layers would build
+        (used to compare with an exported model on the very graphs it picked)."""
         if points.dim() != 3 or points.shape[-1] != self.config.in_channels:
             raise ValueError(f"expected points [B, N, {self.config.in_channels}], got {tuple(points.shape)}")
         cfg = self.config
+        if graphs is not None and len(graphs) != len(self.convs):
+            raise ValueError(f"graphs: expected one per EdgeConv ({len(self.convs)}), got {len(graphs)}")
+        graphs_in = graphs
         x = points
         idx = None
         features, graphs = [], []
         for layer, conv in enumerate(self.convs):
-            if idx is None or cfg.builds_graph(layer):
+            if graphs_in is not None:
+                idx = graphs_in[layer]
+            elif idx is None or cfg.builds_graph(layer):
                 idx = knn(x, cfg.k, cfg.knn_backend)
             x = conv(x, idx)
             features.append(x)

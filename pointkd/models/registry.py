@@ -3,7 +3,9 @@
 Teacher: the LSP paper's Table 3 DGCNN (EdgeConv 64,64,128,256; embedding 1024; MLP 512,256; k=20; 1.81 M
 parameters). Student: EdgeConv 32,32,64,128, each layer max-pooled, one FC 256, k=10 (~0.1 M parameters).
 The ladder below follows the paper's Table 6 variants (more channels / more layers / more MLPs) for
-latency-budget selection.
+latency-budget selection. ``dgcnn_student_fast`` is the latency-aware student: the kNN on 3-d coordinates is
+built once and reused by every layer, which removes the three 1024x1024 distance matrices and top-k selections that
+dominate the paper student's CPU latency (see benchmarks/results/latency.md).
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ register_model(
 register_model(
     "dgcnn_student_deep",
     DGCNNConfig(**{**_STUDENT, "widths": (32, 32, 64, 64, 128)}, description="student with a 5th EdgeConv"),
+)
+register_model(
+    "dgcnn_student_fast",
+    DGCNNConfig(
+        **{**_STUDENT, "knn_layers": (0,)},
+        description="latency-aware student: the paper student on one static xyz kNN graph (the CPU deploy pick)",
+    ),
 )
 register_model(
     "dgcnn_student_mlp",

@@ -1,0 +1,214 @@
+"""``pointkd compile``: checkpoint -> artifact folder (model file + manifest.json), checking accuracy at every step.
+
+1. Export the rewritten inference graph to ONNX (fp32) and run it with ONNX Runtime on the whole test split:
+   max |Δlogit| against the torch model must be <= ``atol`` (1e-4) and the top-1 class identical on every cloud.
+2. ``onnx-int8``: calibrate on a stratified training-split set, quantize (QDQ, per-channel, kNN in float), run the
+   whole test split again, and refuse when OA drops by more than ``max_drop`` points, printing the per-node SQNR.
+3. ``trt-fp16`` / ``trt-int8``: build a TensorRT engine from the same ONNX (int8 from the symmetric Q/DQ graph) and
+   run the test split on it.
+The artifact is assembled in a temporary folder beside ``out`` and renamed into place only when every check
+passed, so a failed or interrupted compile never leaves a half-written artifact.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import fixed_subset, load_modelnet40
+from ..data.modelnet40 import sha256_file
+from ..train import ClassificationReport, load_checkpoint, model_from_checkpoint
+from .manifest import MANIFEST, input_contract, write_manifest
+from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, ExportError, export_onnx, reference_model
+from .ort_session import make_session, run_logits
+from .parity import check_parity
+from .quantize import quantize_int8, sensitivity
+from .tensorrt_backend import TRT_FORMATS, EngineSpec, build_engine, tensorrt_status
+
+FORMATS = ("onnx", "onnx-int8", *TRT_FORMATS)
+
+
+@dataclass
+class CompileOptions:
+    fmt: str = "onnx"
+    num_points: int | None = None  # None: the checkpoint's training input size
+    data: str | None = None
+    calib_size: int = 256
+    calib_seed: int = 0
+    max_drop: float = 1.0  # OA points an int8 model may lose against fp32
+    atol: float = 1e-4
+    batch_size: int = 32
+    log: Any = print
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    report = ClassificationReport.from_predictions(
+        torch.from_numpy(logits.argmax(1)), torch.from_numpy(labels), num_classes
+    )
+    return {"oa": report.oa, "macc": report.macc}
+
+
+@torch.inference_mode()
+def torch_logits(model: torch.nn.Module, clouds: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    return torch.cat(
+        [model(torch.from_numpy(clouds[i : i + batch_size])) for i in range(0, len(clouds), batch_size)]
+    ).numpy()
+
+
+def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
+    """Compile ``checkpoint`` into the artifact folder ``out``; returns the manifest written there."""
+    if opts.fmt not in FORMATS:
+        raise ValueError(f"unknown format {opts.fmt!r}; choose from {', '.join(FORMATS)}")
+    if opts.fmt in TRT_FORMATS and (reason := tensorrt_status()) is not None:
+        raise ExportError(f"cannot build {opts.fmt} here: {reason}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise ExportError(f"{out} exists and is not a pointkd artifact; choose another --out")
+    log = opts.log
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt).float()
+    num_points = opts.num_points or int(ckpt.get("num_points") or 1024)
+    data = load_modelnet40(opts.data, num_points=num_points)
+    if data.classes and ckpt.get("classes") and list(ckpt["classes"]) != list(data.classes):
+        raise ExportError("the checkpoint's class names differ from the data's; evaluate on the data it was trained on")
+    clouds = fixed_subset(data.test_x, num_points).numpy().astype(np.float32)
+    labels = data.test_y.numpy()
+    num_classes = data.num_classes
+
+    t0 = time.perf_counter()
+    reference = reference_model(model)
+    ref = torch_logits(reference, clouds, opts.batch_size)
+    ref_acc = accuracy(ref, labels, num_classes)
+    log(
+        f"torch reference: OA {ref_acc['oa'] * 100:.2f} %  mAcc {ref_acc['macc'] * 100:.2f} %  "
+        f"({len(clouds)} test clouds, {num_points} points, {time.perf_counter() - t0:.0f} s)"
+    )
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        fp32 = export_onnx(model, work / "model.onnx", num_points)
+        got = run_logits(make_session(fp32), clouds, opts.batch_size)
+        report = check_parity(reference, fp32, clouds, ref, got, opts.atol)
+        log(
+            f"onnx fp32: max |Δlogit| {report.max_abs_logit_diff:.2e}, top-1 agreement "
+            f"{report.top1_agreement * 100:.2f} %; {report.off_clouds} clouds off only through kNN ties "
+            f"(on the same graphs: max |Δlogit| "
+            f"{report.max_diff_same_graphs:.2e}; largest tie gap {report.max_tie_gap:.1e})"
+        )
+        if not report.ok:
+            raise ExportError(f"ONNX parity failed: {report.reason}")
+        parity = report.to_dict()
+        model_file, final = fp32.name, got
+        calibration = None
+        if opts.fmt in ("onnx-int8", "trt-int8"):
+            from calibration import build_calibration_set
+
+            calib = build_calibration_set(data, opts.calib_size, num_points, opts.calib_seed)
+            calib.save(work / "calibration.json")
+            flavour = "ort" if opts.fmt == "onnx-int8" else "tensorrt"
+            int8 = quantize_int8(fp32, work / "model.int8.onnx", calib.clouds, flavour)
+            calibration = {
+                "file": "calibration.json",
+                "size": len(calib.ids),
+                "seed": opts.calib_seed,
+                "split": "train",
+                "flavour": flavour,
+            }
+            q = run_logits(make_session(int8), clouds, opts.batch_size)
+            drop = (ref_acc["oa"] - accuracy(q, labels, num_classes)["oa"]) * 100
+            log(f"onnx int8 ({flavour}): OA drop {drop:+.2f} pt against fp32")
+            if drop > opts.max_drop:
+                rows = sensitivity(fp32, int8, calib.clouds[:16])
+                table = "\n".join(f"  {r.tensor:<40} SQNR {r.sqnr_db:6.1f} dB" for r in rows)
+                raise ExportError(
+                    f"int8 loses {drop:.2f} OA points (> --max-drop {opts.max_drop}); least accurate activations:\n"
+                    f"{table}"
+                )
+            model_file, final = int8.name, q
+        if opts.fmt in TRT_FORMATS:
+            spec = EngineSpec("fp16" if opts.fmt == "trt-fp16" else "int8", num_points, max_batch=opts.batch_size)
+            source = work / model_file
+            engine = build_engine(source, work / f"model.{spec.precision}.engine", spec)
+            final = _run_engine(engine, clouds, opts.batch_size)
+            model_file = engine.name
+        acc = accuracy(final, labels, num_classes)
+        log(f"{opts.fmt}: OA {acc['oa'] * 100:.2f} %  mAcc {acc['macc'] * 100:.2f} %")
+        manifest = {
+            "artifact_format": opts.fmt,
+            "model_file": model_file,
+            "model": {
+                "name": ckpt.get("model_name"),
+                "config": model.config.to_dict(),
+                "parameters": model.num_parameters,
+            },
+            "classes": list(data.classes),
+            "input": input_contract(num_points, INPUT_NAME),
+            "output": {"name": OUTPUT_NAME, "shape": ["batch", num_classes], "dtype": "float32", "kind": "logits"},
+            "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(Path(checkpoint))},
+            "accuracy": {
+                "split": "test",
+                "clouds": len(clouds),
+                "data": data.source,
+                **acc,
+                "reference": ref_acc,
+                "oa_drop_pt": (ref_acc["oa"] - acc["oa"]) * 100,
+            },
+            "parity": parity,
+            "calibration": calibration,
+            "versions": _versions(),
+            "opset": OPSET,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_manifest(work, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    from .. import __version__
+
+    return {
+        "pointkd": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _run_engine(engine_path: Path, clouds: np.ndarray, batch_size: int) -> np.ndarray:  # pragma: no cover - GPU only
+    """Logits of ``clouds`` from a serialized TensorRT engine (TensorRT 10 tensor API, CUDA torch tensors)."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+    context = engine.create_execution_context()
+    stream = torch.cuda.current_stream()
+    out = []
+    for i in range(0, len(clouds), batch_size):
+        x = torch.from_numpy(clouds[i : i + batch_size]).cuda()
+        context.set_input_shape(INPUT_NAME, tuple(x.shape))
+        y = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
+        context.set_tensor_address(INPUT_NAME, x.data_ptr())
+        context.set_tensor_address(OUTPUT_NAME, y.data_ptr())
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        out.append(y.cpu().numpy())
+    return np.concatenate(out)

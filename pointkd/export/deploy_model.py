@@ -1,0 +1,135 @@
+"""The inference form of a trained :class:`~pointkd.models.DGCNN`: exact rewrites for export, eval mode only.
+
+``points [B, N, 3] -> logits [B, num_classes]``, equal to ``DGCNN.eval()`` to float rounding
+(``tests/test_export.py``), but written for ONNX Runtime / TensorRT:
+
+* **BatchNorm folded.** EdgeConv's BN ``s·e + t`` is folded into its weights: with ``W = [W_1 | W_2]`` the edge
+  feature is ``s·(W_1 x_j + (W_2 - W_1) x_i) + t = A x_j + (B x_i + t)`` with ``A = s·W_1``, ``B = s·(W_2 - W_1)``.
+  The head's Linear + BN1d pairs fold the same way.
+* **Per-point EdgeConv, max first.** ``A x`` and ``B x`` are one MatMul per layer (``[A; B]`` stacked); then
+  ``y_i = LeakyReLU(max_{j ∈ N(i)} (A x_j) + B x_i + t)``: LeakyReLU and the per-node add are monotone per channel,
+  so taking the max over the ``k`` gathered rows first is exact. A negative BN scale is inside ``A``, so the max
+  is still the right one (no sign bookkeeping as in training).
+* **kNN as one MatMul and an unsorted TopK.** ``score_ij = [x_i, 1] · [x_j, -½‖x_j‖²] = x_i·x_j - ½‖x_j‖²``
+  ranks the neighbours of ``i`` like ``-½‖x_i - x_j‖²`` (the dropped ``-½‖x_i‖²`` is constant per row), with no
+  separate subtraction. ``topk(sorted=False)``: the order of the ``k`` neighbours does not matter to a max. ``k`` is
+  a Python int, so the exported TopK's K is a constant initializer (TensorRT requires it).
+* **Pooling per layer** before the concat (students, ``emb_dim = 0``): equal to pooling the concatenation.
+
+Written by hand rather than with ``torch.ao`` / ``torch.fx`` fusion passes: those fold Conv+BN pairs, not an
+EdgeConv whose BN sits after a gather, and none of them knows the max-first or kNN rewrites.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models import DGCNN
+
+
+def _bn_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """Eval-mode BN as ``(scale, shift)`` per channel."""
+    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+    if bn.affine:
+        scale = bn.weight.double() * scale
+        shift = bn.bias.double() - bn.running_mean.double() * scale
+    else:
+        shift = -bn.running_mean.double() * scale
+    return scale, shift
+
+
+def fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
+    """``BN(linear(x))`` as one ``nn.Linear`` (folded in float64, stored in float32)."""
+    scale, shift = _bn_affine(bn)
+    weight = linear.weight.double() * scale[:, None]
+    bias = shift if linear.bias is None else shift + scale * linear.bias.double()
+    out = nn.Linear(linear.in_features, linear.out_features)
+    out.weight.data.copy_(weight.float())
+    out.bias.data.copy_(bias.float())
+    return out
+
+
+def knn_topk(x: Tensor, k: int) -> Tensor:
+    """Indices ``[B, N, k]`` of the ``k`` nearest points (unsorted) of each point of ``x`` ``[B, N, C]``."""
+    sq = (x * x).sum(-1, keepdim=True)  # [B, N, 1]
+    query = torch.cat([x, torch.ones_like(sq)], dim=-1)  # [B, N, C+1]
+    key = torch.cat([x, -0.5 * sq], dim=-1)  # [B, N, C+1]
+    score = torch.matmul(query, key.transpose(1, 2))  # [B, N, N]
+    return score.topk(k, dim=-1, sorted=False).indices
+
+
+class DeployEdgeConv(nn.Module):
+    """Folded EdgeConv: ``forward(x [B, N, C], idx [B, N, k]) -> [B, N, C_out]``."""
+
+    def __init__(self, conv, negative_slope: float):
+        super().__init__()
+        w1, w2 = (w.double() for w in conv.split_weight())
+        scale, shift = _bn_affine(conv.bn)
+        self.out_channels = conv.out_channels
+        self.negative_slope = negative_slope
+        # Rows 0..C_out-1: the neighbour term A; rows C_out..: the centre term B (one MatMul for both).
+        stacked = torch.cat([scale[:, None] * w1, scale[:, None] * w2], dim=0)
+        self.proj = nn.Linear(conv.in_channels, 2 * conv.out_channels, bias=False)
+        self.proj.weight.data.copy_(stacked.float())
+        self.shift = nn.Parameter(shift.float(), requires_grad=False)
+
+    def forward(self, x: Tensor, idx: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        k = idx.shape[-1]
+        c = self.out_channels
+        both = self.proj(x)  # [B, N, 2C_out]
+        neigh, centre = both[..., :c], both[..., c:]
+        flat = (idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)).reshape(-1)
+        gathered = neigh.reshape(b * n, c).index_select(0, flat).view(b, n, k, c)
+        return F.leaky_relu(gathered.amax(dim=2) + centre + self.shift, self.negative_slope)
+
+
+class DeployDGCNN(nn.Module):
+    """Export form of a trained DGCNN (see the module docstring). Build with ``DeployDGCNN(model)``."""
+
+    def __init__(self, model: DGCNN):
+        super().__init__()
+        cfg = model.config
+        self.config = cfg
+        self.convs = nn.ModuleList(DeployEdgeConv(c, cfg.negative_slope) for c in model.convs)
+        self.embed = None
+        if model.embed is not None:
+            linear, bn, act = model.embed
+            self.embed = nn.Sequential(fold_linear_bn(linear, bn), act)
+        layers: list[nn.Module] = []
+        modules = list(model.head)
+        i = 0
+        while i < len(modules):
+            m = modules[i]
+            if isinstance(m, nn.Linear) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm1d):
+                layers.append(fold_linear_bn(m, modules[i + 1]))
+                i += 2
+                continue
+            if not isinstance(m, nn.Dropout):
+                layers.append(m)
+            i += 1
+        self.head = nn.Sequential(*layers)
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, points: Tensor) -> Tensor:
+        cfg = self.config
+        x = points
+        idx = None
+        features = []
+        for layer, conv in enumerate(self.convs):
+            if idx is None or cfg.builds_graph(layer):
+                idx = knn_topk(x, cfg.k)
+            x = conv(x, idx)
+            features.append(x)
+        if self.embed is not None:
+            emb = self.embed(torch.cat(features, dim=-1))  # [B, N, E]
+            pooled = [emb.amax(1)] + ([emb.mean(1)] if cfg.pooling == "max+avg" else [])
+        else:
+            pooled = [f.amax(1) for f in features]
+            if cfg.pooling == "max+avg":
+                pooled += [f.mean(1) for f in features]
+        return self.head(torch.cat(pooled, dim=-1))

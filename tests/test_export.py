@@ -1,0 +1,246 @@
+"""The inference rewrite, ONNX export, tie-aware parity, int8 quantization, manifests and `pointkd compile`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from pointkd.cli import main
+from pointkd.export import (
+    CompileOptions,
+    DeployDGCNN,
+    ExportError,
+    ManifestError,
+    compile_checkpoint,
+    export_onnx,
+    knn_score_nodes,
+    knn_topk,
+    make_session,
+    quantize_int8,
+    read_manifest,
+    reference_model,
+    run_logits,
+    tensorrt_status,
+)
+from pointkd.export.parity import check_parity
+from pointkd.export.quantize import input_projection_nodes
+from pointkd.models import create_model
+from pointkd.models.knn import knn_dense
+
+TINY = {"widths": (8, 16, 16), "k": 6, "mlp": (16,), "num_classes": 8}
+
+
+def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Eval-mode BN with non-trivial statistics, a third of the scales negative."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(c, generator=g).abs() * torch.where(torch.arange(c) % 3 == 0, -1.0, 1.0))
+            m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
+    return model.eval()
+
+
+def _clouds(b: int, n: int = 64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(b, n, 3, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("dgcnn_student", TINY),
+        ("dgcnn_student_fast", TINY),
+        ("dgcnn_teacher", {"widths": (8, 8, 16), "k": 5, "emb_dim": 32, "mlp": (16, 16), "num_classes": 5}),
+    ],
+)
+def test_deploy_model_equals_the_torch_model(name, overrides):
+    model = _randomise_bn(create_model(name, **overrides))
+    ref = reference_model(model)
+    x = _clouds(4)
+    with torch.no_grad():
+        want, got = ref(x), DeployDGCNN(ref)(x)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_knn_topk_picks_the_same_neighbours_as_the_training_knn():
+    x = _clouds(3, 100, seed=5)
+    got = knn_topk(x, 10).sort(-1).values
+    assert torch.equal(got, knn_dense(x, 10).sort(-1).values)
+
+
+def test_forward_features_on_given_graphs():
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    x = _clouds(2)
+    with torch.no_grad():
+        own = model.forward_features(x)
+        again = model.forward_features(x, graphs=own.graphs)
+        shuffled = model.forward_features(x, graphs=[g.flip(1) for g in own.graphs])
+    assert torch.equal(own.logits, again.logits)
+    assert not torch.allclose(own.logits, shuffled.logits)
+    with pytest.raises(ValueError, match="one per EdgeConv"):
+        model.forward_features(x, graphs=own.graphs[:1])
+
+
+@pytest.mark.parametrize("naive", [False, True])
+def test_onnx_export_matches_torch_at_any_batch(tmp_path, naive):
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    path = export_onnx(model, tmp_path / "m.onnx", num_points=64, naive=naive)
+    session = make_session(path, threads=1)
+    ref = reference_model(model)
+    for b in (1, 5):
+        x = _clouds(b, seed=b)
+        with torch.no_grad():
+            want = ref(x).numpy()
+        np.testing.assert_allclose(run_logits(session, x.numpy()), want, atol=1e-4)
+    graph = onnx.load(str(path)).graph
+    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    topks = [n for n in graph.node if n.op_type == "TopK"]
+    assert len(topks) == len(TINY["widths"])
+    assert all(n.input[1] in consts for n in topks)  # TensorRT needs K as a constant
+    if not naive:
+        assert not any(n.op_type == "BatchNormalization" for n in graph.node)
+
+
+def test_static_graph_student_exports_one_topk(tmp_path):
+    model = _randomise_bn(create_model("dgcnn_student_fast", **TINY))
+    graph = onnx.load(str(export_onnx(model, tmp_path / "f.onnx", num_points=64))).graph
+    assert sum(n.op_type == "TopK" for n in graph.node) == 1
+
+
+def test_parity_passes_exact_and_catches_a_wrong_export(tmp_path):
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    path = export_onnx(model, tmp_path / "m.onnx", num_points=64)
+    x = _clouds(6).numpy()
+    ref = reference_model(model)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+    got = run_logits(make_session(path), x)
+    ok = check_parity(ref, path, x, want, got)
+    assert ok.ok and ok.off_clouds == 0 and ok.max_abs_logit_diff <= 1e-4
+    with torch.no_grad():
+        model.head[-1].bias[0] += 0.5  # an export that computes something else
+    wrong = export_onnx(model, tmp_path / "wrong.onnx", num_points=64)
+    bad = check_parity(ref, wrong, x, want, run_logits(make_session(wrong), x))
+    assert not bad.ok and bad.off_clouds == 6 and "exported computation is wrong" in bad.reason
+
+
+def test_int8_keeps_knn_and_xyz_projection_float(tmp_path):
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    fp32 = export_onnx(model, tmp_path / "m.onnx", num_points=64)
+    calib = _clouds(32, seed=9).numpy()
+    int8 = quantize_int8(fp32, tmp_path / "q.onnx", calib)
+    graph = onnx.load(str(int8)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    knn = knn_score_nodes(onnx.load(str(int8)))
+    assert len(knn) == len(TINY["widths"])
+    for n in graph.node:
+        if n.name in knn or n.name in input_projection_nodes(onnx.load(str(int8))):
+            assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in n.input), n.name
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) > 0
+    x = _clouds(8, seed=1).numpy()
+    f, q = run_logits(make_session(fp32), x), run_logits(make_session(int8), x)
+    assert np.abs(f - q).max() < 0.25 * np.abs(f).max()  # int8 noise, not garbage
+
+
+def test_tensorrt_flavour_is_symmetric_int8(tmp_path):
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    fp32 = export_onnx(model, tmp_path / "m.onnx", num_points=64)
+    int8 = quantize_int8(fp32, tmp_path / "q.onnx", _clouds(16, seed=2).numpy(), flavour="tensorrt")
+    graph = onnx.load(str(int8)).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    zero_points = [inits[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    with pytest.raises(ValueError, match="flavour"):
+        quantize_int8(fp32, tmp_path / "x.onnx", _clouds(4).numpy(), flavour="fp4")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    args = ["train", "--config", "quickstart", "--data", "synthetic", "--out", str(run), "--no-progress"]
+    args += ["--set", "data.num_points=64", "--set", "train.epochs=2", "--set", "train.batch_size=16"]
+    args += ["--set", "model.overrides={widths: [8, 16, 16], k: 6, mlp: [16]}"]
+    assert main(args) == 0
+    return run / "best.pt"
+
+
+def test_compile_onnx_and_int8_artifacts(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "art"
+    assert main(["compile", str(tiny_checkpoint), "--data", "synthetic", "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["artifact_format"] == "onnx" and manifest["model_file"] == "model.onnx"
+    assert manifest["input"]["num_points"] == 64 and manifest["input"]["up_axis"] == "z"
+    assert manifest["classes"] == sorted(manifest["classes"]) and len(manifest["classes"]) == 8
+    assert manifest["parity"]["ok"] and manifest["parity"]["clouds"] == 128
+    assert manifest["accuracy"]["oa"] == pytest.approx(manifest["accuracy"]["reference"]["oa"], abs=0.02)
+    assert len(manifest["source_checkpoint"]["sha256"]) == 64
+    int8 = tmp_path / "int8"
+    code = main(
+        [
+            "compile",
+            str(tiny_checkpoint),
+            "--data",
+            "synthetic",
+            "--format",
+            "onnx-int8",
+            "--out",
+            str(int8),
+            "--calib-size",
+            "40",
+            "--max-drop",
+            "100",
+        ]
+    )
+    assert code == 0
+    m8 = read_manifest(int8)
+    assert m8["model_file"] == "model.int8.onnx" and m8["calibration"]["split"] == "train"
+    calib = json.loads((int8 / "calibration.json").read_text())
+    assert len(calib["ids"]) == 40 and calib["split"] == "train"
+    assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(int8 / "model.int8.onnx")).graph.node)
+    (int8 / "model.int8.onnx").write_bytes(b"tampered")
+    with pytest.raises(ManifestError, match="sha256"):
+        read_manifest(int8)
+
+
+def test_int8_over_the_drop_limit_writes_nothing(tiny_checkpoint, tmp_path):
+    opts = CompileOptions("onnx-int8", data="synthetic", calib_size=16, max_drop=-100.0, log=lambda *_: None)
+    with pytest.raises(ExportError, match="max-drop"):
+        compile_checkpoint(tiny_checkpoint, tmp_path / "art", opts)
+    assert list(tmp_path.iterdir()) == []  # no half-written artifact, no temp folder
+
+
+def test_compile_user_errors(tiny_checkpoint, tmp_path, capsys):
+    assert main(["compile", str(tiny_checkpoint), "--format", "tflite", "--data", "synthetic"]) == 2
+    assert "unknown --format" in capsys.readouterr().err
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    assert main(["compile", str(tiny_checkpoint), "--data", "synthetic", "--out", str(tmp_path / "busy")]) == 2
+    assert "not a pointkd artifact" in capsys.readouterr().err
+    with pytest.raises(ManifestError, match=r"no manifest\.json"):
+        read_manifest(tmp_path / "busy")
+
+
+@pytest.mark.skipif(tensorrt_status() is None, reason="TensorRT is installed: this checks the error without it")
+def test_tensorrt_formats_explain_why_they_cannot_build(tiny_checkpoint, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "compile",
+                str(tiny_checkpoint),
+                "--format",
+                "trt-fp16",
+                "--data",
+                "synthetic",
+                "--out",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 2
+    )
+    assert "tensorrt" in capsys.readouterr().err and not (tmp_path / "t").exists()
