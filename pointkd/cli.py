@@ -12,7 +12,6 @@ from . import __version__
 
 LONG_RUNNING = {"train", "eval", "distill", "bench", "compile"}
 NOT_BUILT = {
-    "serve": "the HTTP inference server (issue #5)",
     "bench": "latency / accuracy reports (issue #6)",
 }
 
@@ -106,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     slim.add_argument("--fp32", action="store_true", help="keep float32 weights")
 
     sub.add_parser("models", help="list the registered model configs with their parameter counts")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve a compiled artifact over HTTP (FastAPI + uvicorn)",
+        description="KServe-v2 endpoints (/v2/health/live, /v2/health/ready, /v2/models/<name>, "
+        "/v2/models/<name>/infer), POST /predict for JSON / raw float32 / .npy / uploaded cloud files, and "
+        "Prometheus /metrics. Requests are micro-batched. Clouds are centred, scaled to the unit sphere and "
+        "resampled to the model's point count; send them z-up, as ModelNet40.",
+    )
+    serve.add_argument("artifact", help="an artifact folder written by `pointkd compile` (with manifest.json)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default 0: one per core)")
+    serve.add_argument("--max-batch", type=int, default=8, help="largest micro-batch (default 8)")
+    serve.add_argument("--max-delay-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)")
+    serve.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MiB)")
+    serve.add_argument("--max-points", type=int, default=1_000_000, help="largest cloud (default 1e6 points)")
+    serve.add_argument("--log-level", default="warning")
 
     comp = sub.add_parser(
         "compile",
@@ -270,6 +287,27 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import uvicorn
+
+    from serving import ServeSettings, create_app
+
+    from .export import read_manifest
+
+    read_manifest(args.artifact)  # fail here, with one line, rather than inside the server's start-up
+    settings = ServeSettings(
+        threads=args.threads,
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_points=args.max_points,
+    )
+    uvicorn.run(
+        create_app(args.artifact, settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False
+    )
+    return 0
+
+
 def cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .export import FORMATS, CompileOptions, compile_checkpoint
     from .train import load_checkpoint
@@ -297,6 +335,7 @@ COMMANDS = {
     "slim": cmd_slim,
     "models": cmd_models,
     "compile": cmd_compile,
+    "serve": cmd_serve,
 }
 
 if __name__ == "__main__":

@@ -1,1 +1,5 @@
-"""HTTP inference server for compiled pointkd students (issue #5)."""
+"""The pointkd inference server: ``create_app(artifact_dir)`` (FastAPI), run by ``pointkd serve``."""
+
+from .app import ServeSettings, create_app
+
+__all__ = ["ServeSettings", "create_app"]

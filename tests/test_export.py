@@ -160,16 +160,6 @@ def test_tensorrt_flavour_is_symmetric_int8(tmp_path):
         quantize_int8(fp32, tmp_path / "x.onnx", _clouds(4).numpy(), flavour="fp4")
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    args = ["train", "--config", "quickstart", "--data", "synthetic", "--out", str(run), "--no-progress"]
-    args += ["--set", "data.num_points=64", "--set", "train.epochs=2", "--set", "train.batch_size=16"]
-    args += ["--set", "model.overrides={widths: [8, 16, 16], k: 6, mlp: [16]}"]
-    assert main(args) == 0
-    return run / "best.pt"
-
-
 def test_compile_onnx_and_int8_artifacts(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "art"
     assert main(["compile", str(tiny_checkpoint), "--data", "synthetic", "--out", str(out)]) == 0

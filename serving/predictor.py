@@ -1,0 +1,42 @@
+"""A compiled artifact loaded for serving: the manifest decides the classes, the input contract and the runtime."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pointkd.export.manifest import read_manifest
+
+
+class Predictor:
+    """``predict(batch [B, N, 3]) -> probabilities [B, C]`` for the artifact in ``folder`` (sha256s verified)."""
+
+    def __init__(self, folder: str | os.PathLike, threads: int = 0):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder, verify=True)
+        m = self.manifest
+        self.classes: list[str] = list(m["classes"])
+        self.num_points = int(m["input"]["num_points"])
+        self.min_points = int((m.get("model") or {}).get("config", {}).get("k", 1))
+        self.name = (m.get("model") or {}).get("name") or self.folder.name
+        self.version = m["files"][m["model_file"]][:12]
+        model_file = self.folder / m["model_file"]
+        if m["artifact_format"].startswith("trt-"):
+            raise ValueError(
+                f"{self.folder} holds a TensorRT engine; serving one needs the TensorRT runtime on a GPU machine, "
+                "which this server build does not include yet: serve an onnx or onnx-int8 artifact"
+            )
+        from pointkd.export import make_session
+
+        self.session = make_session(model_file, threads=threads)
+        self.input_name = m["input"]["name"]
+        self.platform = "onnxruntime_onnx"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        z = logits.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
