@@ -1,0 +1,217 @@
+"""Load test of `pointkd serve` on 127.0.0.1: throughput and end-to-end latency per concurrency and payload.
+
+Starts the server on a compiled artifact in a subprocess, waits for ``/v2/health/ready``, then for each payload
+(JSON ``{"points": ...}`` and raw float32) and each concurrency (1, 4, 16, 64) runs closed-loop clients (each sends
+its next request when the last is answered) for at most ``--requests`` requests or ``--seconds`` seconds. Then an
+open-loop run at a fixed ``--rate`` (default 50 requests/s, binary) for ``--rate-seconds``: the issue #5 goal is
+p99 <= 10 ms there with no errors. Payloads are real test clouds (1024 points, so the server also resamples to the
+model's N). Client and server share this machine's cores, so these are upper bounds on server latency.
+
+Run: ``python benchmarks/load_test.py ARTIFACT_DIR`` -> ``benchmarks/results/load_test.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from pointkd.data import load_modelnet40
+from pointkd.export import read_manifest
+from pointkd.runtime import busy_cores, cpu_model
+from pointkd.timing import percentile
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(artifact: Path, port: int, threads: int, max_batch: int, max_delay_ms: float) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pointkd", "serve", str(artifact), "--port", str(port), "--threads", str(threads)]
+    cmd += ["--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
+    server = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        time.sleep(0.3)
+    server.kill()
+    raise RuntimeError("the server did not become ready in 120 s")
+
+
+def payloads(clouds: np.ndarray, kind: str) -> list[tuple[bytes, dict]]:
+    if kind == "json":
+        return [(json.dumps({"points": c.tolist()}).encode(), {"content-type": "application/json"}) for c in clouds]
+    return [(c.astype("<f4").tobytes(), {"content-type": "application/octet-stream"}) for c in clouds]
+
+
+async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker(i: int) -> None:
+            nonlocal errors, sent
+            while sent < max_requests and time.perf_counter() < deadline:
+                body, headers = bodies[(sent + i) % len(bodies)]
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    r = await client.post(url, content=body, headers=headers)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append((time.perf_counter() - start) * 1000)
+                errors += not ok
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return summary(latencies, errors, elapsed)
+
+
+async def open_loop(url: str, bodies: list, rate: float, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            body, headers = bodies[i % len(bodies)]
+            start = time.perf_counter()
+            try:
+                ok = (await client.post(url, content=body, headers=headers)).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append((time.perf_counter() - start) * 1000)
+            errors += not ok
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return summary(latencies, errors, elapsed)
+
+
+def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "throughput_rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--requests", type=int, default=600, help="most requests per closed-loop level")
+    parser.add_argument("--seconds", type=float, default=15.0, help="longest closed-loop level")
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--rate-seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=1, help="server ONNX Runtime threads")
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--max-delay-ms", type=float, default=1.0)
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    manifest = read_manifest(args.artifact)
+    clouds = load_modelnet40(args.data).test_x[:64].numpy()
+    busy = busy_cores()
+    port = free_port()
+    server = start_server(args.artifact, port, args.threads, args.max_batch, args.max_delay_ms)
+    url = f"http://127.0.0.1:{port}/predict"
+    rows = []
+    try:
+        for kind in ("binary", "json"):
+            bodies = payloads(clouds, kind)
+            asyncio.run(closed_loop(url, bodies, 4, 50, 5))  # warm-up
+            for c in args.concurrency:
+                row = {"payload": kind, "mode": "closed", "concurrency": c}
+                row |= asyncio.run(closed_loop(url, bodies, c, args.requests, args.seconds))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            row = {"payload": kind, "mode": f"open {args.rate:g}/s", "concurrency": None}
+            row |= asyncio.run(open_loop(url, bodies, args.rate, args.rate_seconds))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    batch_line = [
+        ln for ln in metrics.splitlines() if ln.startswith(("pointkd_batch_size_sum", "pointkd_batch_size_count"))
+    ]
+    report = {
+        "cpu": cpu_model(),
+        "busy_cores_before": busy,
+        "artifact": str(args.artifact),
+        "model": manifest["model"]["name"],
+        "format": manifest["artifact_format"],
+        "num_points": manifest["input"]["num_points"],
+        "server": {"threads": args.threads, "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms},
+        "cloud_points_sent": int(clouds.shape[1]),
+        "batch_metrics": batch_line,
+        "rows": rows,
+    }
+    goal = [r for r in rows if r["payload"] == "binary" and r["mode"].startswith("open")]
+    report["goal"] = {
+        "target": f"p99 <= 10 ms at {args.rate:g} requests/s (binary), no errors",
+        "met": bool(goal) and goal[0]["p99_ms"] <= 10 and all(r["errors"] == 0 for r in rows),
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "load_test.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# Load test: `pointkd serve` on 127.0.0.1",
+        "",
+        f"Model {report['model']} ({report['format']}, {report['num_points']} points); clients send "
+        f"{report['cloud_points_sent']}-point test clouds. Server: {args.threads} ORT thread(s), micro-batches of "
+        f"<= {args.max_batch} within {args.max_delay_ms} ms. CPU: {report['cpu']} (client and server share it; "
+        f"busy cores before: {busy:.2f}).",
+        "",
+        "| payload | mode | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['payload']} | {r['mode']} | {r['concurrency'] or '–'} | {r['requests']} | {r['errors']} | "
+            f"{r['throughput_rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} |"
+        )
+    lines += ["", f"Goal: {report['goal']['target']}: **{'met' if report['goal']['met'] else 'not met'}**.", ""]
+    lines += ["Server micro-batching: " + "; ".join(batch_line)]
+    (args.out_dir / "load_test.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

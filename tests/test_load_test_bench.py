@@ -1,0 +1,29 @@
+"""benchmarks/load_test.py against a live server on a tiny artifact: rows, no errors, a report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
+
+
+def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
+    cmd = [sys.executable, str(SCRIPT), str(tiny_artifact), "--data", "synthetic", "--concurrency", "1", "3"]
+    cmd += ["--requests", "12", "--seconds", "5", "--rate", "20", "--rate-seconds", "1", "--out-dir", str(tmp_path)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    report = json.loads((tmp_path / "load_test.json").read_text())
+    levels = [(r["payload"], r["mode"], r["concurrency"]) for r in report["rows"]]
+    assert levels == [
+        ("binary", "closed", 1),
+        ("binary", "closed", 3),
+        ("binary", "open 20/s", None),
+        ("json", "closed", 1),
+        ("json", "closed", 3),
+        ("json", "open 20/s", None),
+    ]
+    for r in report["rows"]:
+        assert r["errors"] == 0 and r["requests"] >= 12 and 0 < r["p50_ms"] <= r["p99_ms"]
+    assert report["num_points"] == 64 and "| binary | closed | 3 |" in (tmp_path / "load_test.md").read_text()
