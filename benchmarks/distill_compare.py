@@ -1,8 +1,9 @@
 """The distillation comparison (LSP paper Table 4 on our budget): every method from one teacher, same budget, seeds.
 
-Runs, each as ``pointkd distill`` in its own process into ``--runs-dir/<method>[-<kernel>]-s<seed>/``:
-scratch, KD, AT, FitNet, LSP (RBF), LSP + KD, and LSP with the poly / linear / L2 kernels; scratch, KD and LSP
-with ``--seeds`` seeds (default 2), the rest with the first seed. Every run is resumable, and finished runs are
+Runs, each as ``pointkd distill`` in its own process into ``--runs-dir/[fast-]<method>[-<kernel>]-s<seed>/``:
+scratch, KD, AT, FitNet, LSP (RBF), LSP + KD, and LSP with the poly / linear / L2 kernels for the paper student;
+LSP (RBF) and scratch for the latency-aware student (``dgcnn_student_fast``); scratch, KD, LSP and the fast
+student's LSP with two seeds (``--seeds``), the rest with the first. Every run is resumable, and finished runs are
 skipped, so the comparison can be spread over several sessions: re-run the same command to continue.
 
 Reported per run (from its checkpoints): test OA and mAcc after the last epoch, the best epoch's OA, parameters
@@ -28,35 +29,40 @@ from pointkd.train import CheckpointError, load_checkpoint, model_from_checkpoin
 RESULTS = Path(__file__).parent / "results"
 
 
-# (method, kernel, all seeds?, student or None for the config's); listed in the order they run, most important
-# first, so a comparison cut short still has the rows that matter.
+# (method, kernel, student or None for the config's, seed index), in the order they run, most important first, so a
+# comparison cut short still has the rows that matter: every method's first seed of the core set, then the second
+# seeds the comparison needs, then the other baselines and kernels.
 PLAN = (
-    ("scratch", None, True, None),
-    ("kd", None, True, None),
-    ("lsp", "rbf", True, None),
-    ("lsp", "rbf", True, "dgcnn_student_fast"),
-    ("lsp+kd", "rbf", False, None),
-    ("at", None, False, None),
-    ("fitnet", None, False, None),
-    ("scratch", None, False, "dgcnn_student_fast"),
-    ("lsp", "poly", False, None),
-    ("lsp", "linear", False, None),
-    ("lsp", "l2", False, None),
+    ("scratch", None, None, 0),
+    ("kd", None, None, 0),
+    ("lsp", "rbf", None, 0),
+    ("lsp", "rbf", "dgcnn_student_fast", 0),
+    ("scratch", None, None, 1),
+    ("kd", None, None, 1),
+    ("lsp", "rbf", None, 1),
+    ("lsp+kd", "rbf", None, 0),
+    ("at", None, None, 0),
+    ("fitnet", None, None, 0),
+    ("lsp", "poly", None, 0),
+    ("lsp", "linear", None, 0),
+    ("lsp", "l2", None, 0),
+    ("lsp", "rbf", "dgcnn_student_fast", 1),
+    ("scratch", None, "dgcnn_student_fast", 0),
 )
 
 STUDENT_TAGS = {"dgcnn_student_fast": "fast"}
 
 
 def plan(seeds: list[int]) -> list[dict]:
-    """Every run: the first seed of each method in PLAN order, then the other seeds of the multi-seed methods."""
+    """Every run of PLAN whose seed index is within ``seeds``, in PLAN order."""
     runs = []
-    for seed in seeds:
-        for method, kernel, every_seed, student in PLAN:
-            if seed != seeds[0] and not every_seed:
-                continue
-            tag = f"{STUDENT_TAGS[student]}-" if student else ""
-            name = f"{tag}{method}{'-' + kernel if kernel else ''}-s{seed}"
-            runs.append({"name": name, "method": method, "kernel": kernel, "seed": seed, "student": student})
+    for method, kernel, student, index in PLAN:
+        if index >= len(seeds):
+            continue
+        seed = seeds[index]
+        tag = f"{STUDENT_TAGS[student]}-" if student else ""
+        name = f"{tag}{method}{'-' + kernel if kernel else ''}-s{seed}"
+        runs.append({"name": name, "method": method, "kernel": kernel, "seed": seed, "student": student})
     return runs
 
 

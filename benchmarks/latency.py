@@ -3,8 +3,8 @@
 For each model (default: the budget teacher, the paper student and the latency-aware student), at its input size:
 batch 1 and batch 32, 1 and 2 threads, p50 / p95 / p99 over >= 200 runs (batch 1; batch 32 rows stop after 50 runs
 or 20 s, whichever comes first, and say how many) after 5 warm-up runs, on real test clouds. One table row per
-(model, format, batch, threads) with status, file size, the test-split accuracy measured by `pointkd compile`
-(read from ``benchmarks/results/compile/<model>-<format>/manifest.json`` when present) and FPS. Then an ONNX Runtime
+(model, format, batch, threads) with status, file size, the test-split accuracy measured by `pointkd compile` (read
+from ``benchmarks/results/compile/<model>-<points>-<format>/manifest.json`` when present) and FPS. Then an ONNX Runtime
 per-op profile of each student's fp32 graph (batch 1, 2 threads) and the issue #4 targets checked.
 
 Run on an idle machine (other processes inflate every number):
@@ -36,10 +36,16 @@ FORMATS = ("torch", "onnx-naive", "onnx", "onnx-int8")
 DEFAULT_MODELS = (
     "teacher=benchmarks/checkpoints/teacher_cpu.pt@1024",
     "student=benchmarks/checkpoints/student_lsp.pt@1024",
+    "student=benchmarks/checkpoints/student_lsp.pt@512",
     "student_fast=benchmarks/checkpoints/student_fast_lsp.pt@512",
 )
-# Issue #4 targets: (model, threads) -> p50 ms at batch 1 for the rewritten fp32 ONNX.
-TARGETS = {("student", 2): 8.0, ("student", 1): 16.0, ("student_fast", 2): 3.0, ("student_fast", 1): 5.0}
+# Issue #4 targets: (model, points, threads) -> p50 ms at batch 1 for the rewritten fp32 ONNX.
+TARGETS = {
+    ("student", 1024, 2): 8.0,
+    ("student", 1024, 1): 16.0,
+    ("student_fast", 512, 2): 3.0,
+    ("student_fast", 512, 1): 5.0,
+}
 
 
 def parse_model(spec: str) -> tuple[str, Path, int | None]:
@@ -48,8 +54,8 @@ def parse_model(spec: str) -> tuple[str, Path, int | None]:
     return label, Path(path), int(points) if points else None
 
 
-def accuracy_of(label: str, fmt: str) -> float | None:
-    path = RESULTS / "compile" / f"{label}-{fmt}" / "manifest.json"
+def accuracy_of(label: str, points: int, fmt: str) -> float | None:
+    path = RESULTS / "compile" / f"{label}-{points}-{fmt}" / "manifest.json"
     if fmt == "onnx-naive" or not path.is_file():
         return None
     return json.loads(path.read_text())["accuracy"]["oa"]
@@ -95,16 +101,17 @@ def main() -> None:
         ckpt = load_checkpoint(ckpt_path)
         points = points or int(ckpt["num_points"])
         model = model_from_checkpoint(ckpt).float().eval()
+        key = f"{label}@{points}"
         files = {
-            "onnx-naive": export_onnx(model, work / f"{label}-naive.onnx", points, naive=True),
-            "onnx": export_onnx(model, work / f"{label}.onnx", points),
+            "onnx-naive": export_onnx(model, work / f"{key}-naive.onnx", points, naive=True),
+            "onnx": export_onnx(model, work / f"{key}.onnx", points),
         }
         calib = build_calibration_set(data, 256, points)
-        files["onnx-int8"] = quantize_int8(files["onnx"], work / f"{label}-int8.onnx", calib.clouds)
-        sizes[label] = {fmt: os.path.getsize(p) for fmt, p in files.items()}
-        sizes[label]["torch"] = sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())
+        files["onnx-int8"] = quantize_int8(files["onnx"], work / f"{key}-int8.onnx", calib.clouds)
+        sizes[key] = {fmt: os.path.getsize(p) for fmt, p in files.items()}
+        sizes[key]["torch"] = sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())
         clouds = fixed_subset(data.test_x[: max(args.batches)], points).numpy().astype(np.float32)
-        print(f"{label}: {model.num_parameters:,} parameters, {points} points, sizes {sizes[label]}", flush=True)
+        print(f"{label}: {model.num_parameters:,} parameters, {points} points, sizes {sizes[key]}", flush=True)
         for threads in args.threads:
             torch.set_num_threads(threads)
             sessions = {fmt: make_session(p, threads=threads) for fmt, p in files.items()}
@@ -140,8 +147,8 @@ def main() -> None:
                         "p99_ms": percentile(times, 99),
                         "ms_per_cloud": p50 / batch,
                         "fps": batch * 1000 / p50,
-                        "size_bytes": sizes[label][fmt],
-                        "test_oa": accuracy_of(label, fmt),
+                        "size_bytes": sizes[key][fmt],
+                        "test_oa": accuracy_of(label, points, fmt),
                     }
                     rows.append(row)
                     print(
@@ -150,7 +157,7 @@ def main() -> None:
                         flush=True,
                     )
         if label != "teacher":
-            profiles[label] = op_profile(files["onnx"], clouds[:1])
+            profiles[key] = op_profile(files["onnx"], clouds[:1])
     report = {
         "cpu": cpu_model(),
         "busy_cores_before": busy,
@@ -173,27 +180,31 @@ def _row(rows: list[dict], **match) -> dict | None:
 
 def check_targets(rows: list[dict], sizes: dict) -> list[dict]:
     out = []
-    for (label, threads), limit in TARGETS.items():
-        r = _row(rows, model=label, format="onnx", batch=1, threads=threads)
+    for (label, points, threads), limit in TARGETS.items():
+        r = _row(rows, model=label, points=points, format="onnx", batch=1, threads=threads)
         if r:
             out.append(
                 {
-                    "target": f"{label} fp32 ONNX p50, batch 1, {threads} thread(s) <= {limit} ms",
+                    "target": f"{label}@{points} fp32 ONNX p50, batch 1, {threads} thread(s) <= {limit} ms",
                     "measured": f"{r['p50_ms']:.2f} ms",
                     "met": r["p50_ms"] <= limit,
                 }
             )
-    for label in sizes:
+    for key in sizes:
+        label, points = key.split("@")
         if label == "teacher":
             continue
-        ratio = sizes[label]["onnx"] / sizes[label]["onnx-int8"]
-        out.append({"target": f"{label} int8 >= 3x smaller than fp32", "measured": f"{ratio:.2f}x", "met": ratio >= 3})
+        ratio = sizes[key]["onnx"] / sizes[key]["onnx-int8"]
+        out.append({"target": f"{key} int8 >= 3x smaller than fp32", "measured": f"{ratio:.2f}x", "met": ratio >= 3})
         for threads in (1, 2):
-            f, q = (_row(rows, model=label, format=fm, batch=1, threads=threads) for fm in ("onnx", "onnx-int8"))
+            f, q = (
+                _row(rows, model=label, points=int(points), format=fm, batch=1, threads=threads)
+                for fm in ("onnx", "onnx-int8")
+            )
             if f and q:
                 out.append(
                     {
-                        "target": f"{label} int8 not slower than fp32 (batch 1, {threads} thread(s))",
+                        "target": f"{key} int8 not slower than fp32 (batch 1, {threads} thread(s))",
                         "measured": f"{q['p50_ms']:.2f} vs {f['p50_ms']:.2f} ms",
                         "met": q["p50_ms"] <= f["p50_ms"] * 1.02,
                     }

@@ -29,7 +29,7 @@ def test_latency_report_has_a_row_per_format_batch_and_thread(tmp_path):
     for r in rows:
         assert r["runs"] >= 10 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["size_bytes"] > 0
         assert abs(r["fps"] - r["batch"] * 1000 / r["p50_ms"]) < 1e-6
-    ops = {p["op"] for p in report["profiles"]["student_fast"]}
+    ops = {p["op"] for p in report["profiles"]["student_fast@64"]}
     assert {"TopK", "MatMul", "Gather"} <= ops
-    assert any(t["target"].startswith("student_fast fp32 ONNX p50") for t in report["targets"])
+    assert any(t["target"].startswith("student_fast@64 int8 >= 3x smaller") for t in report["targets"])
     assert "| student_fast | 64 | onnx-int8 | 4 | 1 |" in (tmp_path / "out" / "latency.md").read_text()
