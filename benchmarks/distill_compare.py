@@ -37,6 +37,7 @@ PLAN = (
     ("kd", None, None, 0),
     ("lsp", "rbf", None, 0),
     ("lsp", "rbf", "dgcnn_student_fast", 0),
+    ("lsp", "rbf", "dgcnn_student_static", 0),
     ("scratch", None, None, 1),
     ("kd", None, None, 1),
     ("lsp", "rbf", None, 1),
@@ -50,7 +51,7 @@ PLAN = (
     ("scratch", None, "dgcnn_student_fast", 0),
 )
 
-STUDENT_TAGS = {"dgcnn_student_fast": "fast"}
+STUDENT_TAGS = {"dgcnn_student_fast": "fast", "dgcnn_student_static": "static"}
 
 
 def plan(seeds: list[int]) -> list[dict]:

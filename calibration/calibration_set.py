@@ -62,7 +62,7 @@ def stratified_ids(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
 
 
 def build_calibration_set(
-    data: PointCloudSplits, size: int = 256, num_points: int = 1024, seed: int = 0
+    data: PointCloudSplits, size: int = 1024, num_points: int = 1024, seed: int = 0
 ) -> CalibrationSet:
     """The calibration set of ``data``'s training split, with each cloud reduced to its fixed ``num_points`` subset."""
     ids = stratified_ids(data.train_y.numpy(), size, seed)

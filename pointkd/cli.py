@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--out", default=None, help="artifact folder (default runs/artifacts/<model>-<format>)")
     _data_arg(comp)
-    comp.add_argument("--calib-size", type=int, default=256, help="int8: calibration clouds from the train split")
+    comp.add_argument(
+        "--calib-size", type=int, default=1024, help="int8: calibration clouds from the train split (default 1024)"
+    )
     comp.add_argument("--calib-seed", type=int, default=0)
     comp.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
     comp.add_argument("--atol", type=float, default=1e-4, help="fp32 parity: largest |Δlogit| (default 1e-4)")

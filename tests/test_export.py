@@ -107,10 +107,11 @@ def test_onnx_export_matches_torch_at_any_batch(tmp_path, naive):
         assert not any(n.op_type == "BatchNormalization" for n in graph.node)
 
 
-def test_static_graph_student_exports_one_topk(tmp_path):
-    model = _randomise_bn(create_model("dgcnn_student_fast", **TINY))
+@pytest.mark.parametrize("name, topks", [("dgcnn_student_static", 1), ("dgcnn_student_fast", 2)])
+def test_latency_aware_students_export_fewer_topks(tmp_path, name, topks):
+    model = _randomise_bn(create_model(name, **TINY))
     graph = onnx.load(str(export_onnx(model, tmp_path / "f.onnx", num_points=64))).graph
-    assert sum(n.op_type == "TopK" for n in graph.node) == 1
+    assert sum(n.op_type == "TopK" for n in graph.node) == topks
 
 
 def test_parity_passes_exact_and_catches_a_wrong_export(tmp_path):

@@ -42,7 +42,7 @@ class CompileOptions:
     fmt: str = "onnx"
     num_points: int | None = None  # None: the checkpoint's training input size
     data: str | None = None
-    calib_size: int = 256
+    calib_size: int = 1024  # measured: 256 clouds lost 0.61 OA points on the student, 1024 lost 0.41
     calib_seed: int = 0
     max_drop: float = 1.0  # OA points an int8 model may lose against fp32
     atol: float = 1e-4

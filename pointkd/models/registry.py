@@ -3,9 +3,10 @@
 Teacher: the LSP paper's Table 3 DGCNN (EdgeConv 64,64,128,256; embedding 1024; MLP 512,256; k=20; 1.81 M
 parameters). Student: EdgeConv 32,32,64,128, each layer max-pooled, one FC 256, k=10 (~0.1 M parameters).
 The ladder below follows the paper's Table 6 variants (more channels / more layers / more MLPs) for
-latency-budget selection. ``dgcnn_student_fast`` is the latency-aware student: the kNN on 3-d coordinates is
-built once and reused by every layer, which removes the three 1024x1024 distance matrices and top-k selections that
-dominate the paper student's CPU latency (see benchmarks/results/latency.md).
+latency-budget selection. ``dgcnn_student_fast`` is the latency-aware student: it builds two kNN graphs instead of
+four (on xyz for layers 0-1, on layer 2's input for layers 2-3), halving the N x N distance matrices and top-k
+selections that dominate the paper student's CPU latency; ``dgcnn_student_static`` keeps only the xyz graph
+(see benchmarks/results/latency.md and distill_compare_e1/).
 """
 
 from __future__ import annotations
@@ -41,8 +42,15 @@ register_model(
 register_model(
     "dgcnn_student_fast",
     DGCNNConfig(
+        **{**_STUDENT, "knn_layers": (0, 2)},
+        description="latency-aware student: the paper student with 2 kNN graphs (xyz, then layer 2's input) not 4",
+    ),
+)
+register_model(
+    "dgcnn_student_static",
+    DGCNNConfig(
         **{**_STUDENT, "knn_layers": (0,)},
-        description="latency-aware student: the paper student on one static xyz kNN graph (the CPU deploy pick)",
+        description="the paper student on one static xyz kNN graph (fastest; loses accuracy)",
     ),
 )
 register_model(
