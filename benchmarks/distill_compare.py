@@ -37,21 +37,22 @@ PLAN = (
     ("kd", None, None, 0),
     ("lsp", "rbf", None, 0),
     ("lsp", "rbf", "dgcnn_student_fast", 0),
+    ("lsp", "rbf", "dgcnn_student_fast2", 0),
     ("lsp", "rbf", "dgcnn_student_static", 0),
     ("scratch", None, None, 1),
     ("kd", None, None, 1),
     ("lsp", "rbf", None, 1),
+    ("lsp", "rbf", "dgcnn_student_fast", 1),
     ("lsp+kd", "rbf", None, 0),
     ("at", None, None, 0),
     ("fitnet", None, None, 0),
     ("lsp", "poly", None, 0),
     ("lsp", "linear", None, 0),
     ("lsp", "l2", None, 0),
-    ("lsp", "rbf", "dgcnn_student_fast", 1),
     ("scratch", None, "dgcnn_student_fast", 0),
 )
 
-STUDENT_TAGS = {"dgcnn_student_fast": "fast", "dgcnn_student_static": "static"}
+STUDENT_TAGS = {"dgcnn_student_fast": "fast", "dgcnn_student_fast2": "fast2", "dgcnn_student_static": "static"}
 
 
 def plan(seeds: list[int]) -> list[dict]:

@@ -107,9 +107,12 @@ def test_onnx_export_matches_torch_at_any_batch(tmp_path, naive):
         assert not any(n.op_type == "BatchNormalization" for n in graph.node)
 
 
-@pytest.mark.parametrize("name, topks", [("dgcnn_student_static", 1), ("dgcnn_student_fast", 2)])
+@pytest.mark.parametrize(
+    "name, topks",
+    [("dgcnn_student", 4), ("dgcnn_student_fast", 3), ("dgcnn_student_fast2", 2), ("dgcnn_student_static", 1)],
+)
 def test_latency_aware_students_export_fewer_topks(tmp_path, name, topks):
-    model = _randomise_bn(create_model(name, **TINY))
+    model = _randomise_bn(create_model(name, **{**TINY, "widths": (8, 8, 16, 16)}))
     graph = onnx.load(str(export_onnx(model, tmp_path / "f.onnx", num_points=64))).graph
     assert sum(n.op_type == "TopK" for n in graph.node) == topks
 

@@ -3,10 +3,11 @@
 Teacher: the LSP paper's Table 3 DGCNN (EdgeConv 64,64,128,256; embedding 1024; MLP 512,256; k=20; 1.81 M
 parameters). Student: EdgeConv 32,32,64,128, each layer max-pooled, one FC 256, k=10 (~0.1 M parameters).
 The ladder below follows the paper's Table 6 variants (more channels / more layers / more MLPs) for
-latency-budget selection. ``dgcnn_student_fast`` is the latency-aware student: it builds two kNN graphs instead of
-four (on xyz for layers 0-1, on layer 2's input for layers 2-3), halving the N x N distance matrices and top-k
-selections that dominate the paper student's CPU latency; ``dgcnn_student_static`` keeps only the xyz graph
-(see benchmarks/results/latency.md and distill_compare_e1/).
+latency-budget selection. ``dgcnn_student_fast`` is the latency-aware student: its last EdgeConv reuses the third
+layer's kNN graph, so it builds three N x N distance matrices and top-k selections instead of four (the widest, 64-d
+one is the one dropped): those dominate the paper student's CPU latency. ``dgcnn_student_fast2`` builds two graphs
+(xyz, then layer 2's input) and ``dgcnn_student_static`` only the xyz one: faster, less accurate
+(benchmarks/results/latency.md, distill_compare_e1/).
 """
 
 from __future__ import annotations
@@ -42,8 +43,15 @@ register_model(
 register_model(
     "dgcnn_student_fast",
     DGCNNConfig(
+        **{**_STUDENT, "knn_layers": (0, 1, 2)},
+        description="latency-aware student: the paper student whose last layer reuses layer 2's kNN graph",
+    ),
+)
+register_model(
+    "dgcnn_student_fast2",
+    DGCNNConfig(
         **{**_STUDENT, "knn_layers": (0, 2)},
-        description="latency-aware student: the paper student with 2 kNN graphs (xyz, then layer 2's input) not 4",
+        description="the paper student with 2 kNN graphs (xyz for layers 0-1, layer 2's input for 2-3)",
     ),
 )
 register_model(
