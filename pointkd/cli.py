@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default 0: one per core)")
     serve.add_argument("--max-batch", type=int, default=8, help="largest micro-batch (default 8)")
-    serve.add_argument("--max-delay-ms", type=float, default=2.0, help="longest wait to fill a batch (default 2)")
+    serve.add_argument(
+        "--max-delay-ms", type=float, default=0.0, help="longest wait to fill a batch (default 0: no added wait)"
+    )
     serve.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MiB)")
     serve.add_argument("--max-points", type=int, default=1_000_000, help="largest cloud (default 1e6 points)")
     serve.add_argument("--log-level", default="warning")

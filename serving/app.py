@@ -40,7 +40,7 @@ from .preprocess import BadCloud, prepare
 class ServeSettings:
     threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
     max_batch: int = 8
-    max_delay_ms: float = 2.0
+    max_delay_ms: float = 0.0  # 0: batch whatever queued while the model ran (Triton's default), no added wait
     max_body_bytes: int = 32 << 20
     max_points: int = 1_000_000
     top_k: int = 5
@@ -90,6 +90,33 @@ class BodyLimit:
         await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
 
 
+class RequestMetrics:
+    """ASGI middleware: counts requests by endpoint (the matched route's path) and status, and times them."""
+
+    def __init__(self, app, metrics: ServerMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
 def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
@@ -118,16 +145,9 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
     )
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-
-    @app.middleware("http")  # outside BodyLimit, so 413s are counted too
-    async def count(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-        return response
+    # Outside BodyLimit, so 413s are counted too. Plain ASGI rather than @app.middleware("http"), whose
+    # BaseHTTPMiddleware adds a task group and a response re-stream to every request.
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.exception_handler(HTTPProblem)
     async def problem(_: Request, err: HTTPProblem):
