@@ -102,15 +102,6 @@ class BenchOptions:
 # ----------------------------------------------------------------------------------------------- worker
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` in [0, 100] (numpy's default method)."""
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def _loaded_allocator() -> str:
     """``"jemalloc"`` if libjemalloc is mapped into this process, else ``"glibc"``."""
     try:
@@ -127,6 +118,7 @@ def run_worker(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
     from pointkd.data import TrainAugment, load_modelnet40
     from pointkd.distill import Supervised
     from pointkd.models import create_model
+    from pointkd.timing import percentile
 
     torch.set_num_threads(opts.threads)
     data = load_modelnet40(opts.data, num_points=max(opts.points, 1024), seed=opts.seed)
@@ -165,8 +157,8 @@ def run_worker(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
     return {
         "status": "ok",
         "ms_p50": p50,
-        "ms_p10": _percentile(times_ms, 10),
-        "ms_p90": _percentile(times_ms, 90),
+        "ms_p10": percentile(times_ms, 10),
+        "ms_p90": percentile(times_ms, 90),
         "clouds_per_s": opts.batch_size / (p50 / 1e3),
         "times_ms": times_ms,
         "losses": losses,
