@@ -40,9 +40,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(artifact: Path, port: int, threads: int, max_batch: int, max_delay_ms: float) -> subprocess.Popen:
+def start_server(
+    artifact: Path, port: int, threads: int, max_batch: int, max_delay_ms: float, spin: bool = True
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pointkd", "serve", str(artifact), "--port", str(port), "--threads", str(threads)]
-    cmd += ["--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
+    cmd += ["--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)] + ([] if spin else ["--no-spin"])
     server = subprocess.Popen(cmd, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="server ONNX Runtime threads")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-delay-ms", type=float, default=0.0)
+    parser.add_argument("--no-spin", action="store_true", help="server ORT threads sleep between runs")
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -149,7 +152,7 @@ def main() -> None:
     clouds = load_modelnet40(args.data).test_x[:64].numpy()
     busy = busy_cores()
     port = free_port()
-    server = start_server(args.artifact, port, args.threads, args.max_batch, args.max_delay_ms)
+    server = start_server(args.artifact, port, args.threads, args.max_batch, args.max_delay_ms, not args.no_spin)
     url = f"http://127.0.0.1:{port}/predict"
     rows = []
     try:
@@ -179,7 +182,12 @@ def main() -> None:
         "model": manifest["model"]["name"],
         "format": manifest["artifact_format"],
         "num_points": manifest["input"]["num_points"],
-        "server": {"threads": args.threads, "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms},
+        "server": {
+            "threads": args.threads,
+            "max_batch": args.max_batch,
+            "max_delay_ms": args.max_delay_ms,
+            "spin": not args.no_spin,
+        },
         "cloud_points_sent": int(clouds.shape[1]),
         "batch_metrics": batch_line,
         "rows": rows,
@@ -196,8 +204,8 @@ def main() -> None:
         "",
         f"Model {report['model']} ({report['format']}, {report['num_points']} points); clients send "
         f"{report['cloud_points_sent']}-point test clouds. Server: {args.threads} ORT thread(s), micro-batches of "
-        f"<= {args.max_batch} within {args.max_delay_ms} ms. CPU: {report['cpu']} (client and server share it; "
-        f"busy cores before: {busy:.2f}).",
+        f"<= {args.max_batch} within {args.max_delay_ms} ms, ORT spinning {'off' if args.no_spin else 'on'}. "
+        f"CPU: {report['cpu']} (client and server share it; busy cores before: {busy:.2f}).",
         "",
         "| payload | mode | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

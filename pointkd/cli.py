@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MiB)")
     serve.add_argument("--max-points", type=int, default=1_000_000, help="largest cloud (default 1e6 points)")
+    serve.add_argument(
+        "--no-spin", action="store_true", help="ONNX Runtime threads sleep between runs instead of busy-waiting"
+    )
     serve.add_argument("--log-level", default="warning")
 
     comp = sub.add_parser(
@@ -305,6 +308,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_delay_ms=args.max_delay_ms,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_points=args.max_points,
+        spin=not args.no_spin,
     )
     uvicorn.run(
         create_app(args.artifact, settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False

@@ -44,6 +44,7 @@ class ServeSettings:
     max_body_bytes: int = 32 << 20
     max_points: int = 1_000_000
     top_k: int = 5
+    spin: bool = True  # ONNX Runtime pool threads busy-wait between runs
 
 
 class HTTPProblem(Exception):
@@ -129,7 +130,9 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        predictor = await asyncio.get_running_loop().run_in_executor(None, Predictor, artifact, settings.threads)
+        predictor = await asyncio.get_running_loop().run_in_executor(
+            None, Predictor, artifact, settings.threads, settings.spin
+        )
         batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_delay_ms, record_batch)
         batcher.start()
         state.update(predictor=predictor, batcher=batcher)

@@ -13,7 +13,7 @@ from pointkd.export.manifest import read_manifest
 class Predictor:
     """``predict(batch [B, N, 3]) -> probabilities [B, C]`` for the artifact in ``folder`` (sha256s verified)."""
 
-    def __init__(self, folder: str | os.PathLike, threads: int = 0):
+    def __init__(self, folder: str | os.PathLike, threads: int = 0, spin: bool = True):
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder, verify=True)
         m = self.manifest
@@ -30,7 +30,7 @@ class Predictor:
             )
         from pointkd.export import make_session
 
-        self.session = make_session(model_file, threads=threads)
+        self.session = make_session(model_file, threads=threads, spin=spin)
         self.input_name = m["input"]["name"]
         self.platform = "onnxruntime_onnx"
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 
-def make_session(path: str | os.PathLike, threads: int = 0, profile_prefix: str | None = None):
-    """A CPU ``InferenceSession`` with all graph optimisations, ``threads`` intra-op threads (0 = ORT's default)."""
+def make_session(path: str | os.PathLike, threads: int = 0, profile_prefix: str | None = None, spin: bool = True):
+    """A CPU ``InferenceSession`` with all graph optimisations, ``threads`` intra-op threads (0 = ORT's default).
+    ``spin=False`` stops idle pool threads from busy-waiting (they then take the CPU a server's event loop needs)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -18,6 +19,8 @@ def make_session(path: str | os.PathLike, threads: int = 0, profile_prefix: str 
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
