@@ -23,19 +23,24 @@ class Predictor:
         self.name = (m.get("model") or {}).get("name") or self.folder.name
         self.version = m["files"][m["model_file"]][:12]
         model_file = self.folder / m["model_file"]
-        if m["artifact_format"].startswith("trt-"):
-            raise ValueError(
-                f"{self.folder} holds a TensorRT engine; serving one needs the TensorRT runtime on a GPU machine, "
-                "which this server build does not include yet: serve an onnx or onnx-int8 artifact"
-            )
-        from pointkd.export import make_session
-
-        self.session = make_session(model_file, threads=threads, spin=spin)
         self.input_name = m["input"]["name"]
-        self.platform = "onnxruntime_onnx"
+        if m["artifact_format"].startswith("trt-"):
+            from pointkd.export.tensorrt_backend import TensorRTRunner, TensorRTUnavailable
+
+            try:
+                self.run = TensorRTRunner(model_file, self.input_name, m["output"]["name"])
+            except TensorRTUnavailable as err:
+                raise ValueError(f"{self.folder} holds a TensorRT engine, which cannot run here: {err}") from err
+            self.platform = "tensorrt_plan"
+        else:
+            from pointkd.export import make_session
+
+            session = make_session(model_file, threads=threads, spin=spin)
+            self.run = lambda batch: session.run(None, {self.input_name: batch})[0]
+            self.platform = "onnxruntime_onnx"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        logits = self.run(np.ascontiguousarray(batch, dtype=np.float32))
         z = logits.astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)

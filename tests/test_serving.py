@@ -232,3 +232,21 @@ def test_tampered_artifact_refuses_to_load(tiny_artifact, tmp_path):
 
     with pytest.raises(ManifestError, match="sha256"), TestClient(create_app(copy)):
         pass
+
+
+@pytest.mark.skipif(__import__("pointkd.export").export.tensorrt_status() is None, reason="TensorRT is installed")
+def test_tensorrt_artifact_says_why_it_cannot_run_here(tiny_artifact, tmp_path):
+    import shutil
+
+    from pointkd.export import write_manifest
+
+    copy = tmp_path / "trt"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "model.fp16.engine").write_bytes(b"engine bytes")
+    manifest |= {"artifact_format": "trt-fp16", "model_file": "model.fp16.engine"}
+    manifest.pop("files")
+    manifest.pop("format")
+    write_manifest(copy, manifest)
+    with pytest.raises(ValueError, match="TensorRT engine, which cannot run here"):
+        Predictor(copy)

@@ -32,7 +32,7 @@ from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, ExportError, export_onn
 from .ort_session import make_session, run_logits
 from .parity import check_parity
 from .quantize import quantize_int8, sensitivity
-from .tensorrt_backend import TRT_FORMATS, EngineSpec, build_engine, tensorrt_status
+from .tensorrt_backend import TRT_FORMATS, EngineSpec, TensorRTRunner, build_engine, tensorrt_status
 
 FORMATS = ("onnx", "onnx-int8", *TRT_FORMATS)
 
@@ -139,7 +139,10 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
             spec = EngineSpec("fp16" if opts.fmt == "trt-fp16" else "int8", num_points, max_batch=opts.batch_size)
             source = work / model_file
             engine = build_engine(source, work / f"model.{spec.precision}.engine", spec)
-            final = _run_engine(engine, clouds, opts.batch_size)
+            runner = TensorRTRunner(engine)
+            final = np.concatenate(
+                [runner(clouds[i : i + opts.batch_size]) for i in range(0, len(clouds), opts.batch_size)]
+            )
             model_file = engine.name
         acc = accuracy(final, labels, num_classes)
         log(f"{opts.fmt}: OA {acc['oa'] * 100:.2f} %  mAcc {acc['macc'] * 100:.2f} %")
@@ -190,25 +193,3 @@ def _versions() -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-
-
-def _run_engine(engine_path: Path, clouds: np.ndarray, batch_size: int) -> np.ndarray:  # pragma: no cover - GPU only
-    """Logits of ``clouds`` from a serialized TensorRT engine (TensorRT 10 tensor API, CUDA torch tensors)."""
-    import tensorrt as trt
-
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
-    context = engine.create_execution_context()
-    stream = torch.cuda.current_stream()
-    out = []
-    for i in range(0, len(clouds), batch_size):
-        x = torch.from_numpy(clouds[i : i + batch_size]).cuda()
-        context.set_input_shape(INPUT_NAME, tuple(x.shape))
-        y = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
-        context.set_tensor_address(INPUT_NAME, x.data_ptr())
-        context.set_tensor_address(OUTPUT_NAME, y.data_ptr())
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
-        stream.synchronize()
-        out.append(y.cpu().numpy())
-    return np.concatenate(out)

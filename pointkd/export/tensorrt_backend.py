@@ -87,3 +87,36 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     engine_path = Path(engine_path)
     engine_path.write_bytes(bytes(serialized))
     return engine_path
+
+
+class TensorRTRunner:  # pragma: no cover - needs TensorRT and a CUDA GPU
+    """``runner(batch [B, N, 3] float32) -> logits [B, C]`` from a serialized engine (TensorRT 10 tensor API; the
+    buffers are CUDA torch tensors, so this needs a CUDA build of torch)."""
+
+    def __init__(self, engine_path: str | os.PathLike, input_name: str = "points", output_name: str = "logits"):
+        reason = tensorrt_status()
+        if reason is not None:
+            raise TensorRTUnavailable(reason)
+        import tensorrt as trt
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TensorRTUnavailable("TensorRT engines need a CUDA device, and torch sees none")
+        self.torch = torch
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.context = self.engine.create_execution_context()
+        self.input_name, self.output_name = input_name, output_name
+
+    def __call__(self, batch):
+        torch = self.torch
+        x = torch.from_numpy(batch).cuda()
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        y = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda")
+        self.context.set_tensor_address(self.input_name, x.data_ptr())
+        self.context.set_tensor_address(self.output_name, y.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return y.cpu().numpy()
