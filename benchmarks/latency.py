@@ -108,7 +108,7 @@ def main() -> None:
             "onnx-naive": export_onnx(model, work / f"{key}-naive.onnx", points, naive=True),
             "onnx": export_onnx(model, work / f"{key}.onnx", points),
         }
-        calib = build_calibration_set(data, 1024, points)
+        calib = build_calibration_set(data, min(1024, len(data.train_y)), points)
         files["onnx-int8"] = quantize_int8(files["onnx"], work / f"{key}-int8.onnx", calib.clouds)
         sizes[key] = {fmt: os.path.getsize(p) for fmt, p in files.items()}
         sizes[key]["torch"] = sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())

@@ -113,7 +113,10 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
         if opts.fmt in ("onnx-int8", "trt-int8"):
             from calibration import build_calibration_set
 
-            calib = build_calibration_set(data, opts.calib_size, num_points, opts.calib_seed)
+            size = min(opts.calib_size, len(data.train_y))
+            if size < opts.calib_size:
+                log(f"calibration: the training split has only {size} clouds; using all of them")
+            calib = build_calibration_set(data, size, num_points, opts.calib_seed)
             calib.save(work / "calibration.json")
             flavour = "ort" if opts.fmt == "onnx-int8" else "tensorrt"
             int8 = quantize_int8(fp32, work / "model.int8.onnx", calib.clouds, flavour)
