@@ -26,7 +26,7 @@ import torch
 
 from ..data import fixed_subset, load_modelnet40
 from ..data.modelnet40 import sha256_file
-from ..train import ClassificationReport, load_checkpoint, model_from_checkpoint
+from ..train import ClassificationReport, load_checkpoint, model_from_checkpoint, predict
 from .manifest import MANIFEST, input_contract, write_manifest
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, ExportError, export_onnx, reference_model
 from .ort_session import make_session, run_logits
@@ -57,13 +57,6 @@ def accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[s
     return {"oa": report.oa, "macc": report.macc}
 
 
-@torch.inference_mode()
-def torch_logits(model: torch.nn.Module, clouds: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    return torch.cat(
-        [model(torch.from_numpy(clouds[i : i + batch_size])) for i in range(0, len(clouds), batch_size)]
-    ).numpy()
-
-
 def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
     """Compile ``checkpoint`` into the artifact folder ``out``; returns the manifest written there."""
     if opts.fmt not in FORMATS:
@@ -86,7 +79,7 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
 
     t0 = time.perf_counter()
     reference = reference_model(model)
-    ref = torch_logits(reference, clouds, opts.batch_size)
+    ref = predict(reference, torch.from_numpy(clouds), num_points, opts.batch_size).numpy()
     ref_acc = accuracy(ref, labels, num_classes)
     log(
         f"torch reference: OA {ref_acc['oa'] * 100:.2f} %  mAcc {ref_acc['macc'] * 100:.2f} %  "

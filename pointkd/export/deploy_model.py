@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import DGCNN
+from ..models.edgeconv import flat_index
 
 
 def _bn_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
@@ -80,7 +81,7 @@ class DeployEdgeConv(nn.Module):
         b, n, _ = x.shape
         k = idx.shape[-1]
         c = self.out_channels
-        flat = (idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)).reshape(-1)
+        flat = flat_index(idx, n)
         gathered = self.neighbour(x).reshape(b * n, c).index_select(0, flat).view(b, n, k, c)
         return F.leaky_relu(gathered.amax(dim=2) + self.centre(x), self.negative_slope)
 
