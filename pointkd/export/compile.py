@@ -61,6 +61,8 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
     """Compile ``checkpoint`` into the artifact folder ``out``; returns the manifest written there."""
     if opts.fmt not in FORMATS:
         raise ValueError(f"unknown format {opts.fmt!r}; choose from {', '.join(FORMATS)}")
+    if opts.fmt in ("onnx-int8", "trt-int8") and opts.calib_size < 1:
+        raise ValueError(f"--calib-size must be at least 1, got {opts.calib_size}")
     if opts.fmt in TRT_FORMATS and (reason := tensorrt_status()) is not None:
         raise ExportError(f"cannot build {opts.fmt} here: {reason}")
     out = Path(out)
