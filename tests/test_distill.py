@@ -75,6 +75,16 @@ def test_attention_transfer_is_scale_free_over_channels():
     assert float(at(torch.randn(2, 50, 8), z)) > 0
 
 
+def test_attention_transfer_matches_the_reference_scale():
+    """Mean over clouds and points of the squared map difference, as in Zagoruyko & Komodakis' code."""
+    z_s, z_t = torch.randn(3, 40, 8), torch.randn(3, 40, 16)
+    q_s = z_s.pow(2).mean(-1)
+    q_t = z_t.pow(2).mean(-1)
+    q_s, q_t = q_s / q_s.norm(dim=1, keepdim=True), q_t / q_t.norm(dim=1, keepdim=True)
+    expected = sum(float(((q_s[b] - q_t[b]) ** 2).sum()) for b in range(3)) / (3 * 40)
+    assert float(ATLoss()(z_s, z_t)) == pytest.approx(expected, rel=1e-6)
+
+
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "scratch"])
 def test_each_method_trains_the_student_only(method):
     teacher = create_model("dgcnn_teacher", widths=(16, 16, 32, 32), emb_dim=64, mlp=(32,), k=8).eval()

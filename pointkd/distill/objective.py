@@ -9,7 +9,7 @@ Methods (``METHODS``):
 ``scratch``     ``CE``
 ``kd``          ``(1 − α)·CE + α·L_KD`` (Hinton; T, α)
 ``fitnet``      ``CE + β_fit·Σ_l w_l·L_FitNet(l)``
-``at``          ``CE + β_at·Σ_l w_l·L_AT(l)``
+``at``          ``CE + β_at/2·Σ_l w_l·L_AT(l)`` (Zagoruyko & Komodakis' β/2)
 ``lsp``         ``CE + λ·Σ_l w_l·L_LSP(l)`` over the teacher ∪ student virtual edges
 ``lsp+kd``      ``(1 − α)·CE + α·L_KD + λ·Σ_l w_l·L_LSP(l)``
 ==============  ===========================================================================
@@ -113,8 +113,8 @@ class Distill(nn.Module):
                 lambda t, st, i: self.fitnets[i](s_out.features[st], t_out.features[t])
             )
         if s.method == "at":
-            terms["at"] = s.at_weight * self._over_layers(
-                lambda t, st, _: self.at(s_out.features[st], t_out.features[t])
+            terms["at"] = (
+                s.at_weight / 2 * self._over_layers(lambda t, st, _: self.at(s_out.features[st], t_out.features[t]))
             )
         loss = torch.stack(list(terms.values())).sum()
         return StepLoss(loss, s_out.logits, {k: float(v.detach()) for k, v in terms.items()})
