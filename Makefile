@@ -7,11 +7,9 @@ BIN := $(VENV)/bin
 setup:
 	bash scripts/setup.sh
 
-# Main job, end to end on the built-in default: train the quickstart student on ModelNet40 and evaluate it.
+# Main job, end to end on the built-in default (`pointkd demo`): teacher, LSP student, ONNX + int8, bench, server.
 demo: setup
-	$(BIN)/pointkd data info
-	$(BIN)/pointkd train --config quickstart --out runs/quickstart --resume
-	$(BIN)/pointkd eval runs/quickstart/best.pt --out runs/quickstart/eval
+	$(BIN)/pointkd demo --out runs/demo
 
 lint:
 	$(BIN)/ruff check .

@@ -15,11 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,34 +25,9 @@ from pointkd.data import load_modelnet40
 from pointkd.export import read_manifest
 from pointkd.runtime import busy_cores, cpu_model
 from pointkd.timing import percentile
+from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(
-    artifact: Path, port: int, threads: int, max_batch: int, max_delay_ms: float, spin: bool = True
-) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pointkd", "serve", str(artifact), "--port", str(port), "--threads", str(threads)]
-    cmd += ["--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)] + ([] if spin else ["--no-spin"])
-    server = subprocess.Popen(cmd, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        time.sleep(0.3)
-    server.kill()
-    raise RuntimeError("the server did not become ready in 120 s")
 
 
 def payloads(clouds: np.ndarray, kind: str) -> list[tuple[bytes, dict]]:
@@ -152,7 +122,9 @@ def main() -> None:
     clouds = load_modelnet40(args.data).test_x[:64].numpy()
     busy = busy_cores()
     port = free_port()
-    server = start_server(args.artifact, port, args.threads, args.max_batch, args.max_delay_ms, not args.no_spin)
+    serve_args = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
+    serve_args += ["--max-delay-ms", str(args.max_delay_ms)] + (["--no-spin"] if args.no_spin else [])
+    server = start_server(args.artifact, port, *serve_args)
     url = f"http://127.0.0.1:{port}/predict"
     rows = []
     try:
@@ -170,8 +142,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_server(server)
     batch_line = [
         ln for ln in metrics.splitlines() if ln.startswith(("pointkd_batch_size_sum", "pointkd_batch_size_count"))
     ]

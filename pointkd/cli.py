@@ -10,10 +10,7 @@ from pathlib import Path
 
 from . import __version__
 
-LONG_RUNNING = {"train", "eval", "distill", "bench", "compile"}
-NOT_BUILT = {
-    "bench": "latency / accuracy reports (issue #6)",
-}
+LONG_RUNNING = {"train", "eval", "distill", "bench", "compile", "demo"}
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -151,9 +148,66 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
     comp.add_argument("--atol", type=float, default=1e-4, help="fp32 parity: largest |Δlogit| (default 1e-4)")
 
-    for name, what in NOT_BUILT.items():
-        p = sub.add_parser(name, help=f"{what} — not built yet", description=f"{what}: not built yet.")
-        p.add_argument("args", nargs=argparse.REMAINDER)
+    bench = sub.add_parser(
+        "bench",
+        help="latency / accuracy report per model and format on this device",
+        description="One row per (model, format, threads): status (✅ ran and validated, ❎ exported but an "
+        "accuracy check failed, ❌ failed or unavailable, with the reason), file size, parameters, OA / mAcc on the "
+        "test split, p50/p95/p99 ms at batch 1, clouds/s at batch 32 and peak memory, each (model, format) in a "
+        "fresh process on the same clouds. Checkpoints are compiled to each format first (cached); artifact "
+        "folders run in their own format. Writes OUT/<device-id>/bench.{json,md,png}.",
+    )
+    bench.add_argument("sources", nargs="+", metavar="CKPT_OR_ARTIFACT", help="checkpoints (.pt) or artifact folders")
+    bench.add_argument(
+        "--formats",
+        default="torch,onnx,onnx-int8,trt-fp16,trt-int8",
+        help="comma-separated formats for checkpoints (default: all; TensorRT rows say why they cannot run here)",
+    )
+    bench.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts (default 1,2)")
+    bench.add_argument("--out", default="runs/bench", help="results root (default runs/bench)")
+    _data_arg(bench)
+    bench.add_argument("--num-points", type=int, default=None, help="points per cloud (default: each model's own)")
+    bench.add_argument("--repeats", type=int, default=200, help="timed batch-1 runs per thread count (default 200)")
+    bench.add_argument(
+        "--max-seconds", type=float, default=20.0, help="cap on one thread count's batch-1 runs (default 20 s)"
+    )
+    bench.add_argument("--calib-size", type=int, default=1024, help="int8 calibration clouds (default 1024)")
+    bench.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
+    bench.add_argument("--no-progress", action="store_true")
+
+    sel = sub.add_parser(
+        "select",
+        help="pick the most accurate benchmarked model within a latency budget, and say why",
+        description="Reads a `pointkd bench` report and picks, among the rows that ran and were validated, the "
+        "most accurate one whose latency (default p95 at batch 1) meets --budget-ms; prints every candidate with "
+        "the reason it won or lost. Exit status 1 when none meets the budget.",
+    )
+    sel.add_argument("--budget-ms", type=float, required=True, help="latency budget in ms")
+    sel.add_argument("--device-report", required=True, help="a bench.json (or the folder holding it)")
+    sel.add_argument("--metric", default="p95", choices=("p50", "p95", "p99"), help="latency percentile (p95)")
+    sel.add_argument("--threads", type=int, default=None, help="thread count to judge (default: the most measured)")
+    sel.add_argument("--json", action="store_true", help="print the chosen row as JSON")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole pipeline end to end: teacher, LSP student, ONNX + int8, bench, server",
+        description="Train a small teacher, distil a student from it with LSP, compile the student to ONNX and "
+        "int8, benchmark them, serve the int8 model and classify real test clouds over HTTP, then print the report "
+        "paths. Uses the shared ModelNet40 when present, else a generated synthetic set. Every stage resumes: "
+        "re-running continues where an interrupted demo stopped.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
+    _data_arg(demo)
+    demo.add_argument("--requests", type=int, default=200, help="test clouds sent to the server (default 200)")
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of both training configs, e.g. --set train.epochs=4 for a longer, better demo",
+    )
+    demo.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -165,9 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command in NOT_BUILT:
-        print(f"pointkd {args.command}: {NOT_BUILT[args.command]} is not built yet.", file=sys.stderr)
-        return 2
     if from_shell and args.command in LONG_RUNNING:
         from .runtime import reexec_with_jemalloc
 
@@ -185,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         ExportError,
         FileExistsError,
+        FileNotFoundError,
         KeyError,
         TypeError,
         ValueError,
@@ -335,6 +387,60 @@ def cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} is empty")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .bench import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+        threads=_int_list(args.threads, "--threads"),
+        data=args.data,
+        num_points=args.num_points,
+        repeats=args.repeats,
+        max_seconds=args.max_seconds,
+        calib_size=args.calib_size,
+        max_drop=args.max_drop,
+        progress=not args.no_progress,
+    )
+    paths, rows = run_bench(args.sources, args.out, opts)
+    print(paths["md"].read_text())
+    print(f"wrote {paths['md']}, {paths['json'].name} and {paths['png'].name}")
+    return 0 if any(r.status == "ok" for r in rows) else 1
+
+
+def cmd_select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from dataclasses import asdict
+
+    from .bench import read_report, select_model
+
+    _, rows = read_report(args.device_report)
+    selection = select_model(rows, args.budget_ms, f"{args.metric}_ms", args.threads)
+    if args.json:
+        print(json.dumps(asdict(selection.chosen) if selection.chosen else None, indent=2))
+    else:
+        print(selection.explain())
+    return 0 if selection.chosen is not None else 1
+
+
+def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .demo import run_demo
+
+    report = run_demo(
+        args.out, data=args.data, requests=args.requests, progress=not args.no_progress, overrides=args.overrides
+    )
+    print(f"demo report: {report}")
+    return 0
+
+
 COMMANDS = {
     "data": cmd_data,
     "train": cmd_train,
@@ -344,6 +450,9 @@ COMMANDS = {
     "models": cmd_models,
     "compile": cmd_compile,
     "serve": cmd_serve,
+    "bench": cmd_bench,
+    "select": cmd_select,
+    "demo": cmd_demo,
 }
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Export and compile: the inference rewrite, ONNX, int8, TensorRT, and the artifact manifest."""
 
-from .compile import FORMATS, CompileOptions, compile_checkpoint
+from .compile import FORMATS, CompileOptions, compile_cached, compile_checkpoint
 from .deploy_model import DeployDGCNN, knn_topk
 from .manifest import ManifestError, read_manifest, write_manifest
 from .onnx_export import ExportError, export_onnx, naive_model, reference_model
@@ -17,6 +17,7 @@ __all__ = [
     "ManifestError",
     "TensorRTUnavailable",
     "build_engine",
+    "compile_cached",
     "compile_checkpoint",
     "export_onnx",
     "knn_score_nodes",

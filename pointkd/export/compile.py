@@ -179,6 +179,29 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
     return manifest
 
 
+def compile_cached(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
+    """:func:`compile_checkpoint`, unless ``out`` already holds a valid artifact of the same checkpoint (sha256),
+    format and point count: then its manifest is returned and nothing is recompiled."""
+    from .manifest import ManifestError, read_manifest
+
+    out = Path(out)
+    if (out / MANIFEST).is_file():
+        try:
+            m = read_manifest(out, verify=True)
+        except ManifestError:
+            m = None
+        points = opts.num_points or int(load_checkpoint(checkpoint).get("num_points") or 1024)
+        if (
+            m is not None
+            and m["artifact_format"] == opts.fmt
+            and m["input"]["num_points"] == points
+            and m["source_checkpoint"]["sha256"] == sha256_file(Path(checkpoint))
+        ):
+            opts.log(f"{out}: already compiled from this checkpoint; reusing it")
+            return m
+    return compile_checkpoint(checkpoint, out, opts)
+
+
 def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime

@@ -1,0 +1,159 @@
+"""One benchmark row's measurements, in a process of its own: ``python -m pointkd.bench.measure SPEC OUT``.
+
+A fresh process per (model, format) keeps each runtime's thread pools, allocator state and peak memory apart
+from the others'. The spec (JSON) names the runtime (``torch`` checkpoint, ``onnx`` model file, ``trt`` engine),
+the inputs file written by the parent (test clouds at the model's point count, their labels, and the timing
+clouds, identical for every format), the thread counts and the timing settings. The output (JSON) holds OA and
+mAcc on the test clouds, p50/p95/p99 at batch 1 and clouds/s at batch ``batch_size`` per thread count, and the
+peak RSS above the baseline taken once torch, ONNX Runtime and pointkd are imported and the inputs loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def rss_mb() -> float:
+    """Resident set size now, MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """This process's RSS high-water mark, MiB: ``VmHWM`` (per address space, so it starts afresh at exec; the
+    ``ru_maxrss`` of a child started from a big parent carries the parent's size), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Restart the high-water mark from the current RSS (Linux >= 4.0; silently nothing elsewhere)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _runner(spec: dict[str, Any], threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    kind = spec["kind"]
+    if kind == "torch":
+        import torch
+
+        from ..train import load_checkpoint, model_from_checkpoint
+
+        model = model_from_checkpoint(load_checkpoint(spec["path"])).float().eval()
+
+        def run(x: np.ndarray) -> np.ndarray:
+            if torch.get_num_threads() != threads:  # torch's pool is per process, shared by both runners
+                torch.set_num_threads(threads)
+            with torch.inference_mode():
+                return model(torch.from_numpy(x)).numpy()
+
+        return run
+    if kind == "onnx":
+        from ..export import make_session
+
+        session = make_session(spec["path"], threads=threads)
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
+    if kind == "trt":
+        from ..export.tensorrt_backend import TensorRTRunner
+
+        return TensorRTRunner(spec["path"], spec.get("input_name", "points"), spec.get("output_name", "logits"))
+    raise ValueError(f"unknown runtime kind {kind!r}")
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    # Everything a runner imports is imported before the baseline, so the peak counts the model and its work only.
+    import onnxruntime  # noqa: F401
+
+    from .. import export  # noqa: F401  (torch, onnx)
+    from ..timing import percentile, time_ms
+    from ..train import ClassificationReport
+
+    inputs = np.load(spec["inputs"])
+    clouds = np.ascontiguousarray(inputs["clouds"], dtype=np.float32)
+    labels = inputs["labels"]
+    timing = np.ascontiguousarray(inputs["timing"], dtype=np.float32)
+    base = rss_mb()
+    reset_peak_rss()
+    batch = int(spec["batch_size"])
+    result: dict[str, Any] = {"baseline_mb": base, "per_threads": {}}
+    # The highest thread count first: the accuracy pass and its timing make the peak of one runtime instance; the
+    # other thread counts' instances come after the peak is read.
+    for threads in sorted(spec["threads"], reverse=True):
+        run = _runner(spec, threads)
+        if "oa" not in result:
+            logits = np.concatenate([run(clouds[i : i + batch]) for i in range(0, len(clouds), batch)])
+            report = ClassificationReport.from_predictions(
+                _tensor(logits.argmax(1)), _tensor(labels), int(spec["num_classes"])
+            )
+            result.update(oa=report.oa, macc=report.macc)
+        times = time_ms(
+            _cycling(run, [timing[i : i + 1] for i in range(len(timing))]),
+            spec["repeats"],
+            warmup=spec["warmup"],
+            max_seconds=spec["max_seconds"],
+        )
+        big = np.ascontiguousarray(np.resize(timing, (batch, *timing.shape[1:])))
+        batch_times = time_ms(lambda run=run, big=big: run(big), 30, warmup=2, max_seconds=spec["max_seconds"] / 2)
+        result["per_threads"][str(threads)] = {
+            "p50_ms": percentile(times, 50),
+            "p95_ms": percentile(times, 95),
+            "p99_ms": percentile(times, 99),
+            "runs": len(times),
+            "clouds_per_s": batch / (statistics.median(batch_times) / 1000),
+        }
+        result.setdefault("peak_mb", max(peak_rss_mb() - base, 0.0))
+        del run
+    return result
+
+
+def _cycling(run: Callable[[np.ndarray], np.ndarray], inputs: list[np.ndarray]) -> Callable[[], np.ndarray]:
+    """A no-argument call that runs ``run`` on the next input each time, round robin."""
+    position = 0
+
+    def call() -> np.ndarray:
+        nonlocal position
+        x = inputs[position % len(inputs)]
+        position += 1
+        return run(x)
+
+    return call
+
+
+def _tensor(a: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.asarray(a, dtype=np.int64))
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec_path, out_path = (argv if argv is not None else sys.argv[1:])[:2]
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        result = {"ok": True, **measure(spec)}
+    except Exception as err:  # reported as the row's reason; the parent goes on with the other rows
+        result = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+    Path(out_path).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

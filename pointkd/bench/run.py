@@ -1,0 +1,318 @@
+"""``pointkd bench``: checkpoints and artifacts in, one report per device out.
+
+A checkpoint is benchmarked in every requested format: ``torch`` runs it as is, the others are compiled first with
+``pointkd compile`` (cached under ``<out>/<device-id>/artifacts/`` and reused while the checkpoint's sha256 and the
+point count match), so they carry compile's own checks (fp32 parity, the int8 accuracy drop). An artifact folder is
+benchmarked in its own format. Every (model, format) is measured in a fresh worker process
+(:mod:`pointkd.bench.measure`) on the same test clouds and the same timing clouds, once per thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .device import device_id, device_info
+from .report import BenchRow, write_report
+
+ALL_FORMATS = ("torch", "onnx", "onnx-int8", "trt-fp16", "trt-int8")
+OA_TOLERANCE = 0.002  # measured vs compile-time OA; ORT thread counts may resolve a kNN near-tie differently
+
+
+@dataclass
+class BenchOptions:
+    formats: tuple[str, ...] = ALL_FORMATS
+    threads: tuple[int, ...] = (1, 2)
+    data: str | None = None
+    num_points: int | None = None  # None: each checkpoint's training point count / each artifact's input
+    repeats: int = 200
+    warmup: int = 10
+    max_seconds: float = 20.0  # cap on the batch-1 runs of one thread count
+    batch_size: int = 32
+    timing_clouds: int = 64
+    calib_size: int = 1024
+    max_drop: float = 1.0
+    worker_timeout_s: float = 3600.0
+    progress: bool = True
+    log: Callable[[str], None] = field(default=print)
+
+    def validate(self) -> None:
+        unknown = [f for f in self.formats if f not in ALL_FORMATS]
+        if unknown or not self.formats:
+            raise ValueError(f"unknown format(s) {unknown}; choose from {', '.join(ALL_FORMATS)}")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise ValueError(f"thread counts must be >= 1, got {list(self.threads)}")
+        if self.repeats < 10 or self.timing_clouds < 1 or self.batch_size < 1:
+            raise ValueError("need repeats >= 10, timing_clouds >= 1 and batch_size >= 1")
+
+
+@dataclass
+class Job:
+    """One (model, format) to measure, or a row that is already decided (``status`` set: failed / check_failed)."""
+
+    label: str
+    fmt: str
+    source: str
+    kind: str | None = None  # torch | onnx | trt
+    path: str | None = None
+    points: int | None = None
+    model_name: str | None = None
+    params: int | None = None
+    size_mb: float | None = None
+    artifact: str | None = None
+    expected_oa: float | None = None
+    classes: list[str] | None = None
+    status: str | None = None
+    reason: str = ""
+
+    def row(self, **measured: Any) -> BenchRow:
+        return BenchRow(
+            model=self.label,
+            format=self.fmt,
+            status=measured.pop("status", self.status or "ok"),
+            reason=measured.pop("reason", self.reason),
+            model_name=self.model_name,
+            source=self.source,
+            artifact=self.artifact,
+            points=self.points,
+            params=self.params,
+            size_mb=self.size_mb,
+            **measured,
+        )
+
+
+def trt_unavailable() -> str | None:
+    """Why TensorRT cannot run here, in a few words, or None."""
+    from ..export import tensorrt_status
+
+    if tensorrt_status() is not None:
+        return "TensorRT: the tensorrt package is not installed here"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "TensorRT: no CUDA device"
+    return None
+
+
+def _artifact_job(label: str, source: str, folder: Path, fmt: str | None = None) -> Job:
+    from ..export import read_manifest
+
+    m = read_manifest(folder, verify=True)
+    fmt = fmt or m["artifact_format"]
+    model_file = folder / m["model_file"]
+    return Job(
+        label=label,
+        fmt=fmt,
+        source=source,
+        kind="trt" if fmt.startswith("trt-") else "onnx",
+        path=str(model_file),
+        points=int(m["input"]["num_points"]),
+        model_name=(m.get("model") or {}).get("name"),
+        params=(m.get("model") or {}).get("parameters"),
+        size_mb=model_file.stat().st_size / 1e6,
+        artifact=str(folder),
+        expected_oa=m["accuracy"]["oa"],
+        classes=list(m["classes"]),
+    )
+
+
+def plan_jobs(sources: list[str], opts: BenchOptions, artifacts_dir: Path) -> list[Job]:
+    """Resolve every source into jobs, compiling checkpoints as needed; failures become decided rows."""
+    from ..export import CompileOptions, ExportError, ManifestError, compile_cached
+    from ..train import CheckpointError, load_checkpoint, model_from_checkpoint
+
+    jobs: list[Job] = []
+    used: dict[str, str] = {}
+
+    def unique(label: str, source: str) -> str:
+        n, name = 1, label
+        while used.get(name, source) != source:
+            n += 1
+            name = f"{label}-{n}"
+        used[name] = source
+        return name
+
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            label = unique(path.name, source)
+            try:
+                jobs.append(_artifact_job(label, source, path))
+            except (ManifestError, OSError) as err:
+                jobs.append(Job(label, "?", source, status="failed", reason=str(err)))
+            continue
+        label = unique(path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem, source)
+        try:
+            ckpt = load_checkpoint(path)
+        except (CheckpointError, OSError) as err:
+            jobs.append(Job(label, "?", source, status="failed", reason=f"not a checkpoint or artifact: {err}"))
+            continue
+        model = model_from_checkpoint(ckpt)
+        points = opts.num_points or int(ckpt.get("num_points") or 1024)
+        common = dict(points=points, model_name=ckpt.get("model_name"), params=model.num_parameters)
+        for fmt in opts.formats:
+            if fmt == "torch":
+                jobs.append(
+                    Job(
+                        label,
+                        fmt,
+                        source,
+                        kind="torch",
+                        path=str(path),
+                        size_mb=path.stat().st_size / 1e6,
+                        classes=list(ckpt.get("classes") or []) or None,
+                        **common,
+                    )
+                )
+                continue
+            if fmt.startswith("trt-") and (why := trt_unavailable()) is not None:
+                jobs.append(Job(label, fmt, source, status="failed", reason=why, **common))
+                continue
+            opts.log(f"compiling {label} to {fmt} ({points} points)")
+            folder = artifacts_dir / f"{label}-{points}-{fmt}"
+            try:
+                copts = CompileOptions(fmt, points, opts.data, opts.calib_size, max_drop=opts.max_drop)
+                copts.log = lambda line: opts.log(f"  {line}")
+                compile_cached(path, folder, copts)
+                jobs.append(_artifact_job(label, source, folder, fmt))
+            except ExportError as err:
+                text = str(err)
+                checked = text.startswith(("ONNX parity failed", "int8 loses"))
+                jobs.append(
+                    Job(label, fmt, source, status="check_failed" if checked else "failed", reason=text, **common)
+                )
+            except (ValueError, OSError, RuntimeError) as err:
+                jobs.append(Job(label, fmt, source, status="failed", reason=f"{type(err).__name__}: {err}", **common))
+    return jobs
+
+
+def _write_inputs(data, points: int, opts: BenchOptions, folder: Path) -> Path:
+    from ..data import fixed_subset
+
+    clouds = fixed_subset(data.test_x, points).numpy().astype(np.float32)
+    rng = np.random.default_rng(0)
+    ids = np.sort(rng.choice(len(clouds), size=min(opts.timing_clouds, len(clouds)), replace=False))
+    path = folder / f"inputs-{points}.npz"
+    np.savez(path, clouds=clouds, labels=data.test_y.numpy(), timing=clouds[ids])
+    return path
+
+
+def worker_env() -> dict[str, str]:
+    """The environment without pointkd's jemalloc preload: workers use the system allocator, as `pointkd serve`
+    and most deployments do (jemalloc with decay off would also keep every freed page in the peak RSS)."""
+    from ..runtime import MALLOC_CONF
+
+    env = os.environ.copy()
+    env["LD_PRELOAD"] = ":".join(p for p in env.get("LD_PRELOAD", "").split(":") if p and "jemalloc" not in p)
+    if env.get("MALLOC_CONF") == MALLOC_CONF:
+        del env["MALLOC_CONF"]
+    env["POINTKD_JEMALLOC"] = "0"
+    return env
+
+
+def measure_job(job: Job, inputs: Path, num_classes: int, opts: BenchOptions, tmp: Path) -> list[BenchRow]:
+    """Run the worker for ``job``; one row per thread count (one failed row if the worker failed)."""
+    spec = {
+        "kind": job.kind,
+        "path": job.path,
+        "inputs": str(inputs),
+        "num_classes": num_classes,
+        "threads": list(opts.threads),
+        "repeats": opts.repeats,
+        "warmup": opts.warmup,
+        "max_seconds": opts.max_seconds,
+        "batch_size": opts.batch_size,
+    }
+    spec_path, out_path = tmp / f"{job.label}-{job.fmt}.spec.json", tmp / f"{job.label}-{job.fmt}.out.json"
+    spec_path.write_text(json.dumps(spec))
+    out_path.unlink(missing_ok=True)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pointkd.bench.measure", str(spec_path), str(out_path)],
+            capture_output=True,
+            text=True,
+            timeout=opts.worker_timeout_s,
+            env=worker_env(),
+        )
+    except subprocess.TimeoutExpired:
+        return [job.row(status="failed", reason=f"worker timed out after {opts.worker_timeout_s:.0f} s")]
+    if not out_path.is_file():
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        return [job.row(status="failed", reason=f"worker died: {tail[0]}")]
+    result = json.loads(out_path.read_text())
+    if not result["ok"]:
+        return [job.row(status="failed", reason=result["error"])]
+    status, reason = "ok", job.reason
+    if job.expected_oa is not None and abs(result["oa"] - job.expected_oa) > OA_TOLERANCE:
+        status = "check_failed"
+        reason = f"OA {result['oa'] * 100:.2f} % here vs {job.expected_oa * 100:.2f} % measured by compile"
+    rows = []
+    for threads in opts.threads:
+        t = result["per_threads"][str(threads)]
+        rows.append(
+            job.row(
+                status=status,
+                reason=reason,
+                threads=threads,
+                oa=result["oa"],
+                macc=result["macc"],
+                peak_mb=result["peak_mb"],
+                **t,
+            )
+        )
+    return rows
+
+
+def run_bench(sources: list[str], out: str | os.PathLike, opts: BenchOptions) -> tuple[dict[str, Path], list[BenchRow]]:
+    """Benchmark ``sources`` (checkpoints and artifact folders) into ``out/<device-id>/bench.{json,md,png}``."""
+    from tqdm import tqdm
+
+    from ..data import load_modelnet40
+    from ..runtime import progress_interval
+
+    opts.validate()
+    if not sources:
+        raise ValueError("give at least one checkpoint (.pt) or artifact folder")
+    device = device_info(list(opts.threads))
+    folder = Path(out) / device_id(device)
+    jobs = plan_jobs(sources, opts, folder / "artifacts")
+    runnable = [j for j in jobs if j.status is None]
+    points = sorted({j.points for j in runnable if j.points})
+    # Loaded per point count, as compile and training load it (mesh, HDF5 and synthetic sources resample to it).
+    datasets = {p: load_modelnet40(opts.data, num_points=p) for p in points}
+    data = datasets[points[-1]] if points else None
+    rows: list[BenchRow] = []
+    with tempfile.TemporaryDirectory(prefix="pointkd-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        inputs = {p: _write_inputs(datasets[p], p, opts, tmp) for p in points}
+        bar = tqdm(jobs, desc="bench", unit="row", disable=not opts.progress, mininterval=progress_interval())
+        for job in bar:
+            bar.set_postfix_str(f"{job.label} {job.fmt}")
+            if job.status is not None:
+                rows.append(job.row())
+            elif data is not None and job.classes and list(job.classes) != list(data.classes):
+                rows.append(job.row(status="failed", reason="its class names differ from the data's"))
+            else:
+                rows.extend(measure_job(job, inputs[job.points], data.num_classes, opts, tmp))
+    settings = {
+        "formats": list(opts.formats),
+        "threads": list(opts.threads),
+        "repeats": opts.repeats,
+        "warmup": opts.warmup,
+        "max_seconds": opts.max_seconds,
+        "batch_size": opts.batch_size,
+        "timing_clouds": opts.timing_clouds,
+        "test_clouds": 0 if data is None else len(data.test_y),
+        "data": "–" if data is None else str(data.source),
+        "sources": list(sources),
+    }
+    return write_report(folder, device, rows, settings), rows

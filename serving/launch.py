@@ -1,0 +1,57 @@
+"""Start ``pointkd serve`` in a child process and wait until it is ready; stop it. Used by the load test and the
+demo, which talk to the server over real HTTP as a client would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    artifact: str | os.PathLike, port: int, *serve_args: str, ready_timeout_s: float = 120.0, quiet: bool = False
+) -> subprocess.Popen:
+    """``pointkd serve ARTIFACT --port PORT *serve_args`` in its own session; returns once ``/v2/health/ready``
+    answers 200, raises RuntimeError if the server exits or is not ready in time."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "pointkd", "serve", str(Path(artifact)), "--port", str(port), *serve_args]
+    out = subprocess.DEVNULL if quiet else None
+    server = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=out)
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with status {server.returncode}")
+        time.sleep(0.3)
+    stop_server(server)
+    raise RuntimeError(f"the server did not become ready in {ready_timeout_s:.0f} s")
+
+
+def stop_server(server: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM the server's process group (uvicorn shuts down gracefully), SIGKILL if it lingers."""
+    if server.poll() is not None:
+        return
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    except ProcessLookupError:
+        pass

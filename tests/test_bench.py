@@ -1,0 +1,194 @@
+"""`pointkd bench` / `select` / `demo`: real workers on a tiny model, checked against independent references."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pointkd.bench import BenchOptions, BenchRow, read_report, run_bench, select_model
+from pointkd.bench.device import device_id
+from pointkd.cli import main
+
+QUICK = dict(data="synthetic", repeats=10, max_seconds=1.0, timing_clouds=4, progress=False, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bench(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    opts = BenchOptions(formats=("torch", "onnx", "trt-fp16"), threads=(1, 2), **QUICK)
+    paths, rows = run_bench([str(tiny_checkpoint)], out, opts)
+    return paths, rows
+
+
+def test_checkpoint_rows_match_an_independent_evaluation(checkpoint_bench, tiny_checkpoint):
+    from pointkd.data import load_modelnet40
+    from pointkd.train import evaluate, load_checkpoint, model_from_checkpoint
+
+    _, rows = checkpoint_bench
+    by = {(r.format, r.threads): r for r in rows}
+    assert set(by) == {("torch", 1), ("torch", 2), ("onnx", 1), ("onnx", 2), ("trt-fp16", None)}
+    ckpt = load_checkpoint(tiny_checkpoint)
+    data = load_modelnet40("synthetic", num_points=ckpt["num_points"])
+    ref = evaluate(model_from_checkpoint(ckpt), data.test_x, data.test_y, ckpt["num_points"], data.num_classes)
+    for fmt in ("torch", "onnx"):
+        for threads in (1, 2):
+            r = by[(fmt, threads)]
+            assert r.status == "ok", r.reason
+            assert r.oa == pytest.approx(ref.oa) and r.macc == pytest.approx(ref.macc)
+            assert 0 < r.p50_ms <= r.p95_ms <= r.p99_ms
+            assert r.runs >= 10 and r.clouds_per_s > 0 and r.peak_mb >= 0
+            assert r.params == model_from_checkpoint(ckpt).num_parameters
+    assert by[("torch", 1)].size_mb == pytest.approx(tiny_checkpoint.stat().st_size / 1e6)
+    assert by[("onnx", 1)].artifact is not None
+    trt = by[("trt-fp16", None)]
+    assert trt.status == "failed" and trt.reason.startswith("TensorRT:")
+
+
+def test_report_files_round_trip(checkpoint_bench):
+    paths, rows = checkpoint_bench
+    device, back = read_report(paths["json"])
+    assert back == rows
+    assert paths["json"].parent.name == device_id(device)
+    assert device["threads"] == [1, 2] and device["versions"]["onnxruntime"]
+    md = paths["md"].read_text()
+    assert device["cpu"] in md
+    assert sum(line.startswith(f"| {rows[0].model} |") for line in md.splitlines()) == len(rows)
+    assert "✅" in md and "❌" in md and "TensorRT:" in md
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_artifacts_are_validated_and_bad_sources_become_rows(tiny_artifact, tmp_path):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tiny_artifact, tampered)
+    model = tampered / json.loads((tampered / "manifest.json").read_text())["model_file"]
+    model.write_bytes(model.read_bytes() + b"\0")
+    wrong_oa = tmp_path / "wrong_oa"
+    shutil.copytree(tiny_artifact, wrong_oa)
+    manifest = json.loads((wrong_oa / "manifest.json").read_text())
+    manifest["accuracy"]["oa"] += 0.05
+    (wrong_oa / "manifest.json").write_text(json.dumps(manifest))
+    sources = [str(tiny_artifact), str(tmp_path / "missing.pt"), str(tampered), str(wrong_oa)]
+    _, rows = run_bench(sources, tmp_path / "out", BenchOptions(threads=(1,), **QUICK))
+    by = {r.model: r for r in rows}
+    assert by[tiny_artifact.name].status == "ok"
+    assert by[tiny_artifact.name].oa == pytest.approx(manifest["accuracy"]["oa"] - 0.05)
+    assert by["missing"].status == "failed" and "not a checkpoint or artifact" in by["missing"].reason
+    assert by["tampered"].status == "failed" and "sha256" in by["tampered"].reason
+    assert by["wrong_oa"].status == "check_failed" and "measured by compile" in by["wrong_oa"].reason
+
+
+def test_bench_rejects_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="unknown format"):
+        run_bench(["x.pt"], tmp_path, BenchOptions(formats=("onnx", "tflite")))
+    with pytest.raises(ValueError, match="thread counts"):
+        run_bench(["x.pt"], tmp_path, BenchOptions(threads=(0,)))
+    assert main(["bench", "x.pt", "--threads", "one"]) == 2
+
+
+def _row(model, fmt, oa, p95, threads=2, status="ok", size=1.0, reason=""):
+    lat = {} if p95 is None else {"p50_ms": p95 * 0.9, "p95_ms": p95, "p99_ms": p95 * 1.1}
+    return BenchRow(model, fmt, status, threads=threads, oa=oa, size_mb=size, reason=reason, **lat)
+
+
+ROWS = [
+    _row("teacher", "onnx", 0.85, 30.0),
+    _row("student", "onnx", 0.80, 8.0),
+    _row("student", "onnx-int8", 0.80, 8.0, size=0.3),
+    _row("fast", "onnx", 0.78, 3.0),
+    _row("wide", "onnx-int8", 0.83, 9.0, status="check_failed", reason="int8 loses 2.0 OA points"),
+    _row("student", "onnx", 0.80, 15.0, threads=1),
+    _row("x", "trt-fp16", None, None, threads=None, status="failed", reason="TensorRT: no CUDA device"),
+]
+
+
+def test_select_picks_the_most_accurate_validated_model_within_the_budget():
+    sel = select_model(ROWS, budget_ms=10)
+    assert sel.threads == 2
+    assert (sel.chosen.model, sel.chosen.format) == ("student", "onnx-int8")  # same OA and p95: smaller file
+    verdicts = {(r.model, r.format): v for r, v in sel.verdicts}
+    assert "over the budget" in verdicts[("teacher", "onnx")]
+    assert "not validated: int8 loses" in verdicts[("wide", "onnx-int8")]
+    assert "2.00 OA points less accurate" in verdicts[("fast", "onnx")]
+    assert "TensorRT" in verdicts[("x", "trt-fp16")]
+    assert ("student", "onnx") in verdicts and len(sel.verdicts) == 6  # the 1-thread row is judged separately
+    assert "Chosen: student as onnx-int8" in sel.explain()
+    assert select_model(ROWS, budget_ms=5).chosen.model == "fast"
+    assert select_model(ROWS, budget_ms=40, metric="p50_ms").chosen.model == "teacher"
+    assert select_model(ROWS, budget_ms=20, threads=1).chosen.threads == 1
+
+
+def test_select_explains_when_nothing_fits_and_rejects_bad_arguments():
+    sel = select_model(ROWS, budget_ms=1)
+    assert sel.chosen is None and "No validated model meets p95 ≤ 1 ms" in sel.explain()
+    with pytest.raises(ValueError, match="metric"):
+        select_model(ROWS, 10, metric="mean_ms")
+    with pytest.raises(ValueError, match="no rows at 4"):
+        select_model(ROWS, 10, threads=4)
+    with pytest.raises(ValueError, match="positive"):
+        select_model(ROWS, 0)
+
+
+def test_select_cli(checkpoint_bench, capsys, tmp_path):
+    paths, _ = checkpoint_bench
+    assert main(["select", "--budget-ms", "1000", "--device-report", str(paths["json"].parent)]) == 0
+    out = capsys.readouterr().out
+    assert "**chosen**" in out and "Chosen:" in out
+    assert main(["select", "--budget-ms", "0.0001", "--device-report", str(paths["json"])]) == 1
+    assert main(["select", "--budget-ms", "10", "--device-report", str(tmp_path)]) == 2
+    assert "no benchmark report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "info, expected",
+    [
+        ({"cpu": "AMD EPYC 7B13 64-Core Processor", "cores": 2}, "amd-epyc-7b13-2c"),
+        ({"cpu": "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", "cores": 16}, "intel-xeon-gold-6338-2-00ghz-16c"),
+        ({"cpu": "AMD EPYC", "cores": 16, "gpu": "NVIDIA H100 80GB HBM3"}, "amd-epyc-16c-nvidia-h100-80gb-hbm3"),
+    ],
+)
+def test_device_id(info, expected):
+    assert device_id(info) == expected
+
+
+def test_demo_runs_every_stage_end_to_end(tmp_path):
+    from pointkd.demo import run_demo
+    from pointkd.train import load_checkpoint
+
+    overrides = ["train.epochs=1", "train.max_batches_per_epoch=2", "data.num_points=64"]
+    report = run_demo(
+        tmp_path,
+        data="synthetic",
+        requests=5,
+        progress=False,
+        log=lambda *_: None,
+        overrides=overrides,
+        bench_repeats=10,
+    )
+    record = json.loads((tmp_path / "demo.json").read_text())
+    s = record["stages"]
+    assert (tmp_path / "teacher" / "best.pt").is_file() and (tmp_path / "student" / "best.pt").is_file()
+    student = load_checkpoint(tmp_path / "student" / "best.pt")
+    assert student["teacher"] == str(tmp_path / "teacher" / "best.pt")
+    assert student["config"]["distill"]["method"] == "lsp" and student["model_name"] == "dgcnn_student"
+    assert s["compile"]["onnx"]["oa"] == pytest.approx(s["student"]["oa"], abs=0.02)
+    assert s["compile"]["onnx-int8"]["size_kib"] < s["compile"]["onnx"]["size_kib"]
+    _, rows = read_report(s["bench"]["report"].replace("bench.md", "bench.json"))
+    assert {(r.model, r.format) for r in rows} == {
+        ("teacher", "torch"),
+        ("student", "torch"),
+        ("student-onnx", "onnx"),
+        ("student-onnx-int8", "onnx-int8"),
+    }
+    assert all(r.status == "ok" for r in rows)
+    assert s["serve"]["requests"] == 5 and s["serve"]["errors"] == 0 and 0 <= s["serve"]["accuracy"] <= 1
+    text = report.read_text()
+    assert "| serve | 5 requests" in text and "| student-onnx-int8 | onnx-int8 |" in text
+    logs: list[str] = []
+    run_demo(
+        tmp_path, data="synthetic", requests=5, progress=False, log=logs.append, overrides=overrides, bench_repeats=10
+    )
+    # a second run resumes: finished trainings are not repeated, compiled artifacts are reused
+    assert len((tmp_path / "teacher" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert sum("reusing it" in line for line in logs) == 2
