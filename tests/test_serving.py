@@ -66,7 +66,13 @@ def test_every_format_gives_the_same_answer(client, cloud, tmp_path):
         got = probs_of(client.post("/predict?top_k=8", files={"file": (name, body)}))
         assert got.keys() == want.keys()
         assert max(abs(got[k] - want[k]) for k in want) < 1e-5, name
-    for r in (raw, npy):
+    with_normals = io.BytesIO()
+    np.save(with_normals, np.concatenate([cloud, np.ones((len(cloud), 3))], axis=1))  # [P, 6]: xyz + normals
+    npy6 = client.post(
+        "/predict?top_k=8", content=with_normals.getvalue(), headers={"content-type": "application/x-npy"}
+    )
+    upload6 = client.post("/predict?top_k=8", files={"file": ("c6.npy", with_normals.getvalue())})
+    for r in (raw, npy, npy6, upload6):  # an x-npy body is read exactly as an uploaded .npy: first 3 columns
         assert max(abs(probs_of(r)[k] - want[k]) for k in want) < 1e-6
 
 
