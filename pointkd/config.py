@@ -54,7 +54,7 @@ class TrainSection:
     threads: int | None = None  # torch intra-op threads; None = all cores
 
 
-DISTILL_METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd")
+DISTILL_METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd", "hkd", "hkd+kd", "stride")
 
 
 @dataclass
@@ -62,7 +62,7 @@ class DistillSection:
     """Distillation from a frozen teacher (see :mod:`pointkd.distill.objective` for the methods)."""
 
     teacher: str | None = None  # the teacher's pointkd checkpoint
-    method: str = "lsp"  # scratch | kd | fitnet | at | lsp | lsp+kd
+    method: str = "lsp"  # scratch | kd | fitnet | at | lsp | lsp+kd | hkd | hkd+kd | stride
     kernel: str = "rbf"  # LSP kernel: rbf | poly | linear | l2
     sigma: float = 1.0  # rbf bandwidth
     degree: int = 2  # poly degree
@@ -74,6 +74,16 @@ class DistillSection:
     kd_temperature: float = 4.0
     fitnet_weight: float = 1.0
     at_weight: float = 1000.0
+    hkd_weight: float = 1.0  # β of CE + β·L_HOL
+    hkd_dim: int = 128  # shared embedding size of the TAGCN heads
+    hkd_k: int = 4  # instance-graph neighbours within a batch
+    hkd_queue: int = 4096  # rows of each memory bank
+    hkd_temperature: float = 0.1
+    stride_weight: float = 1.0
+    stride_dim: int = 64
+    stride_rank: int | None = None  # low-rank embedding subspace; None: the full stride_dim
+    stride_embedding_weight: float = 1.0
+    stride_structural_weight: float = 100.0  # on the LSP term, as LSP's own λ
     layer_map: list[list[int]] | None = None  # [[teacher_layer, student_layer], ...]; None: every n-th layer
     layer_weights: list[float] | None = None  # one per layer pair; None: all 1
 

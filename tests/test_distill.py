@@ -94,9 +94,16 @@ def test_each_method_trains_the_student_only(method):
     assert not any(p is q for p in objective.parameters() for q in teacher.parameters())
     out = objective(student, torch.randn(4, 32, 3), torch.randint(0, 40, (4,)))
     assert torch.isfinite(out.loss) and out.logits.shape == (4, 40)
-    expected = {"ce"} | {"kd": {"kd"}, "fitnet": {"fitnet"}, "at": {"at"}, "lsp": {"lsp"}, "lsp+kd": {"lsp", "kd"}}[
-        method
-    ]
+    expected = {"ce"} | {
+        "kd": {"kd"},
+        "fitnet": {"fitnet"},
+        "at": {"at"},
+        "lsp": {"lsp"},
+        "lsp+kd": {"lsp", "kd"},
+        "hkd": {"hkd"},
+        "hkd+kd": {"hkd", "kd"},
+        "stride": {"stride"},
+    }[method]
     assert set(out.terms) == expected and all(v >= 0 for v in out.terms.values())
     out.loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
@@ -108,7 +115,7 @@ def test_each_method_trains_the_student_only(method):
 def test_distill_settings_are_validated():
     DistillSection(method="lsp").validate()  # the teacher is checked when the run starts (see the CLI test)
     with pytest.raises(ValueError, match=r"distill\.method"):
-        DistillSection(method="hkd").validate()
+        DistillSection(method="crd").validate()
     with pytest.raises(ValueError, match="kd_alpha"):
         DistillSection(method="kd", kd_alpha=2.0).validate()
 
@@ -120,7 +127,7 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     teacher_args += ["--set", "model.overrides={widths: [16, 16, 32, 32], k: 8, mlp: [32]}"]
     assert main(teacher_args) == 0
     student = ["--set", "model.overrides={widths: [8, 16], k: 4, mlp: [16]}"]
-    for method in ("lsp+kd", "fitnet"):
+    for method in ("lsp+kd", "fitnet", "hkd", "stride"):
         out = tmp_path / method
         args = ["distill", "--teacher", str(tmp_path / "t" / "best.pt"), "--method", method, "--out", str(out)]
         assert main([*args, *common, *student, "--set", "distill.sigma=4.0"]) == 0
@@ -129,5 +136,8 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
         assert ckpt["teacher"] == str(tmp_path / "t" / "best.pt")
         assert "test_oa" in ckpt["metrics"] and f"train_{method.split('+')[0]}" in ckpt["metrics"]
     assert "objective" in load_checkpoint(tmp_path / "fitnet" / "last.pt")  # the regressors resume too
+    banks = load_checkpoint(tmp_path / "hkd" / "last.pt")["objective"]
+    assert int(banks["hkd.filled"]) > 0 and banks["hkd.bank_s"].shape == (4096, 128)  # HKD's banks resume too
+    assert (tmp_path / "stride" / "layer_attention.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["distill", "--method", "lsp", "--data", "synthetic", "--out", str(tmp_path / "x")]) == 2
     assert "needs a teacher" in capsys.readouterr().err

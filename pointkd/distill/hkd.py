@@ -113,10 +113,8 @@ class HKDLoss(nn.Module):
         if n == 0:  # in-batch negatives: the other clouds' plain features
             loss = 0.5 * (self._in_batch(h_s, h_t, p_t) + self._in_batch(h_t, h_s, p_s))
         else:
-            loss = 0.5 * (
-                info_nce(h_s, h_t, self.bank_t[:n], self.temperature)
-                + info_nce(h_t, h_s, self.bank_s[:n], self.temperature)
-            )
+            bank_s, bank_t = self.bank_s[:n].clone(), self.bank_t[:n].clone()  # enqueue writes the banks below
+            loss = 0.5 * (info_nce(h_s, h_t, bank_t, self.temperature) + info_nce(h_t, h_s, bank_s, self.temperature))
         if self.training:
             self._enqueue(p_s.detach(), p_t.detach())
         return loss

@@ -12,14 +12,19 @@ Methods (``METHODS``):
 ``at``          ``CE + β_at/2·Σ_l w_l·L_AT(l)`` (Zagoruyko & Komodakis' β/2)
 ``lsp``         ``CE + λ·Σ_l w_l·L_LSP(l)`` over the teacher ∪ student virtual edges
 ``lsp+kd``      ``(1 − α)·CE + α·L_KD + λ·Σ_l w_l·L_LSP(l)``
+``hkd``         ``CE + β_hkd·L_HOL`` (holistic KD: instance graphs, TAGCN, InfoNCE; :mod:`.hkd`)
+``hkd+kd``      ``(1 − α)·CE + α·L_KD + β_hkd·L_HOL``
+``stride``      ``CE + β_stride·mean(α ⊙ (E + λ_S·L_LSP))`` over every layer pair (:mod:`.layer_attention`)
 ==============  ===========================================================================
 
-``l`` runs over the (teacher layer, student layer) pairs of the layer map (:mod:`.layer_map`).
+``l`` runs over the (teacher layer, student layer) pairs of the layer map (:mod:`.layer_map`); ``stride`` needs no
+map (its attention weighs every pair).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +34,10 @@ from ..config import DISTILL_METHODS, DistillSection
 from ..models import DGCNN
 from .at import ATLoss
 from .fitnet import FitNetLoss
+from .hkd import HKDLoss
 from .kd import kd_loss
 from .kernels import Kernel
+from .layer_attention import LayerAttentionLoss
 from .layer_map import default_layer_map, validate_layer_map
 from .lsp import LSPLoss
 
@@ -86,10 +93,24 @@ class Distill(nn.Module):
         if s.method == "fitnet":
             for t, st in pairs:
                 self.fitnets.append(FitNetLoss(student.config.widths[st], teacher.config.widths[t]))
+        if s.method in ("hkd", "hkd+kd"):
+            self.hkd = HKDLoss(
+                student.embedding_dim, teacher.embedding_dim, s.hkd_dim, s.hkd_k, s.hkd_queue, s.hkd_temperature
+            )
+        if s.method == "stride":
+            self.stride = LayerAttentionLoss(
+                student.config.widths,
+                teacher.config.widths,
+                s.stride_dim,
+                s.stride_rank,
+                self.lsp,
+                s.stride_embedding_weight,
+                s.stride_structural_weight,
+            )
 
     @property
     def uses_features(self) -> bool:
-        return self.settings.method in ("fitnet", "at", "lsp", "lsp+kd")
+        return self.settings.method in ("fitnet", "at", "lsp", "lsp+kd", "stride")
 
     def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
         s = self.settings
@@ -99,7 +120,7 @@ class Distill(nn.Module):
         s_out = model.forward_features(points)
         ce = F.cross_entropy(s_out.logits, labels, label_smoothing=self.label_smoothing)
         terms: dict[str, Tensor] = {}
-        if s.method in ("kd", "lsp+kd"):
+        if s.method in ("kd", "lsp+kd", "hkd+kd"):
             terms["ce"] = (1 - s.kd_alpha) * ce
             terms["kd"] = s.kd_alpha * kd_loss(s_out.logits, t_out.logits, s.kd_temperature)
         else:
@@ -116,8 +137,18 @@ class Distill(nn.Module):
             terms["at"] = (
                 s.at_weight / 2 * self._over_layers(lambda t, st, _: self.at(s_out.features[st], t_out.features[t]))
             )
+        if s.method in ("hkd", "hkd+kd"):
+            terms["hkd"] = s.hkd_weight * self.hkd(s_out.embedding, t_out.embedding, s_out.logits, t_out.logits)
+        if s.method == "stride":
+            terms["stride"] = s.stride_weight * self.stride(s_out.features, s_out.graphs, t_out.features, t_out.graphs)
         loss = torch.stack(list(terms.values())).sum()
         return StepLoss(loss, s_out.logits, {k: float(v.detach()) for k, v in terms.items()})
+
+    def save_figures(self, out_dir: str | Path) -> list[Path]:
+        """After training: the learned layer-attention map (``stride``) as ``layer_attention.png``."""
+        if self.settings.method != "stride":
+            return []
+        return [self.stride.plot(Path(out_dir) / "layer_attention.png")]
 
     def _over_layers(self, term) -> Tensor:
         return sum(w * term(t, st, i) for i, ((t, st), w) in enumerate(zip(self.pairs, self.weights, strict=True)))

@@ -117,6 +117,11 @@ class DGCNN(nn.Module):
         self.head = nn.Sequential(*layers)
 
     @property
+    def embedding_dim(self) -> int:
+        """Size of the pooled global feature the head reads (``DGCNNOutput.embedding``)."""
+        return self.head[0].in_features
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

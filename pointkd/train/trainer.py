@@ -222,6 +222,8 @@ def train(
         with open(out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(entry) + "\n")
         log(_format_entry(entry, t.epochs))
+    for figure in getattr(objective, "save_figures", lambda _: [])(out_dir):
+        log(f"wrote {figure}")
     return TrainResult(out_dir, best_oa, final, history, time.perf_counter() - started)
 
 
