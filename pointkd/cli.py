@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model (supervised)",
         description="Train a registered model on ModelNet40. Writes last.pt (resumable), best.pt, metrics.jsonl "
         "and config.yaml to --out. Shipped configs: teacher_paper (GPU recipe), teacher_cpu, student_cpu, "
-        "quickstart.",
+        "quickstart. Runs on N processes with `torchrun --nproc_per_node=N -m pointkd train ...` (DDP: gloo on "
+        "CPU, nccl on CUDA; train.batch_size is the global batch; --set train.sync_bn=true on CUDA).",
     )
     train.add_argument("--config", default=None, help="shipped config name or YAML path (default: teacher_cpu)")
     train.add_argument("--model", default=None, help="registered model name (overrides the config's model)")
@@ -71,13 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="distil a trained teacher into a student (LSP, KD, FitNet, AT)",
         description="Train a student against a frozen teacher checkpoint. Methods: scratch (no teacher), kd "
         "(Hinton), fitnet, at (attention transfer), lsp (local structure preserving, over the union of the "
-        "teacher's and the student's kNN edges), lsp+kd. Shipped configs: distill_cpu (CPU budget), "
-        "distill_paper (the paper's protocol). Writes the same run folder as `train`.",
+        "teacher's and the student's kNN edges), lsp+kd, hkd and hkd+kd (holistic KD: instance graphs and "
+        "InfoNCE), stride (learned attention over every teacher/student layer pair, LSP as the structural term). "
+        "Shipped configs: distill_cpu (CPU budget), distill_paper (the paper's protocol). Writes the same run "
+        "folder as `train`. Runs under `torchrun --nproc_per_node=N -m pointkd distill ...` too (DDP).",
     )
     distill.add_argument("--teacher", default=None, help="the teacher's checkpoint (required unless --method scratch)")
     distill.add_argument("--student", default=None, help="registered student model (default: the config's)")
     distill.add_argument("--config", default=None, help="shipped config name or YAML path (default: distill_cpu)")
-    distill.add_argument("--method", default=None, help="scratch | kd | fitnet | at | lsp | lsp+kd")
+    distill.add_argument(
+        "--method", default=None, help="scratch | kd | fitnet | at | lsp | lsp+kd | hkd | hkd+kd | stride"
+    )
     distill.add_argument("--kernel", default=None, help="LSP kernel: rbf (default) | poly | linear | l2")
     distill.add_argument("--lambda", dest="lsp_lambda", type=float, default=None, help="LSP weight λ (default 100)")
     distill.add_argument("--kd-alpha", type=float, default=None, help="KD weight α (default 0.1)")
@@ -272,8 +277,19 @@ def _run(args: argparse.Namespace, default_config: str, overrides: list[str]) ->
     cfg = load_config(args.config or default_config, overrides)
     out = Path(args.out or Path("runs") / (cfg.name or cfg.model.name))
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(f"best test OA {result.best_oa * 100:.2f} % in {result.seconds / 60:.1f} min; checkpoints in {out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
+        print(f"best test OA {result.best_oa * 100:.2f} % in {result.seconds / 60:.1f} min; checkpoints in {out}")
+    if torch_distributed_initialized():
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
     return 0
+
+
+def torch_distributed_initialized() -> bool:
+    import torch.distributed
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -52,6 +52,8 @@ class TrainSection:
     checkpoint_minutes: float = 10.0  # also save mid-epoch this often, so a crash loses little
     max_batches_per_epoch: int | None = None  # cap for smoke runs and benchmarks
     threads: int | None = None  # torch intra-op threads; None = all cores
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda; under torchrun, cuda:<LOCAL_RANK>
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
 
 
 DISTILL_METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd", "hkd", "hkd+kd", "stride")

@@ -108,6 +108,10 @@ class Distill(nn.Module):
                 s.stride_structural_weight,
             )
 
+    def _apply(self, fn, *args, **kwargs):
+        self.teacher[0]._apply(fn, *args, **kwargs)  # .to(device) moves the teacher too (it is no submodule)
+        return super()._apply(fn, *args, **kwargs)
+
     @property
     def uses_features(self) -> bool:
         return self.settings.method in ("fitnet", "at", "lsp", "lsp+kd", "stride")

@@ -18,6 +18,7 @@ def predict(model: nn.Module, clouds: Tensor, num_points: int, batch_size: int =
     """Logits ``[M, num_classes]`` for ``clouds`` ``[M, P, 3]``, each reduced to a fixed ``num_points`` subset."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for start in tqdm(
         range(0, clouds.shape[0], batch_size),
@@ -26,7 +27,7 @@ def predict(model: nn.Module, clouds: Tensor, num_points: int, batch_size: int =
         leave=False,
         mininterval=progress_interval(),
     ):
-        out.append(model(fixed_subset(clouds[start : start + batch_size], num_points)))
+        out.append(model(fixed_subset(clouds[start : start + batch_size], num_points).to(device)).cpu())
     model.train(was_training)
     return torch.cat(out)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 import yaml
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from .. import __version__
@@ -27,6 +27,14 @@ from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
 from ..runtime import progress_interval
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .distributed import (
+    DistContext,
+    TrainStep,
+    barrier,
+    init_distributed,
+    local_batch_size,
+    wrap_for_training,
+)
 from .evaluate import evaluate
 
 LAST, BEST = "last.pt", "best.pt"
@@ -49,6 +57,31 @@ def steps_per_epoch(num_train: int, cfg: RunConfig) -> int:
     return steps
 
 
+def rank_order(n_train: int, cfg: RunConfig, ctx: DistContext, epoch: int) -> Tensor:
+    """This rank's sample order for ``epoch`` when distributed (``DistributedSampler``: shuffled by
+    ``(seed, epoch)``, disjoint across ranks, equal lengths)."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(
+        range(n_train), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def rank_step_seed(seed: int, epoch: int, batch: int, ctx: DistContext) -> int:
+    """Augmentation / dropout seed of a batch on this rank (rank 0 and single-process runs: :func:`step_seed`)."""
+    return (step_seed(seed, epoch, batch) + 7919 * ctx.rank) % (2**62)
+
+
+def _all_reduce_sums(values: list[float], ctx: DistContext) -> list[float]:
+    if not ctx.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -56,6 +89,7 @@ class TrainResult:
     final: dict[str, Any]
     history: list[dict[str, Any]]
     seconds: float
+    model: DGCNN | None = None  # the trained model (every rank's replica when distributed)
 
 
 def build_model(cfg: RunConfig, num_classes: int) -> DGCNN:
@@ -86,7 +120,12 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train ``cfg`` into ``out_dir`` (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``config.yaml``)."""
+    """Train ``cfg`` into ``out_dir`` (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``config.yaml``).
+
+    Under torchrun (``WORLD_SIZE > 1``) every rank runs this; see :mod:`.distributed`."""
+    ctx = init_distributed(cfg.train.device)
+    if not ctx.is_main:
+        progress, log = False, lambda *_: None
     out_dir = Path(out_dir)
     last_path = out_dir / LAST
     if last_path.exists() and not resume:
@@ -98,9 +137,10 @@ def train(
             cfg.data.source, num_points=max(cfg.data.num_points, cfg.data.eval_points), seed=cfg.seed
         )
     torch.manual_seed(cfg.seed)  # weight init
-    model = build_model(cfg, data.num_classes)
-    objective = build_objective(cfg, model, data.classes)
+    model = build_model(cfg, data.num_classes).to(ctx.device)
+    objective = build_objective(cfg, model, data.classes).to(ctx.device)
     t = cfg.train
+    step_module = wrap_for_training(TrainStep(model, objective), ctx, t.sync_bn)
     params = list(model.parameters()) + list(objective.parameters())
     optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     epoch, batch, history, best_oa = 0, 0, [], -1.0
@@ -114,14 +154,19 @@ def train(
         epoch, batch = ckpt["epoch"], ckpt["batch"]
         history, best_oa = ckpt.get("history", []), ckpt.get("best_oa", -1.0)
         log(f"resuming {out_dir} at epoch {epoch}, batch {batch}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     augment = TrainAugment(
         num_points=cfg.data.num_points, jitter_sigma=cfg.data.jitter_sigma, rotate_up=cfg.data.rotate_up
     )
     n_train = data.train_x.shape[0]
     n_steps = steps_per_epoch(n_train, cfg)
+    per_rank = local_batch_size(t.batch_size, ctx)
+    if ctx.distributed:
+        n_steps = min(n_steps, (n_train // ctx.world_size) // per_rank)
+        log(f"distributed: {ctx.world_size} ranks x {per_rank} clouds per step ({ctx.device})")
     total_steps = n_steps * t.epochs
     started = time.perf_counter()
 
@@ -150,7 +195,10 @@ def train(
     final: dict[str, Any] = history[-1] if history else {}
     while epoch < t.epochs:
         model.train()
-        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
+        if ctx.distributed:
+            order = rank_order(n_train, cfg, ctx, epoch)
+        else:
+            order = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
         loss_sum = correct = seen = 0.0
         term_sums: dict[str, float] = {}
         last_save = time.monotonic()
@@ -167,33 +215,37 @@ def train(
                 lr = cosine_lr(step, total_steps, t.lr, t.lr_min)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                sel = order[b * t.batch_size : (b + 1) * t.batch_size]
-                seed = step_seed(cfg.seed, epoch, b)
-                x = augment(data.train_x[sel], torch.Generator().manual_seed(seed))
-                y = data.train_y[sel]
+                sel = order[b * per_rank : (b + 1) * per_rank]
+                seed = rank_step_seed(cfg.seed, epoch, b, ctx)
+                x = augment(data.train_x[sel], torch.Generator().manual_seed(seed)).to(ctx.device)
+                y = data.train_y[sel].to(ctx.device)
                 torch.manual_seed(seed)  # dropout
-                step_loss = objective(model, x, y)
+                loss, logits = step_module(x, y)
                 optimizer.zero_grad(set_to_none=True)
-                step_loss.loss.backward()
+                loss.backward()
                 optimizer.step()
-                loss_sum += float(step_loss.loss.detach()) * len(sel)
-                correct += float((step_loss.logits.argmax(-1) == y).sum())
+                loss_sum += float(loss.detach()) * len(sel)
+                correct += float((logits.argmax(-1) == y).sum())
                 seen += len(sel)
-                for name, value in step_loss.terms.items():
+                for name, value in step_module_terms(step_module).items():
                     term_sums[name] = term_sums.get(name, 0.0) + value * len(sel)
                 shown = {k: f"{v / seen:.3f}" for k, v in term_sums.items()} if len(term_sums) > 1 else {}
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", **shown, acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
                 batch = b + 1
-                if time.monotonic() - last_save > 60 * t.checkpoint_minutes and batch < n_steps:
+                if ctx.is_main and time.monotonic() - last_save > 60 * t.checkpoint_minutes and batch < n_steps:
                     save_checkpoint(snapshot(epoch, batch), last_path)
                     last_save = time.monotonic()
         except KeyboardInterrupt:
-            save_checkpoint(snapshot(epoch, batch), last_path)
-            log(f"interrupted: saved {last_path} at epoch {epoch}, batch {batch}; continue with --resume")
+            if ctx.is_main:
+                save_checkpoint(snapshot(epoch, batch), last_path)
+                log(f"interrupted: saved {last_path} at epoch {epoch}, batch {batch}; continue with --resume")
             raise
         finally:
             bar.close()
         epoch, batch = epoch + 1, 0
+        names = sorted(term_sums)
+        loss_sum, correct, seen, *totals = _all_reduce_sums([loss_sum, correct, seen, *map(term_sums.get, names)], ctx)
+        term_sums = dict(zip(names, totals, strict=True))
         entry: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": loss_sum / max(seen, 1),
@@ -202,7 +254,7 @@ def train(
             "lr": lr,
             "elapsed_s": time.perf_counter() - started,
         }
-        if epoch % t.eval_every == 0 or epoch == t.epochs:
+        if ctx.is_main and (epoch % t.eval_every == 0 or epoch == t.epochs):
             report = evaluate(
                 model,
                 data.test_x,
@@ -214,17 +266,26 @@ def train(
             )
             entry.update(test_oa=report.oa, test_macc=report.macc)
         history.append(entry)
-        if entry.get("test_oa", -1.0) > best_oa:
-            best_oa = entry["test_oa"]
-            save_checkpoint(snapshot(epoch, 0, entry), out_dir / BEST)
         final = entry
-        save_checkpoint(snapshot(epoch, 0, entry), last_path)
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        log(_format_entry(entry, t.epochs))
-    for figure in getattr(objective, "save_figures", lambda _: [])(out_dir):
-        log(f"wrote {figure}")
-    return TrainResult(out_dir, best_oa, final, history, time.perf_counter() - started)
+        if ctx.is_main:
+            if entry.get("test_oa", -1.0) > best_oa:
+                best_oa = entry["test_oa"]
+                save_checkpoint(snapshot(epoch, 0, entry), out_dir / BEST)
+            save_checkpoint(snapshot(epoch, 0, entry), last_path)
+            with open(out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            log(_format_entry(entry, t.epochs))
+        barrier(ctx)  # the other ranks wait for rank 0's evaluation and checkpoint
+    if ctx.is_main:
+        for figure in getattr(objective, "save_figures", lambda _: [])(out_dir):
+            log(f"wrote {figure}")
+    return TrainResult(out_dir, best_oa, final, history, time.perf_counter() - started, model)
+
+
+def step_module_terms(step_module: nn.Module) -> dict[str, float]:
+    """The objective's per-term values of the last step, through a DistributedDataParallel wrapper if any."""
+    inner = getattr(step_module, "module", step_module)
+    return inner.terms
 
 
 def _format_entry(e: dict[str, Any], epochs: int) -> str:
