@@ -1,7 +1,8 @@
 """The distillation comparison (LSP paper Table 4 on our budget): every method from one teacher, same budget, seeds.
 
 Runs, each as ``pointkd distill`` in its own process into ``--runs-dir/[fast-]<method>[-<kernel>]-s<seed>/``:
-scratch, KD, AT, FitNet, LSP (RBF), LSP + KD, and LSP with the poly / linear / L2 kernels for the paper student;
+scratch, KD, AT, FitNet, LSP (RBF), LSP + KD, LSP with the poly / linear / L2 kernels, HKD and STRIDE-style layer
+attention for the paper student;
 LSP (RBF) and scratch for the latency-aware student (``dgcnn_student_fast``); scratch, KD, LSP, AT and the fast
 student's LSP with two seeds (``--seeds``), the rest with the first. Every run is resumable, and finished runs are
 skipped, so the comparison can be spread over several sessions: re-run the same command to continue.
@@ -49,8 +50,10 @@ PLAN = (
     ("lsp", "poly", None, 0),
     ("lsp", "linear", None, 0),
     ("lsp", "l2", None, 0),
-    ("scratch", None, "dgcnn_student_fast", 0),
     ("at", None, None, 1),
+    ("hkd", None, None, 0),
+    ("stride", None, None, 0),
+    ("scratch", None, "dgcnn_student_fast", 0),
 )
 
 STUDENT_TAGS = {"dgcnn_student_fast": "fast", "dgcnn_student_fast2": "fast2", "dgcnn_student_static": "static"}
