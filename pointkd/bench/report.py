@@ -100,12 +100,9 @@ def to_markdown(device: dict[str, Any], rows: list[BenchRow], settings: dict[str
 
 def plot_accuracy_latency(rows: list[BenchRow], path: str | os.PathLike, budget_ms: float = BUDGET_MS) -> Path:
     """OA against p50 latency at batch 1, one marker per (model, format, threads) that ran, and the budget line."""
-    import matplotlib
+    from ..plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = pyplot().subplots(figsize=(8, 5.5))
     markers = {"torch": "o", "onnx": "s", "onnx-int8": "D", "trt-fp16": "^", "trt-int8": "v"}
     ran = [r for r in rows if r.p50_ms is not None and r.oa is not None]
     for r in ran:
@@ -120,12 +117,7 @@ def plot_accuracy_latency(rows: list[BenchRow], path: str | os.PathLike, budget_
     ax.set_ylabel("test OA (%)")
     ax.set_title("accuracy vs latency per model / format / threads")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)
 
 
 def write_report(

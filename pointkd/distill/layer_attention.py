@@ -113,27 +113,18 @@ class LayerAttentionLoss(nn.Module):
 
     def plot(self, path: str | os.PathLike, title: str = "") -> Path:
         """The mean attention as a heat map PNG (teacher layers as rows, student layers as columns)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from ..plotting import heatmap, save_png
 
         a = self.attention_mean.cpu().numpy()
-        fig, ax = plt.subplots(figsize=(1.2 * a.shape[1] + 2.5, 1.0 * a.shape[0] + 1.8))
-        im = ax.imshow(a, cmap="viridis", vmin=0, vmax=1)
-        for i in range(a.shape[0]):
-            for j in range(a.shape[1]):
-                colour = "white" if a[i, j] < 0.6 else "black"
-                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=8)
-        ax.set_xticks(range(a.shape[1]), [f"S{j}" for j in range(a.shape[1])])
-        ax.set_yticks(range(a.shape[0]), [f"T{i}" for i in range(a.shape[0])])
-        ax.set_xlabel("student layer")
-        ax.set_ylabel("teacher layer")
-        ax.set_title(title or f"layer attention (mean over {int(self.attention_steps)} steps)")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        fig = heatmap(
+            a,
+            [f"S{j}" for j in range(a.shape[1])],
+            [f"T{i}" for i in range(a.shape[0])],
+            "student layer",
+            "teacher layer",
+            title or f"layer attention (mean over {int(self.attention_steps)} steps)",
+            (1.2 * a.shape[1] + 2.5, 1.0 * a.shape[0] + 1.8),
+            cmap="viridis",
+            annotate=True,
+        )
+        return save_png(fig, path)

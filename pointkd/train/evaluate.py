@@ -60,25 +60,11 @@ def per_class_table(report: ClassificationReport, classes: list[str]) -> str:
 
 def plot_confusion(report: ClassificationReport, classes: list[str], path: str | Path, title: str = "") -> Path:
     """Row-normalised confusion matrix as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import heatmap, save_png
 
     cm = report.confusion.double()
     norm = cm / cm.sum(1, keepdim=True).clamp_min(1)
     size = max(6.0, 0.28 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    title = title or f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %"
+    fig = heatmap(norm.numpy(), classes, classes, "predicted", "true", title, (size, size), tick_fontsize=7)
+    return save_png(fig, path)
