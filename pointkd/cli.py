@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .export.onnx_export import ExportError
     from .train.checkpoint import CheckpointError
+    from .train.trainer import TrainingDiverged
 
     try:
         return COMMANDS[args.command](args, parser)
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         ExportError,
         FileExistsError,
         FileNotFoundError,
+        TrainingDiverged,
         KeyError,
         TypeError,
         ValueError,

@@ -105,3 +105,39 @@ def test_cosine_schedule_endpoints():
     assert cosine_lr(0, 100, 0.1, 0.001) == pytest.approx(0.1)
     assert cosine_lr(50, 100, 0.1, 0.001) == pytest.approx(0.0505)
     assert cosine_lr(100, 100, 0.1, 0.001) == pytest.approx(0.001)
+
+
+def test_divergence_stops_the_run_with_a_clear_error(tmp_path, capsys):
+    from pointkd.cli import main
+
+    args = ["train", "--config", "quickstart", "--data", "synthetic", "--out", str(tmp_path), "--no-progress"]
+    args += ["--set", "data.num_points=64", "--set", "train.batch_size=16", "--set", "train.lr=1.0e+30"]
+    args += ["--set", "model.overrides={widths: [8, 16], k: 6, mlp: [16]}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "training diverged at epoch 1, batch 1: the weights became non-finite" in err
+    assert not (tmp_path / "last.pt").exists()  # nothing non-finite was saved
+
+
+def test_a_non_finite_gradient_is_not_applied(tmp_path, monkeypatch):
+    from pointkd.config import load_config
+    from pointkd.data.synthetic import make_synthetic
+    from pointkd.distill import Supervised
+    from pointkd.train import TrainingDiverged, train
+
+    calls = {"n": 0}
+    real = Supervised.forward
+
+    def poisoned(self, model, points, labels):
+        out = real(self, model, points, labels)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second step's loss is NaN
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Supervised, "forward", poisoned)
+    cfg = load_config("quickstart", ["data.num_points=64", "train.batch_size=16", "train.checkpoint_minutes=0"])
+    cfg.model.overrides = {"widths": [8, 16], "k": 6, "mlp": [16]}
+    data = make_synthetic(num_points=64, seed=3, train_per_class=6, test_per_class=2)
+    with pytest.raises(TrainingDiverged, match=r"batch 2: loss nan.*Nothing of this step was applied"):
+        train(cfg, tmp_path, data=data, progress=False, log=lambda *_: None)

@@ -7,12 +7,13 @@ from .checkpoint import (
 )
 from .evaluate import evaluate, per_class_table, plot_confusion, predict
 from .metrics import ClassificationReport, confusion_matrix
-from .trainer import TrainResult, train
+from .trainer import TrainingDiverged, TrainResult, train
 
 __all__ = [
     "CheckpointError",
     "ClassificationReport",
     "TrainResult",
+    "TrainingDiverged",
     "confusion_matrix",
     "evaluate",
     "load_checkpoint",

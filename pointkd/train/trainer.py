@@ -82,6 +82,10 @@ def _all_reduce_sums(values: list[float], ctx: DistContext) -> list[float]:
     return t.tolist()
 
 
+class TrainingDiverged(FloatingPointError):
+    """A step produced a non-finite loss or gradient; it was not applied."""
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -223,7 +227,21 @@ def train(
                 loss, logits = step_module(x, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                # Gradients are all-reduced under DDP, so every rank takes this branch together.
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                if not torch.isfinite(grad_norm):
+                    terms = {k: round(v, 4) for k, v in step_module_terms(step_module).items()}
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: loss {float(loss):.4g}, gradient "
+                        f"norm {float(grad_norm)} (terms {terms}). Nothing of this step was applied; {last_path} "
+                        "holds the last good state. Lower train.lr or the distillation weight (e.g. --lambda)."
+                    )
                 optimizer.step()
+                if not torch.isfinite(torch.nn.utils.get_total_norm(params)):
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: the weights became non-finite "
+                        f"(learning rate {lr:.3g}). {last_path} holds the last good state. Lower train.lr."
+                    )
                 loss_sum += float(loss.detach()) * len(sel)
                 correct += float((logits.argmax(-1) == y).sum())
                 seen += len(sel)
