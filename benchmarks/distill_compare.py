@@ -30,9 +30,18 @@ from pointkd.train import CheckpointError, load_checkpoint, model_from_checkpoin
 RESULTS = Path(__file__).parent / "results"
 
 
-# (method, kernel, student or None for the config's, seed index), in the order they run, most important first, so a
-# comparison cut short still has the rows that matter: every method's first seed of the core set, then the second
-# seeds the comparison needs, then the other baselines and kernels.
+# λ for the kernels other than RBF: at the paper's λ = 100 their raw-feature kernels give 300x (L2) to 10^7x
+# (polynomial) RBF's gradient and training diverges (polynomial: NaN within the first epoch); these values give the
+# same initial gradient norm as RBF at λ = 100 (benchmarks/results/lsp_kernel_scale.md).
+KERNEL_LAMBDA = {
+    "poly": ("distill.lsp_lambda=7.6e-06",),
+    "linear": ("distill.lsp_lambda=0.087",),
+    "l2": ("distill.lsp_lambda=0.32",),
+}
+
+# (method, kernel, student or None for the config's, seed index[, extra overrides]), in the order they run, most
+# important first, so a comparison cut short still has the rows that matter: every method's first seed of the core
+# set, then the second seeds the comparison needs, then the other baselines and kernels.
 PLAN = (
     ("scratch", None, None, 0),
     ("kd", None, None, 0),
@@ -47,9 +56,9 @@ PLAN = (
     ("lsp+kd", "rbf", None, 0),
     ("at", None, None, 0),
     ("fitnet", None, None, 0),
-    ("lsp", "poly", None, 0),
-    ("lsp", "linear", None, 0),
-    ("lsp", "l2", None, 0),
+    ("lsp", "poly", None, 0, KERNEL_LAMBDA["poly"]),
+    ("lsp", "linear", None, 0, KERNEL_LAMBDA["linear"]),
+    ("lsp", "l2", None, 0, KERNEL_LAMBDA["l2"]),
     ("at", None, None, 1),
     ("hkd", None, None, 0),
     ("stride", None, None, 0),
@@ -62,13 +71,16 @@ STUDENT_TAGS = {"dgcnn_student_fast": "fast", "dgcnn_student_fast2": "fast2", "d
 def plan(seeds: list[int]) -> list[dict]:
     """Every run of PLAN whose seed index is within ``seeds``, in PLAN order."""
     runs = []
-    for method, kernel, student, index in PLAN:
+    for method, kernel, student, index, *extra in PLAN:
         if index >= len(seeds):
             continue
         seed = seeds[index]
         tag = f"{STUDENT_TAGS[student]}-" if student else ""
         name = f"{tag}{method}{'-' + kernel if kernel else ''}-s{seed}"
-        runs.append({"name": name, "method": method, "kernel": kernel, "seed": seed, "student": student})
+        overrides = list(extra[0]) if extra else []
+        runs.append(
+            {"name": name, "method": method, "kernel": kernel, "seed": seed, "student": student, "set": overrides}
+        )
     return runs
 
 
@@ -92,6 +104,7 @@ def summarise(run: dict, ckpt: dict) -> dict:
         "macc": final["test_macc"],
         "best_oa": max(h.get("test_oa", 0.0) for h in history),
         "student_model": cfg["model"]["name"],
+        "lsp_lambda": cfg["distill"]["lsp_lambda"] if run["method"].startswith("lsp") else None,
         "params": model_from_checkpoint(ckpt).num_parameters,
         "s_per_step": final["elapsed_s"] / steps if steps else None,
         "points": cfg["data"]["num_points"],
@@ -108,13 +121,14 @@ def write_report(rows: list[dict], out_dir: Path, teacher: str, extra: list[str]
     lines = [
         f"# Distillation comparison (teacher `{teacher}`, config distill_cpu {' '.join(extra)})",
         "",
-        "| run | student | method | kernel | seed | OA % | mAcc % | best OA % | params | s/step (incl. eval) "
+        "| run | student | method | kernel | λ | seed | OA % | mAcc % | best OA % | params | s/step (incl. eval) "
         "| points | epochs |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['student_model']} | {r['method']} | {r['kernel'] or '–'} | {r['seed']} | "
+            f"| {r['name']} | {r['student_model']} | {r['method']} | {r['kernel'] or '–'} | "
+            f"{'–' if r.get('lsp_lambda') is None else format(r['lsp_lambda'], '.3g')} | {r['seed']} | "
             f"{r['oa'] * 100:.2f} | "
             f"{r['macc'] * 100:.2f} | {r['best_oa'] * 100:.2f} | {r['params']:,} | {r['s_per_step'] or 0:.2f} | "
             f"{r['points']} | {r['epochs']} |"
@@ -157,7 +171,7 @@ def main() -> None:
                 cmd += ["--data", args.data]
             if (run_dir / "last.pt").exists():
                 cmd.append("--resume")
-            for item in args.overrides:
+            for item in [*run["set"], *args.overrides]:
                 cmd += ["--set", item]
             print(f"[{time.strftime('%H:%M')}] {run['name']}: {' '.join(cmd[2:])}", flush=True)
             if subprocess.run(cmd).returncode != 0:
