@@ -112,7 +112,12 @@ def plot_accuracy_latency(rows: list[BenchRow], path: str | os.PathLike, budget_
     ax.axvline(budget_ms, color="red", linestyle="--", linewidth=1)
     ax.text(budget_ms, ax.get_ylim()[0], f" {budget_ms:g} ms", color="red", fontsize=8, va="bottom")
     if ran:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
     ax.set_ylabel("test OA (%)")
     ax.set_title("accuracy vs latency per model / format / threads")
