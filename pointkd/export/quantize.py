@@ -100,9 +100,6 @@ def quantize_int8(
         keep_float = knn_score_nodes(model) + input_projection_nodes(model)
         input_name = model.graph.input[0].name
         extra = {"DedicatedQDQPair": True, "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}}
-        # Fold min/max every 8 batches instead of holding every batch's activations (GBs for the teacher at 1024
-        # calibration clouds); for MinMax calibration the ranges are the same.
-        extra["CalibMaxIntermediateOutputs"] = 8
         if flavour == "tensorrt":
             extra |= {"ActivationSymmetric": True, "WeightSymmetric": True, "AddQDQPairToWeight": True}
         quantize_static(
