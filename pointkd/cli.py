@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--device-report", required=True, help="a bench.json (or the folder holding it)")
     sel.add_argument("--metric", default="p95", choices=("p50", "p95", "p99"), help="latency percentile (p95)")
     sel.add_argument("--threads", type=int, default=None, help="thread count to judge (default: the most measured)")
+    sel.add_argument(
+        "--models", nargs="+", default=None, metavar="LABEL", help="choose only among these models (e.g. the students)"
+    )
     sel.add_argument("--json", action="store_true", help="print the chosen row as JSON")
 
     demo = sub.add_parser(
@@ -441,7 +444,7 @@ def cmd_select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from .bench import read_report, select_model
 
     _, rows = read_report(args.device_report)
-    selection = select_model(rows, args.budget_ms, f"{args.metric}_ms", args.threads)
+    selection = select_model(rows, args.budget_ms, f"{args.metric}_ms", args.threads, args.models)
     if args.json:
         print(json.dumps(asdict(selection.chosen) if selection.chosen else None, indent=2))
     else:

@@ -117,6 +117,10 @@ def test_select_picks_the_most_accurate_validated_model_within_the_budget():
     assert select_model(ROWS, budget_ms=5).chosen.model == "fast"
     assert select_model(ROWS, budget_ms=40, metric="p50_ms").chosen.model == "teacher"
     assert select_model(ROWS, budget_ms=20, threads=1).chosen.threads == 1
+    students = select_model(ROWS, budget_ms=40, models=["student", "fast"])
+    assert students.chosen.model == "student" and {r.model for r, _ in students.verdicts} == {"student", "fast"}
+    with pytest.raises(ValueError, match="no model"):
+        select_model(ROWS, 10, models=["resnet"])
 
 
 def test_select_explains_when_nothing_fits_and_rejects_bad_arguments():

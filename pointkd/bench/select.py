@@ -53,12 +53,22 @@ class Selection:
 
 
 def select_model(
-    rows: list[BenchRow], budget_ms: float, metric: str = "p95_ms", threads: int | None = None
+    rows: list[BenchRow],
+    budget_ms: float,
+    metric: str = "p95_ms",
+    threads: int | None = None,
+    models: list[str] | None = None,
 ) -> Selection:
+    """See the module docstring; ``models`` keeps only the rows of these model labels (e.g. the students)."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if budget_ms <= 0:
         raise ValueError(f"the budget must be positive, got {budget_ms} ms")
+    if models is not None:
+        unknown = sorted(set(models) - {r.model for r in rows})
+        if unknown:
+            raise ValueError(f"the report has no model(s) {unknown}; it has {sorted({r.model for r in rows})}")
+        rows = [r for r in rows if r.model in models]
     measured = sorted({r.threads for r in rows if r.threads is not None})
     if threads is None:
         if not measured:
