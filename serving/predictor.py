@@ -24,20 +24,15 @@ class Predictor:
         self.version = m["files"][m["model_file"]][:12]
         model_file = self.folder / m["model_file"]
         self.input_name = m["input"]["name"]
-        if m["artifact_format"].startswith("trt-"):
-            from pointkd.export.tensorrt_backend import TensorRTRunner, TensorRTUnavailable
+        engine = m["artifact_format"].startswith("trt-")
+        from pointkd.export.ort_session import open_runner
+        from pointkd.export.tensorrt_backend import TensorRTUnavailable
 
-            try:
-                self.run = TensorRTRunner(model_file, self.input_name, m["output"]["name"])
-            except TensorRTUnavailable as err:
-                raise ValueError(f"{self.folder} holds a TensorRT engine, which cannot run here: {err}") from err
-            self.platform = "tensorrt_plan"
-        else:
-            from pointkd.export import make_session
-
-            session = make_session(model_file, threads=threads, spin=spin)
-            self.run = lambda batch: session.run(None, {self.input_name: batch})[0]
-            self.platform = "onnxruntime_onnx"
+        try:
+            self.run = open_runner(model_file, engine, self.input_name, m["output"]["name"], threads, spin)
+        except TensorRTUnavailable as err:
+            raise ValueError(f"{self.folder} holds a TensorRT engine, which cannot run here: {err}") from err
+        self.platform = "tensorrt_plan" if engine else "onnxruntime_onnx"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         logits = self.run(np.ascontiguousarray(batch, dtype=np.float32))

@@ -66,16 +66,12 @@ def _runner(spec: dict[str, Any], threads: int) -> Callable[[np.ndarray], np.nda
                 return model(torch.from_numpy(x)).numpy()
 
         return run
-    if kind == "onnx":
-        from ..export import make_session
+    if kind in ("onnx", "trt"):
+        from ..export.ort_session import open_runner
 
-        session = make_session(spec["path"], threads=threads)
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
-    if kind == "trt":
-        from ..export.tensorrt_backend import TensorRTRunner
-
-        return TensorRTRunner(spec["path"], spec.get("input_name", "points"), spec.get("output_name", "logits"))
+        return open_runner(
+            spec["path"], kind == "trt", spec.get("input_name", "points"), spec.get("output_name", "logits"), threads
+        )
     raise ValueError(f"unknown runtime kind {kind!r}")
 
 
@@ -84,6 +80,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime  # noqa: F401
 
     from .. import export  # noqa: F401  (torch, onnx)
+    from ..export.ort_session import run_in_batches
     from ..timing import percentile, time_ms
     from ..train import ClassificationReport
 
@@ -100,7 +97,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     for threads in sorted(spec["threads"], reverse=True):
         run = _runner(spec, threads)
         if "oa" not in result:
-            logits = np.concatenate([run(clouds[i : i + batch]) for i in range(0, len(clouds), batch)])
+            logits = run_in_batches(run, clouds, batch)
             report = ClassificationReport.from_predictions(
                 _tensor(logits.argmax(1)), _tensor(labels), int(spec["num_classes"])
             )

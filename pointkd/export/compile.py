@@ -29,7 +29,7 @@ from ..data.modelnet40 import sha256_file
 from ..train import ClassificationReport, load_checkpoint, model_from_checkpoint, predict
 from .manifest import MANIFEST, input_contract, write_manifest
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, ExportError, export_onnx, reference_model
-from .ort_session import make_session, run_logits
+from .ort_session import make_session, run_in_batches, run_logits
 from .parity import check_parity
 from .quantize import quantize_int8, sensitivity
 from .tensorrt_backend import TRT_FORMATS, EngineSpec, TensorRTRunner, build_engine, tensorrt_status
@@ -137,10 +137,7 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
             spec = EngineSpec("fp16" if opts.fmt == "trt-fp16" else "int8", num_points, max_batch=opts.batch_size)
             source = work / model_file
             engine = build_engine(source, work / f"model.{spec.precision}.engine", spec)
-            runner = TensorRTRunner(engine)
-            final = np.concatenate(
-                [runner(clouds[i : i + opts.batch_size]) for i in range(0, len(clouds), opts.batch_size)]
-            )
+            final = run_in_batches(TensorRTRunner(engine), clouds, opts.batch_size)
             model_file = engine.name
         acc = accuracy(final, labels, num_classes)
         log(f"{opts.fmt}: OA {acc['oa'] * 100:.2f} %  mAcc {acc['macc'] * 100:.2f} %")
