@@ -144,7 +144,8 @@ def train(
     model = build_model(cfg, data.num_classes).to(ctx.device)
     objective = build_objective(cfg, model, data.classes).to(ctx.device)
     t = cfg.train
-    step_module = wrap_for_training(TrainStep(model, objective), ctx, t.sync_bn)
+    train_step = TrainStep(model, objective)
+    step_module = wrap_for_training(train_step, ctx, t.sync_bn)  # train_step itself, or DDP around it
     params = list(model.parameters()) + list(objective.parameters())
     optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     epoch, batch, history, best_oa = 0, 0, [], -1.0
@@ -230,7 +231,7 @@ def train(
                 # Gradients are all-reduced under DDP, so every rank takes this branch together.
                 grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
                 if not torch.isfinite(grad_norm):
-                    terms = {k: round(v, 4) for k, v in step_module_terms(step_module).items()}
+                    terms = {k: round(v, 4) for k, v in train_step.terms.items()}
                     raise TrainingDiverged(
                         f"training diverged at epoch {epoch + 1}, batch {b + 1}: loss {float(loss):.4g}, gradient "
                         f"norm {float(grad_norm)} (terms {terms}). Nothing of this step was applied; {last_path} "
@@ -245,7 +246,7 @@ def train(
                 loss_sum += float(loss.detach()) * len(sel)
                 correct += float((logits.argmax(-1) == y).sum())
                 seen += len(sel)
-                for name, value in step_module_terms(step_module).items():
+                for name, value in train_step.terms.items():
                     term_sums[name] = term_sums.get(name, 0.0) + value * len(sel)
                 shown = {k: f"{v / seen:.3f}" for k, v in term_sums.items()} if len(term_sums) > 1 else {}
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", **shown, acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
@@ -298,12 +299,6 @@ def train(
         for figure in getattr(objective, "save_figures", lambda _: [])(out_dir):
             log(f"wrote {figure}")
     return TrainResult(out_dir, best_oa, final, history, time.perf_counter() - started, model)
-
-
-def step_module_terms(step_module: nn.Module) -> dict[str, float]:
-    """The objective's per-term values of the last step, through a DistributedDataParallel wrapper if any."""
-    inner = getattr(step_module, "module", step_module)
-    return inner.terms
 
 
 def _format_entry(e: dict[str, Any], epochs: int) -> str:
