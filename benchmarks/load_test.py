@@ -7,6 +7,10 @@ open-loop run at a fixed ``--rate`` (default 50 requests/s, binary) for ``--rate
 p99 <= 10 ms there with no errors. Payloads are real test clouds (1024 points, so the server also resamples to the
 model's N). Client and server share this machine's cores, so these are upper bounds on server latency.
 
+The client is aiohttp, not httpx: at 50 requests/s on these 2 cores httpx's own per-request CPU added ~1.5 ms to
+the median and ~3 ms to the p99 of the same server (measured side by side), which the report would have charged
+to the server. Open-loop runs are repeated (``--rate-repeats``); the goal uses their median p99.
+
 Run: ``python benchmarks/load_test.py ARTIFACT_DIR`` -> ``benchmarks/results/load_test.{md,json}``.
 """
 
@@ -14,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
+import aiohttp
 import numpy as np
 
 from pointkd.data import load_modelnet40
@@ -36,13 +42,27 @@ def payloads(clouds: np.ndarray, kind: str) -> list[tuple[bytes, dict]]:
     return [(c.astype("<f4").tobytes(), {"content-type": "application/octet-stream"}) for c in clouds]
 
 
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict) -> bool:
+    """One request, its body read in full; True for a 200."""
+    try:
+        async with session.post(url, data=body, headers=headers) as r:
+            await r.read()
+            return r.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+def session(connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
+
+
 async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors = 0
     sent = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with session(concurrency) as client:
 
         async def worker(i: int) -> None:
             nonlocal errors, sent
@@ -50,11 +70,7 @@ async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: in
                 body, headers = bodies[(sent + i) % len(bodies)]
                 sent += 1
                 start = time.perf_counter()
-                try:
-                    r = await client.post(url, content=body, headers=headers)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                ok = await post(client, url, body, headers)
                 latencies.append((time.perf_counter() - start) * 1000)
                 errors += not ok
 
@@ -67,16 +83,13 @@ async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: in
 async def open_loop(url: str, bodies: list, rate: float, seconds: float) -> dict:
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+    async with session(64) as client:
 
         async def one(i: int) -> None:
             nonlocal errors
             body, headers = bodies[i % len(bodies)]
             start = time.perf_counter()
-            try:
-                ok = (await client.post(url, content=body, headers=headers)).status_code == 200
-            except httpx.HTTPError:
-                ok = False
+            ok = await post(client, url, body, headers)
             latencies.append((time.perf_counter() - start) * 1000)
             errors += not ok
 
@@ -111,6 +124,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="longest closed-loop level")
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--rate-seconds", type=float, default=20.0)
+    parser.add_argument("--rate-repeats", type=int, default=3, help="open-loop runs per payload")
     parser.add_argument("--threads", type=int, default=2, help="server ONNX Runtime threads")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-delay-ms", type=float, default=0.0)
@@ -120,6 +134,10 @@ def main() -> None:
     args = parser.parse_args()
     manifest = read_manifest(args.artifact)
     clouds = load_modelnet40(args.data).test_x[:64].numpy()
+    # The client imported torch for the data: a full collection over that heap stalls it ~100 ms, which would be
+    # charged to the server. Nothing allocated so far is garbage, so it is frozen out of the collector.
+    gc.collect()
+    gc.freeze()
     busy = busy_cores()
     port = free_port()
     serve_args = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
@@ -136,11 +154,13 @@ def main() -> None:
                 row |= asyncio.run(closed_loop(url, bodies, c, args.requests, args.seconds))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-            row = {"payload": kind, "mode": f"open {args.rate:g}/s", "concurrency": None}
-            row |= asyncio.run(open_loop(url, bodies, args.rate, args.rate_seconds))
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            for rep in range(1, args.rate_repeats + 1):
+                row = {"payload": kind, "mode": f"open {args.rate:g}/s #{rep}", "concurrency": None}
+                row |= asyncio.run(open_loop(url, bodies, args.rate, args.rate_seconds))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+            metrics = r.read().decode()
     finally:
         stop_server(server)
     batch_line = [
@@ -163,10 +183,13 @@ def main() -> None:
         "batch_metrics": batch_line,
         "rows": rows,
     }
-    goal = [r for r in rows if r["payload"] == "binary" and r["mode"].startswith("open")]
+    goal_p99 = [r["p99_ms"] for r in rows if r["payload"] == "binary" and r["mode"].startswith("open")]
+    median_p99 = float(np.median(goal_p99)) if goal_p99 else float("nan")
     report["goal"] = {
         "target": f"p99 <= 10 ms at {args.rate:g} requests/s (binary), no errors",
-        "met": bool(goal) and goal[0]["p99_ms"] <= 10 and all(r["errors"] == 0 for r in rows),
+        "client": f"aiohttp {aiohttp.__version__}",
+        "median_open_loop_p99_ms": median_p99,
+        "met": median_p99 <= 10 and all(r["errors"] == 0 for r in rows),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "load_test.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -186,7 +209,13 @@ def main() -> None:
             f"| {r['payload']} | {r['mode']} | {r['concurrency'] or '–'} | {r['requests']} | {r['errors']} | "
             f"{r['throughput_rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} |"
         )
-    lines += ["", f"Goal: {report['goal']['target']}: **{'met' if report['goal']['met'] else 'not met'}**.", ""]
+    verdict = "met" if report["goal"]["met"] else "not met"
+    lines += [
+        "",
+        f"Goal: {report['goal']['target']}: **{verdict}** (median p99 of {len(goal_p99)} open-loop runs: "
+        f"{median_p99:.2f} ms; client {report['goal']['client']}).",
+        "",
+    ]
     lines += ["Server micro-batching: " + "; ".join(batch_line)]
     (args.out_dir / "load_test.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

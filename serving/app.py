@@ -9,6 +9,7 @@ its manifest), inference runs in a worker thread behind a :class:`~serving.batch
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from contextlib import asynccontextmanager
@@ -128,14 +129,24 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
         metrics.queue_seconds.observe(stats.queue_s)
         metrics.inference_seconds.observe(stats.run_s)
 
+    def load() -> Predictor:
+        predictor = Predictor(artifact, settings.threads, settings.spin)
+        # One cloud through the whole path before serving: it imports the resampler (open3d) and lets the runtime
+        # allocate, so the first request is not slow and what they create is frozen below with the rest.
+        cloud = np.random.default_rng(0).standard_normal((2 * predictor.num_points, 3)).astype(np.float32)
+        predictor.predict(prepare(cloud, predictor.num_points, predictor.min_points, settings.max_points)[None])
+        return predictor
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        predictor = await asyncio.get_running_loop().run_in_executor(
-            None, Predictor, artifact, settings.threads, settings.spin
-        )
+        predictor = await asyncio.get_running_loop().run_in_executor(None, load)
         batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_delay_ms, record_batch)
         batcher.start()
         state.update(predictor=predictor, batcher=batcher)
+        # Everything alive now (torch, onnx, open3d, the app) lives as long as the server. Left in the collected
+        # heap, each full collection walks it: ~120 ms stalls every ~15 s under JSON load (benchmarks/load_test.py).
+        gc.collect()
+        gc.freeze()
         yield
         state.clear()
         await batcher.stop()

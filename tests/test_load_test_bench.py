@@ -12,18 +12,24 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
 
 def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     cmd = [sys.executable, str(SCRIPT), str(tiny_artifact), "--data", "synthetic", "--concurrency", "1", "3"]
-    cmd += ["--requests", "12", "--seconds", "5", "--rate", "20", "--rate-seconds", "1", "--out-dir", str(tmp_path)]
+    cmd += ["--requests", "12", "--seconds", "5", "--rate", "20", "--rate-seconds", "1", "--rate-repeats", "2"]
+    cmd += ["--out-dir", str(tmp_path)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "load_test.json").read_text())
     levels = [(r["payload"], r["mode"], r["concurrency"]) for r in report["rows"]]
     assert levels == [
         ("binary", "closed", 1),
         ("binary", "closed", 3),
-        ("binary", "open 20/s", None),
+        ("binary", "open 20/s #1", None),
+        ("binary", "open 20/s #2", None),
         ("json", "closed", 1),
         ("json", "closed", 3),
-        ("json", "open 20/s", None),
+        ("json", "open 20/s #1", None),
+        ("json", "open 20/s #2", None),
     ]
     for r in report["rows"]:
         assert r["errors"] == 0 and r["requests"] >= 12 and 0 < r["p50_ms"] <= r["p99_ms"]
+    open_p99 = [r["p99_ms"] for r in report["rows"] if r["payload"] == "binary" and r["mode"].startswith("open")]
+    assert report["goal"]["median_open_loop_p99_ms"] == sum(open_p99) / 2
+    assert report["goal"]["client"].startswith("aiohttp")
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in (tmp_path / "load_test.md").read_text()

@@ -42,6 +42,13 @@ def test_health_metadata_and_unknown_model(client):
     assert missing.status_code == 404 and "dgcnn_student" in missing.json()["error"]
 
 
+def test_startup_freezes_the_heap(client):
+    """What startup allocated (libraries, the model, the warm-up's imports) is out of the collector's reach."""
+    import gc
+
+    assert gc.get_freeze_count() > 0
+
+
 def test_every_format_gives_the_same_answer(client, cloud, tmp_path):
     via_json = client.post("/predict?top_k=8", json={"points": cloud.tolist()})
     want = probs_of(via_json)
