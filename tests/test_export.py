@@ -24,6 +24,7 @@ from pointkd.export import (
     read_manifest,
     reference_model,
     run_logits,
+    seeded_topk,
     tensorrt_status,
 )
 from pointkd.export.parity import check_parity
@@ -72,6 +73,55 @@ def test_knn_topk_picks_the_same_neighbours_as_the_training_knn():
     x = _clouds(3, 100, seed=5)
     got = knn_topk(x, 10).sort(-1).values
     assert torch.equal(got, knn_dense(x, 10).sort(-1).values)
+
+
+def _random_seeds(b: int, n: int, k: int, seed: int) -> torch.Tensor:
+    """``k`` distinct column indices per row, unrelated to the scores (any seeds must do)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(n)]) for _ in range(b)])
+
+
+def test_seeded_topk_selects_what_topk_selects():
+    g = torch.Generator().manual_seed(3)
+    score = torch.randn(2, 50, 50, generator=g) * 10
+    score[0, 0] = torch.arange(50.0).flip(0) - 43  # distinct, 0 among the top 7: tau == 0 with ideal seeds
+    score[1, 1] = -5.0 - torch.rand(50, generator=g)  # all negative
+    for seeds in (_random_seeds(2, 50, 7, seed=1), score.topk(7, dim=-1).indices):  # arbitrary and ideal seeds
+        got = seeded_topk(score, seeds).sort(-1).values
+        want = score.topk(7, dim=-1).indices.sort(-1).values
+        assert torch.equal(got, want)
+        assert int(got.min()) >= 0
+
+
+def test_seeded_topk_in_onnx_runtime_equals_plain_topk_ties_included(tmp_path):
+    """ORT breaks ties by the lower index; seeding keeps the real entries' order, so even tied rows agree."""
+
+    class Plain(torch.nn.Module):
+        def forward(self, score, seeds):
+            return score.topk(6, dim=-1, sorted=False).indices + 0 * seeds[..., :1]
+
+    class Seeded(torch.nn.Module):
+        def forward(self, score, seeds):
+            return seeded_topk(score, seeds)
+
+    g = torch.Generator().manual_seed(4)
+    score = torch.randint(0, 4, (3, 40, 40), generator=g).float()  # mostly ties
+    seeds = _random_seeds(3, 40, 6, seed=2)
+    runs = []
+    for name, module in (("plain", Plain()), ("seeded", Seeded())):
+        torch.onnx.export(module, (score, seeds), tmp_path / f"{name}.onnx", input_names=["s", "i"], dynamo=False)
+        session = make_session(tmp_path / f"{name}.onnx", threads=1)
+        runs.append(np.sort(session.run(None, {"s": score.numpy(), "i": seeds.numpy()})[0], axis=-1))
+    np.testing.assert_array_equal(runs[1], runs[0])
+    assert (runs[0] == np.sort(score.topk(6, dim=-1).indices.numpy(), -1)).all(-1).mean() < 1  # ties do occur
+
+
+def test_deploy_model_with_and_without_seeded_topk_agree():
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    ref = reference_model(model)
+    x = _clouds(3, seed=7)
+    with torch.no_grad():
+        assert torch.equal(DeployDGCNN(ref, seeded_topk=True)(x), DeployDGCNN(ref, seeded_topk=False)(x))
 
 
 def test_forward_features_on_given_graphs():

@@ -1,7 +1,7 @@
 """Export and compile: the inference rewrite, ONNX, int8, TensorRT, and the artifact manifest."""
 
 from .compile import FORMATS, CompileOptions, compile_cached, compile_checkpoint
-from .deploy_model import DeployDGCNN, knn_topk
+from .deploy_model import DeployDGCNN, knn_topk, seeded_topk
 from .manifest import ManifestError, read_manifest, write_manifest
 from .onnx_export import ExportError, export_onnx, naive_model, reference_model
 from .ort_session import make_session, run_logits
@@ -28,6 +28,7 @@ __all__ = [
     "read_manifest",
     "reference_model",
     "run_logits",
+    "seeded_topk",
     "sensitivity",
     "tensorrt_status",
     "write_manifest",

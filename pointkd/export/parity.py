@@ -48,9 +48,17 @@ def _with_topk_outputs(onnx_path: str | os.PathLike, out_path: Path) -> int:
     import onnx
 
     model = onnx.load(str(onnx_path))
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
     topks = [n for n in model.graph.node if n.op_type == "TopK"]
     for n in topks:
-        model.graph.output.append(onnx.helper.make_tensor_value_info(n.output[1], onnx.TensorProto.INT64, None))
+        graph = n.output[1]
+        users = consumers.get(graph, [])
+        if len(users) == 1 and users[0].op_type == "Sub":  # a seeded TopK: its indices are shifted by k
+            graph = users[0].output[0]
+        model.graph.output.append(onnx.helper.make_tensor_value_info(graph, onnx.TensorProto.INT64, None))
     onnx.save(model, str(out_path))
     return len(topks)
 
