@@ -288,3 +288,24 @@ def test_tensorrt_formats_explain_why_they_cannot_build(tiny_checkpoint, tmp_pat
         == 2
     )
     assert "tensorrt" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def test_compile_cached_reuses_only_an_artifact_of_the_current_export(tiny_artifact, tiny_checkpoint, tmp_path):
+    import shutil
+
+    from pointkd.export import compile_cached
+
+    out = tmp_path / "art"
+    shutil.copytree(tiny_artifact, out)
+    said: list[str] = []
+    opts = CompileOptions("onnx", data="synthetic", log=lambda msg, *_: said.append(str(msg)))
+    compile_cached(tiny_checkpoint, out, opts)
+    assert any("reusing" in m for m in said)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["export_revision"] = manifest["export_revision"] - 1  # an artifact from an older exporter
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    said.clear()
+    rebuilt = compile_cached(tiny_checkpoint, out, opts)
+    assert not any("reusing" in m for m in said)
+    assert rebuilt["export_revision"] == manifest["export_revision"] + 1
+    assert read_manifest(out)["export_revision"] == rebuilt["export_revision"]

@@ -28,7 +28,15 @@ from ..data import fixed_subset, load_modelnet40
 from ..data.modelnet40 import sha256_file
 from ..train import ClassificationReport, load_checkpoint, model_from_checkpoint, predict
 from .manifest import MANIFEST, input_contract, write_manifest
-from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, ExportError, export_onnx, reference_model
+from .onnx_export import (
+    EXPORT_REVISION,
+    INPUT_NAME,
+    OPSET,
+    OUTPUT_NAME,
+    ExportError,
+    export_onnx,
+    reference_model,
+)
 from .ort_session import make_session, run_in_batches, run_logits
 from .parity import check_parity
 from .quantize import quantize_int8, sensitivity
@@ -165,6 +173,7 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
             "calibration": calibration,
             "versions": _versions(),
             "opset": OPSET,
+            "export_revision": EXPORT_REVISION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         write_manifest(work, manifest)
@@ -178,7 +187,7 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
 
 def compile_cached(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
     """:func:`compile_checkpoint`, unless ``out`` already holds a valid artifact of the same checkpoint (sha256),
-    format and point count: then its manifest is returned and nothing is recompiled."""
+    format, point count and export revision: then its manifest is returned and nothing is recompiled."""
     from .manifest import ManifestError, read_manifest
 
     out = Path(out)
@@ -193,6 +202,7 @@ def compile_cached(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: 
             and m["artifact_format"] == opts.fmt
             and m["input"]["num_points"] == points
             and m["source_checkpoint"]["sha256"] == sha256_file(Path(checkpoint))
+            and m.get("export_revision") == EXPORT_REVISION
         ):
             opts.log(f"{out}: already compiled from this checkpoint; reusing it")
             return m

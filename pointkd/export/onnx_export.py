@@ -20,6 +20,8 @@ from ..models import DGCNN
 from .deploy_model import DeployDGCNN
 
 OPSET = 18
+# Bumped whenever the exported graph changes, so cached artifacts of an older export are rebuilt (2: seeded TopK).
+EXPORT_REVISION = 2
 INPUT_NAME = "points"
 OUTPUT_NAME = "logits"
 
