@@ -7,9 +7,10 @@ open-loop run at a fixed ``--rate`` (default 50 requests/s, binary) for ``--rate
 p99 <= 10 ms there with no errors. Payloads are real test clouds (1024 points, so the server also resamples to the
 model's N). Client and server share this machine's cores, so these are upper bounds on server latency.
 
-The client is aiohttp, not httpx: at 50 requests/s on these 2 cores httpx's own per-request CPU added ~1.5 ms to
-the median and ~3 ms to the p99 of the same server (measured side by side), which the report would have charged
-to the server. Open-loop runs are repeated (``--rate-repeats``); the goal uses their median p99.
+The client is aiohttp, not httpx: at 50 requests/s on these 2 cores httpx's own per-request CPU added ~1.7 ms to
+the median and ~2 ms to the p99 of the same server (measured side by side), which the report would have charged
+to the server (``benchmarks/results/load_clients.md``). Open-loop runs are repeated (``--rate-repeats``); the goal
+is checked on all their requests together, as one run of ``rate-repeats x rate-seconds``.
 
 Run: ``python benchmarks/load_test.py ARTIFACT_DIR`` -> ``benchmarks/results/load_test.{md,json}``.
 """
@@ -80,7 +81,8 @@ async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: in
     return summary(latencies, errors, elapsed)
 
 
-async def open_loop(url: str, bodies: list, rate: float, seconds: float) -> dict:
+async def open_loop(url: str, bodies: list, rate: float, seconds: float, record: list | None = None) -> dict:
+    """Requests sent on a fixed schedule, whatever the answers; ``record`` (if given) gets every latency."""
     latencies: list[float] = []
     errors = 0
     async with session(64) as client:
@@ -102,6 +104,8 @@ async def open_loop(url: str, bodies: list, rate: float, seconds: float) -> dict
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
+    if record is not None:
+        record.extend(latencies)
     return summary(latencies, errors, elapsed)
 
 
@@ -145,6 +149,7 @@ def main() -> None:
     server = start_server(args.artifact, port, *serve_args)
     url = f"http://127.0.0.1:{port}/predict"
     rows = []
+    pooled: dict[str, list[float]] = {}
     try:
         for kind in ("binary", "json"):
             bodies = payloads(clouds, kind)
@@ -156,7 +161,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             for rep in range(1, args.rate_repeats + 1):
                 row = {"payload": kind, "mode": f"open {args.rate:g}/s #{rep}", "concurrency": None}
-                row |= asyncio.run(open_loop(url, bodies, args.rate, args.rate_seconds))
+                record = pooled.setdefault(kind, [])
+                row |= asyncio.run(open_loop(url, bodies, args.rate, args.rate_seconds, record))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
@@ -183,13 +189,17 @@ def main() -> None:
         "batch_metrics": batch_line,
         "rows": rows,
     }
-    goal_p99 = [r["p99_ms"] for r in rows if r["payload"] == "binary" and r["mode"].startswith("open")]
-    median_p99 = float(np.median(goal_p99)) if goal_p99 else float("nan")
+    runs_p99 = [r["p99_ms"] for r in rows if r["payload"] == "binary" and r["mode"].startswith("open")]
+    pooled_p99 = {kind: percentile(lat, 99) for kind, lat in pooled.items()}
+    goal_p99 = pooled_p99.get("binary", float("nan"))
     report["goal"] = {
         "target": f"p99 <= 10 ms at {args.rate:g} requests/s (binary), no errors",
         "client": f"aiohttp {aiohttp.__version__}",
-        "median_open_loop_p99_ms": median_p99,
-        "met": median_p99 <= 10 and all(r["errors"] == 0 for r in rows),
+        "open_loop_requests": len(pooled.get("binary", [])),
+        "open_loop_p99_ms": goal_p99,
+        "open_loop_p99_ms_per_run": runs_p99,
+        "pooled_p99_ms": pooled_p99,
+        "met": goal_p99 <= 10 and all(r["errors"] == 0 for r in rows),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "load_test.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -212,8 +222,10 @@ def main() -> None:
     verdict = "met" if report["goal"]["met"] else "not met"
     lines += [
         "",
-        f"Goal: {report['goal']['target']}: **{verdict}** (median p99 of {len(goal_p99)} open-loop runs: "
-        f"{median_p99:.2f} ms; client {report['goal']['client']}).",
+        f"Goal: {report['goal']['target']}: **{verdict}**: p99 {goal_p99:.2f} ms over all "
+        f"{len(pooled.get('binary', []))} open-loop binary requests (per run: "
+        f"{', '.join(f'{v:.2f}' for v in runs_p99)} ms); JSON: {pooled_p99.get('json', float('nan')):.2f} ms. "
+        f"Client {report['goal']['client']}.",
         "",
     ]
     lines += ["Server micro-batching: " + "; ".join(batch_line)]

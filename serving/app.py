@@ -134,7 +134,7 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
         # One cloud through the whole path before serving: it imports the resampler (open3d) and lets the runtime
         # allocate, so the first request is not slow and what they create is frozen below with the rest.
         cloud = np.random.default_rng(0).standard_normal((2 * predictor.num_points, 3)).astype(np.float32)
-        predictor.predict(prepare(cloud, predictor.num_points, predictor.min_points, settings.max_points)[None])
+        predictor.predict(prepare(cloud, predictor.num_points, predictor.min_points, len(cloud))[None])
         return predictor
 
     @asynccontextmanager

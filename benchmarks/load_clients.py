@@ -1,0 +1,124 @@
+"""How much the load generator itself adds: the same server, the same open-loop schedule, httpx vs aiohttp clients.
+
+Client and server share this machine's 2 cores, so a client's own per-request CPU shows up as server latency. This
+runs ``pointkd serve`` once and alternates the two clients (binary payloads, ``--rate`` requests/s for
+``--seconds``, ``--repeats`` times each); ``benchmarks/load_test.py`` uses the cheaper one.
+
+Run: ``python benchmarks/load_clients.py ARTIFACT_DIR`` -> ``benchmarks/results/load_clients.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_test import open_loop, payloads
+
+from pointkd.data import load_modelnet40
+from pointkd.runtime import busy_cores, cpu_model
+from pointkd.timing import percentile
+from serving.launch import free_port, start_server, stop_server
+
+RESULTS = Path(__file__).parent / "results"
+
+
+async def open_loop_httpx(url: str, bodies: list, rate: float, seconds: float) -> dict:
+    """The open-loop schedule of ``load_test.open_loop``, sent with an httpx ``AsyncClient``."""
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            body, headers = bodies[i % len(bodies)]
+            start = time.perf_counter()
+            try:
+                ok = (await client.post(url, content=body, headers=headers)).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append((time.perf_counter() - start) * 1000)
+            errors += not ok
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="server ONNX Runtime threads")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    bodies = payloads(load_modelnet40(args.data).test_x[:64].numpy(), "binary")
+    gc.collect()
+    gc.freeze()
+    busy = busy_cores()
+    port = free_port()
+    server = start_server(args.artifact, port, "--threads", str(args.threads), quiet=True)
+    url = f"http://127.0.0.1:{port}/predict"
+    clients = {"httpx": open_loop_httpx, "aiohttp": open_loop}
+    rows = []
+    try:
+        asyncio.run(open_loop(url, bodies, args.rate, 2))  # warm-up
+        for rep in range(1, args.repeats + 1):
+            for name, run in clients.items():
+                row = {"client": name, "run": rep} | asyncio.run(run(url, bodies, args.rate, args.seconds))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        stop_server(server)
+    versions = {"httpx": httpx.__version__, "aiohttp": aiohttp.__version__}
+    report = {"cpu": cpu_model(), "busy_cores_before": busy, "artifact": str(args.artifact), "versions": versions}
+    report["rows"] = rows
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "load_clients.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# Load-generator overhead: httpx vs aiohttp against the same server",
+        "",
+        f"`{args.artifact}`, binary payloads, open loop at {args.rate:g} requests/s for {args.seconds:g} s per run, "
+        f"clients alternating. CPU: {report['cpu']} (client and server share it; busy cores before: {busy:.2f}).",
+        "",
+        "| client | run | requests | errors | p50 ms | p95 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['client']} {versions[r['client']]} | {r['run']} | {r['requests']} | {r['errors']} | "
+            f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} |"
+        )
+    for name in clients:
+        med = {q: float(np.median([r[q] for r in rows if r["client"] == name])) for q in ("p50_ms", "p99_ms")}
+        lines.append(f"\n{name}: median p50 {med['p50_ms']:.2f} ms, median p99 {med['p99_ms']:.2f} ms.")
+    (args.out_dir / "load_clients.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
