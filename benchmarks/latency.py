@@ -40,12 +40,15 @@ DEFAULT_MODELS = (
     "student=benchmarks/checkpoints/student_lsp.pt@512",
     "student_fast=benchmarks/checkpoints/student_fast_lsp.pt@512",
 )
-# Issue #4 targets: (model, points, threads) -> p50 ms at batch 1 for the rewritten fp32 ONNX.
+# Issue #4 targets: (model, points, threads) -> p50 ms at batch 1 for the rewritten fp32 ONNX. Target 2 (<= 3 / 5 ms)
+# is checked for both latency levers: fewer kNN graphs (student_fast) and 512 points (the paper student itself).
 TARGETS = {
     ("student", 1024, 2): 8.0,
     ("student", 1024, 1): 16.0,
     ("student_fast", 512, 2): 3.0,
     ("student_fast", 512, 1): 5.0,
+    ("student", 512, 2): 3.0,
+    ("student", 512, 1): 5.0,
 }
 
 
