@@ -38,3 +38,15 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     )
     assert report["goal"]["client"].startswith("aiohttp")
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in (tmp_path / "load_test.md").read_text()
+
+
+def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_path):
+    script = SCRIPT.parent / "load_clients.py"
+    cmd = [sys.executable, str(script), str(tiny_artifact), "--data", "synthetic", "--rate", "20", "--seconds", "1"]
+    cmd += ["--repeats", "1", "--out-dir", str(tmp_path)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    report = json.loads((tmp_path / "load_clients.json").read_text())
+    assert [(r["client"], r["run"]) for r in report["rows"]] == [("httpx", 1), ("aiohttp", 1)]
+    for r in report["rows"]:
+        assert r["errors"] == 0 and r["requests"] == 20 and 0 < r["p50_ms"] <= r["p99_ms"]
+    assert "median p99" in (tmp_path / "load_clients.md").read_text()
