@@ -22,11 +22,10 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import open_loop, payloads
+from load_test import on_schedule, open_loop, payloads, summary
 
 from pointkd.data import load_modelnet40
 from pointkd.runtime import busy_cores, cpu_model
-from pointkd.timing import percentile
 from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
@@ -49,21 +48,8 @@ async def open_loop_httpx(url: str, bodies: list, rate: float, seconds: float) -
             latencies.append((time.perf_counter() - start) * 1000)
             errors += not ok
 
-        tasks = []
-        start = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "p50_ms": percentile(latencies, 50),
-        "p95_ms": percentile(latencies, 95),
-        "p99_ms": percentile(latencies, 99),
-    }
+        elapsed = await on_schedule(one, rate, seconds)
+    return summary(latencies, errors, elapsed)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import gc
 import json
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -81,6 +82,20 @@ async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: in
     return summary(latencies, errors, elapsed)
 
 
+async def on_schedule(one: Callable[[int], Awaitable[None]], rate: float, seconds: float) -> float:
+    """Start ``one(i)`` at ``i / rate`` s for every ``i < rate * seconds``, whatever the answers (an open loop);
+    the elapsed seconds once all have finished."""
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - start
+
+
 async def open_loop(url: str, bodies: list, rate: float, seconds: float, record: list | None = None) -> dict:
     """Requests sent on a fixed schedule, whatever the answers; ``record`` (if given) gets every latency."""
     latencies: list[float] = []
@@ -95,15 +110,7 @@ async def open_loop(url: str, bodies: list, rate: float, seconds: float, record:
             latencies.append((time.perf_counter() - start) * 1000)
             errors += not ok
 
-        tasks = []
-        start = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+        elapsed = await on_schedule(one, rate, seconds)
     if record is not None:
         record.extend(latencies)
     return summary(latencies, errors, elapsed)
