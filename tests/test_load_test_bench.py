@@ -32,10 +32,8 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     open_rows = [r for r in report["rows"] if r["payload"] == "binary" and r["mode"].startswith("open")]
     assert report["goal"]["open_loop_requests"] == sum(r["requests"] for r in open_rows) == 40
     assert report["goal"]["open_loop_p99_ms_per_run"] == [r["p99_ms"] for r in open_rows]
-    # the pooled p99 lies within the runs' own extremes
-    assert (
-        min(r["p50_ms"] for r in open_rows) <= report["goal"]["open_loop_p99_ms"] <= max(r["p99_ms"] for r in open_rows)
-    )
+    # pooled over both runs, it is no lower than either run's median (it can exceed both runs' own p99s: 20 samples)
+    assert report["goal"]["open_loop_p99_ms"] >= max(r["p50_ms"] for r in open_rows)
     assert report["goal"]["client"].startswith("aiohttp")
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in (tmp_path / "load_test.md").read_text()
 
