@@ -37,9 +37,9 @@ class Plain(torch.nn.Module):
         return score.topk(self.k, dim=-1, sorted=False).indices + 0 * seed[..., :1]  # same inputs as Seeded
 
 
-class Seeded(torch.nn.Module):
+class Seeded(Plain):
     def forward(self, score, seed):
-        return seeded_topk(score, seed)
+        return seeded_topk(score, seed, self.k)
 
 
 def layer_scores(checkpoint: Path, clouds: torch.Tensor) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -74,7 +74,7 @@ def main() -> None:
     for n in args.points:
         k, pairs = layer_scores(args.checkpoint, test_x[:, :n].contiguous())
         for threads in (2, 1):
-            for variant, module in (("plain", Plain(k)), ("seeded", Seeded())):
+            for variant, module in (("plain", Plain(k)), ("seeded", Seeded(k))):
                 with tempfile.TemporaryDirectory() as tmp:
                     onnx_path = Path(tmp) / f"{variant}.onnx"
                     torch.onnx.export(

@@ -87,10 +87,14 @@ def test_seeded_topk_selects_what_topk_selects():
     score[0, 0] = torch.arange(50.0).flip(0) - 43  # distinct, 0 among the top 7: tau == 0 with ideal seeds
     score[1, 1] = -5.0 - torch.rand(50, generator=g)  # all negative
     for seeds in (_random_seeds(2, 50, 7, seed=1), score.topk(7, dim=-1).indices):  # arbitrary and ideal seeds
-        got = seeded_topk(score, seeds).sort(-1).values
+        got = seeded_topk(score, seeds, 7).sort(-1).values
         want = score.topk(7, dim=-1).indices.sort(-1).values
         assert torch.equal(got, want)
         assert int(got.min()) >= 0
+    wider = seeded_topk(score, _random_seeds(2, 50, 12, seed=3), 7)  # more seeds: a lower floor, the same set
+    assert torch.equal(wider.sort(-1).values, score.topk(7, dim=-1).indices.sort(-1).values)
+    with pytest.raises(ValueError, match="at least k = 7 seeds"):
+        seeded_topk(score, _random_seeds(2, 50, 5, seed=4), 7)
 
 
 def test_seeded_topk_in_onnx_runtime_equals_plain_topk_ties_included(tmp_path):
@@ -102,7 +106,7 @@ def test_seeded_topk_in_onnx_runtime_equals_plain_topk_ties_included(tmp_path):
 
     class Seeded(torch.nn.Module):
         def forward(self, score, seeds):
-            return seeded_topk(score, seeds)
+            return seeded_topk(score, seeds, 6)
 
     g = torch.Generator().manual_seed(4)
     score = torch.randint(0, 4, (3, 40, 40), generator=g).float()  # mostly ties

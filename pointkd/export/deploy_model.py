@@ -60,11 +60,12 @@ def fold_linear_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
     return out
 
 
-def seeded_topk(score: Tensor, seed: Tensor) -> Tensor:
-    """``score.topk(k, sorted=False).indices`` for ``score [B, N, M]``, given ``seed [B, N, k]``: any ``k`` distinct
-    column indices per row (the previous layer's neighbours). See "Seeded TopK" above; equal as sets, ties included.
-    """
-    k = seed.shape[-1]
+def seeded_topk(score: Tensor, seed: Tensor, k: int) -> Tensor:
+    """``score.topk(k, sorted=False).indices`` for ``score [B, N, M]``, given ``seed [B, N, S]``: any ``S >= k``
+    distinct column indices per row (the previous layer's neighbours). See "Seeded TopK" above; equal as sets, ties
+    included. With fewer than ``k`` seeds the floor would not be a lower bound, so that is refused."""
+    if seed.shape[-1] < k:
+        raise ValueError(f"seeded_topk needs at least k = {k} seeds per row, got {seed.shape[-1]}")
     tau = torch.gather(score, 2, seed).amin(dim=-1, keepdim=True)  # [B, N, 1], <= the k-th best of each row
     # Strictly below tau in float32: 1e-6 relative is > 8 ulps; the absolute term covers tau == 0.
     floor = tau - (tau.abs() * 1e-6 + 1e-30)
@@ -79,8 +80,8 @@ def knn_topk(x: Tensor, k: int, seed: Tensor | None = None) -> Tensor:
     query = torch.cat([x, torch.ones_like(sq)], dim=-1)  # [B, N, C+1]
     key = torch.cat([x, -0.5 * sq], dim=-1)  # [B, N, C+1]
     score = torch.matmul(query, key.transpose(1, 2))  # [B, N, N]
-    if seed is not None and seed.shape[-1] == k:
-        return seeded_topk(score, seed)
+    if seed is not None:
+        return seeded_topk(score, seed, k)
     return score.topk(k, dim=-1, sorted=False).indices
 
 

@@ -30,6 +30,39 @@ class ExportError(RuntimeError):
     """An export, a parity check or an accuracy gate failed."""
 
 
+@dataclasses.dataclass
+class KnnNodes:
+    """Where one kNN graph sits in an exported ONNX model."""
+
+    score: str | None  # the MatMul / Gemm node computing the scores (None if the TopK reads something else)
+    indices: str  # the tensor of neighbour indices [B, N, k] the layer gathers with
+
+
+def knn_nodes(model) -> list[KnnNodes]:
+    """Per TopK of an exported ONNX ``model``, in graph order: the score MatMul feeding it (directly, or as the last
+    input of a seeded TopK's Concat) and the neighbour indices (the TopK's, or those of the Sub that shifts a seeded
+    TopK's back by ``k``); see :func:`~pointkd.export.deploy_model.seeded_topk`."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "TopK":
+            continue
+        src = producers.get(node.input[0])
+        if src is not None and src.op_type == "Concat":
+            src = producers.get(src.input[-1])
+        indices = node.output[1]
+        users = consumers.get(indices, [])
+        if len(users) == 1 and users[0].op_type == "Sub":
+            indices = users[0].output[0]
+        score = src.name if src is not None and src.op_type in ("MatMul", "Gemm") else None
+        found.append(KnnNodes(score, indices))
+    return found
+
+
 def reference_model(model: DGCNN) -> DGCNN:
     """``model`` in eval mode with the dense kNN: the torch computation every export is checked against.
 

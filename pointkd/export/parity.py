@@ -44,23 +44,17 @@ class ParityReport:
 
 
 def _with_topk_outputs(onnx_path: str | os.PathLike, out_path: Path) -> int:
-    """Copy of the model whose outputs also include every TopK's indices; returns how many TopKs."""
+    """Copy of the model whose outputs also include every kNN graph's indices; returns how many graphs."""
     import onnx
 
+    from .onnx_export import knn_nodes
+
     model = onnx.load(str(onnx_path))
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
-    topks = [n for n in model.graph.node if n.op_type == "TopK"]
-    for n in topks:
-        graph = n.output[1]
-        users = consumers.get(graph, [])
-        if len(users) == 1 and users[0].op_type == "Sub":  # a seeded TopK: its indices are shifted by k
-            graph = users[0].output[0]
-        model.graph.output.append(onnx.helper.make_tensor_value_info(graph, onnx.TensorProto.INT64, None))
+    graphs = knn_nodes(model)
+    for knn in graphs:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(knn.indices, onnx.TensorProto.INT64, None))
     onnx.save(model, str(out_path))
-    return len(topks)
+    return len(graphs)
 
 
 def _layer_graphs(model: DGCNN, built: list[np.ndarray]) -> list[torch.Tensor]:

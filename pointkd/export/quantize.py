@@ -40,16 +40,9 @@ def input_projection_nodes(model) -> list[str]:
 def knn_score_nodes(model) -> list[str]:
     """Names of the MatMul nodes whose output feeds a TopK (the kNN distance scores), directly or as the last
     input of a seeded TopK's Concat (see :func:`~pointkd.export.deploy_model.seeded_topk`)."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    names = []
-    for node in model.graph.node:
-        if node.op_type == "TopK":
-            src = producers.get(node.input[0])
-            if src is not None and src.op_type == "Concat":
-                src = producers.get(src.input[-1])
-            if src is not None and src.op_type in ("MatMul", "Gemm"):
-                names.append(src.name)
-    return names
+    from .onnx_export import knn_nodes
+
+    return [knn.score for knn in knn_nodes(model) if knn.score is not None]
 
 
 class _CloudReader:
