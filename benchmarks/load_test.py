@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.rate_repeats < 1 or args.rate <= 0 or args.rate_seconds <= 0:
+        parser.error("--rate, --rate-seconds and --rate-repeats must be positive: the goal is read from the open loop")
     manifest = read_manifest(args.artifact)
     clouds = load_modelnet40(args.data).test_x[:64].numpy()
     # The client imported torch for the data: a full collection over that heap stalls it ~100 ms, which would be

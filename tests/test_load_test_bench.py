@@ -48,3 +48,10 @@ def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_pat
     for r in report["rows"]:
         assert r["errors"] == 0 and r["requests"] == 20 and 0 < r["p50_ms"] <= r["p99_ms"]
     assert "median p99" in (tmp_path / "load_clients.md").read_text()
+
+
+def test_load_test_refuses_an_empty_open_loop(tiny_artifact, tmp_path):
+    cmd = [sys.executable, str(SCRIPT), str(tiny_artifact), "--rate-repeats", "0", "--out-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--rate-repeats must be positive" in done.stderr
+    assert not (tmp_path / "load_test.json").exists()
