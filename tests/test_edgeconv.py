@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointkd.models.edgeconv import EdgeConv, adjacency_csr, gather_neighbors
+from pointkd.models.edgeconv import EdgeConv, adjacency_csr, gather_neighbors, neighbor_argmax, neighbor_max
 from pointkd.models.knn import knn_dense
 
 
@@ -78,3 +78,64 @@ def test_adjacency_csr_is_the_graph_and_its_transpose():
 def test_unknown_impl_is_rejected():
     with pytest.raises(ValueError, match="unknown EdgeConv impl"):
         EdgeConv(3, 8, impl="fastest")
+
+
+def _reference_argmax(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return idx.gather(2, gather_neighbors(a, idx).max(dim=2).indices)
+
+
+@pytest.mark.parametrize("values", ["normal", "ties", "negative", "huge"])
+def test_neighbor_argmax_packed_keys_pick_the_max(values):
+    gen = torch.Generator().manual_seed(3)
+    b, n, c, k = 3, 70, 9, 12
+    idx = knn_dense(torch.randn(b, n, 5, generator=gen), k)
+    a = {
+        "normal": lambda: torch.randn(b, n, c, generator=gen),
+        "ties": lambda: torch.randint(-2, 3, (b, n, c), generator=gen).float(),  # many equal maxima, and ±0
+        "negative": lambda: -torch.rand(b, n, c, generator=gen),
+        "huge": lambda: torch.randn(b, n, c, generator=gen) * 1e38,  # ±inf beyond 3.4e38
+    }[values]()
+    adj = adjacency_csr(idx, n, transpose=False)[0]
+    src = neighbor_argmax(a, idx, adj)
+    want = gather_neighbors(a, idx).amax(dim=2)
+    assert torch.equal(a.gather(1, src), want)  # the picked neighbour holds the max (any one of tied maxima)
+    assert bool((src.unsqueeze(2) == idx.unsqueeze(-1)).any(2).all())  # and is one of the point's neighbours
+    if values in ("normal", "huge"):  # no ties: the very same neighbour as the gather + max
+        assert torch.equal(src, _reference_argmax(a, idx))
+    torch.testing.assert_close(neighbor_max(a, adj), want, rtol=0, atol=0)
+
+
+def test_neighbor_argmax_with_negative_sign_is_argmin():
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(2, 40, 6, generator=gen)
+    idx = knn_dense(torch.randn(2, 40, 3, generator=gen), 8)
+    adj = adjacency_csr(idx, 40, transpose=False)[0]
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0])
+    src = neighbor_argmax(a, idx, adj, sign)
+    assert torch.equal(src, _reference_argmax(a * sign, idx))
+    g = gather_neighbors(a, idx)
+    want = torch.where(sign > 0, g.amax(dim=2), g.amin(dim=2))
+    assert torch.equal(neighbor_max(a, adj, sign), want)
+
+
+def test_neighbor_argmax_float64_falls_back_to_the_gather():
+    a = torch.randn(2, 30, 4, dtype=torch.float64)
+    idx = knn_dense(torch.randn(2, 30, 3), 5)
+    adj = adjacency_csr(idx, 30, torch.float64, transpose=False)[0]
+    assert torch.equal(neighbor_argmax(a, idx, adj), _reference_argmax(a, idx))
+
+
+@pytest.mark.parametrize("negative_bn", [False, True])
+def test_fast_equals_naive_train_mode_float32(negative_bn):
+    """The packed-key argmax path (float32 only) against the per-edge form, forward and gradients."""
+    naive, fast = (m.float() for m in _pair(5, 24, negative_bn))
+    x = torch.randn(4, 96, 5)
+    idx = knn_dense(x, 10)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y1, y2 = naive(x1, idx), fast(x2, idx)
+    torch.testing.assert_close(y2, y1, rtol=1e-5, atol=1e-5)
+    w = torch.randn_like(y1)
+    (y1 * w).sum().backward()
+    (y2 * w).sum().backward()
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.weight.grad, naive.weight.grad, rtol=1e-4, atol=1e-4)

@@ -23,6 +23,13 @@ Two implementations, equal to float tolerance (``tests/test_edgeconv.py``):
   (``mean = E_edges[a_j] + E[b_i]``; the centred second moment via the neighbour sums ``Σ_{j∈N(i)} a_j``), so
   autograd never stores a ``[B, N, k, C_out]`` tensor; the neighbour sums are one sparse (CSR) matmul with
   the block-diagonal adjacency, forward and backward.
+
+  The max over neighbours itself is a max-reduce sparse matmul with the same adjacency
+  (``torch.sparse.mm(A, a, reduce="amax")``, a CSR kernel that never forms ``[B, N, k, C]``). When ``a`` needs a
+  gradient the winning neighbour is wanted too; ``reduce="amax"`` only returns it through a slow arg-tracking
+  path, so :func:`neighbor_argmax` packs each point's index into the low mantissa bits of ``float64(a)`` (a float32
+  widened to float64 has 29 zero low bits), takes the amax of those keys and reads the index back: exact, the
+  same values as the gather + max it replaced (``benchmarks/results/<device>/edgeconv_max*``).
 """
 
 from __future__ import annotations
@@ -67,21 +74,55 @@ class _SpMM(torch.autograd.Function):
         return None, None, ctx.at @ grad
 
 
-def adjacency_csr(idx: Tensor, n: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor]:
+def adjacency_csr(
+    idx: Tensor, n: int, dtype: torch.dtype = torch.float32, transpose: bool = True
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Block-diagonal adjacency of a batched kNN graph as CSR ``A`` (row i: its k neighbours), its transpose
-    ``At`` and the in-degrees ``[B·N]``."""
+    ``At`` and the in-degrees ``[B·N]`` (both None with ``transpose=False``)."""
     b, _, k = idx.shape
     rows = b * n
     cols = flat_index(idx, n)
     ones = torch.ones(cols.numel(), dtype=dtype, device=idx.device)
     crow = torch.arange(0, rows * k + 1, k, device=idx.device)
     a = torch.sparse_csr_tensor(crow, cols, ones, (rows, rows), check_invariants=False)
+    if not transpose:
+        return a, None, None
     order = cols.argsort(stable=True)
     deg = torch.bincount(cols, minlength=rows)
     crow_t = torch.zeros(rows + 1, dtype=torch.int64, device=idx.device)
     crow_t[1:] = deg.cumsum(0)
     at = torch.sparse_csr_tensor(crow_t, order // k, ones, (rows, rows), check_invariants=False)
     return a, at, deg
+
+
+# Low mantissa bits of a float32 widened to float64 (always zero): room for a point index in neighbor_argmax.
+_INDEX_BITS = 29
+
+
+def neighbor_max(a: Tensor, adj: Tensor, sign: Tensor | None = None) -> Tensor:
+    """``max_{j∈N(i)} a_j`` per channel, ``a`` ``[B, N, C]`` -> ``[B, N, C]``; ``adj`` is the CSR adjacency of
+    :func:`adjacency_csr`; channels where ``sign`` ``[C]`` is -1 take the min instead."""
+    b, n, c = a.shape
+    x = a.reshape(b * n, c) if sign is None else (a * sign).reshape(b * n, c)
+    out = torch.sparse.mm(adj.to(x.dtype), x.detach(), reduce="amax").view(b, n, c)
+    return out if sign is None else out * sign
+
+
+@torch.no_grad()
+def neighbor_argmax(a: Tensor, idx: Tensor, adj: Tensor, sign: Tensor | None = None) -> Tensor:
+    """Point index (into N) of ``argmax_{j∈N(i)} a_j`` per channel, ``[B, N, C]`` int64, ``argmin`` where
+    ``sign`` is -1. For float32 ``a`` one max-reduce SpMM over float64 keys (module docstring); other dtypes (no
+    spare mantissa bits) take the gather + max over ``[B, N, k, C]``."""
+    b, n, c = a.shape
+    x = a.detach() if sign is None else a.detach() * sign
+    if x.dtype != torch.float32 or n >= 2**_INDEX_BITS:
+        return idx.gather(2, gather_neighbors(x, idx).max(dim=2).indices)
+    point = torch.arange(n, device=a.device).repeat(b).view(b * n, 1)
+    # ±inf would turn into NaNs with index bits: stand-ins beyond any float32 keep the order (NaN -> 0).
+    wide = torch.nan_to_num(x.reshape(b * n, c).double(), nan=0.0, posinf=2.0**200, neginf=-(2.0**200))
+    keys = (wide.view(torch.int64) | point).view(torch.float64)
+    best = torch.sparse.mm(adj.to(torch.float64), keys, reduce="amax")
+    return (best.view(torch.int64) & (2**_INDEX_BITS - 1)).view(b, n, c)
 
 
 class EdgeConv(nn.Module):
@@ -129,8 +170,9 @@ class EdgeConv(nn.Module):
         a = F.linear(x, w1)  # [B, N, C_out], neighbour term
         c = F.linear(x, w2)  # [B, N, C_out], centre term
         bn = self.bn
+        adj = None
         if self.training or not bn.track_running_stats:
-            mean, var = _edge_moments(a, c, idx)
+            mean, var, adj = _edge_moments(a, c, idx)
             if bn.track_running_stats:
                 _update_running_stats(bn, mean, var, b * n * k)
         else:
@@ -141,19 +183,19 @@ class EdgeConv(nn.Module):
             shift = bn.bias - mean * scale
         else:
             shift = -mean * scale
-        with torch.no_grad():
-            g = gather_neighbors(a.detach(), idx)  # [B, N, k, C_out]
-            if bool((scale < 0).any()):
-                g = g * torch.where(scale < 0, -1.0, 1.0).to(g.dtype)
-            # max(dim).indices: measured 4x faster than argmax over this middle dimension
-            pick = g.max(dim=2).indices  # [B, N, C_out]: position within the k neighbours
-            src = idx.gather(2, pick)  # [B, N, C_out]: the chosen neighbour's point index
-        sel = a.gather(1, src)
+        sign = torch.where(scale < 0, -1.0, 1.0).to(a.dtype) if bool((scale < 0).any()) else None
+        if adj is None:
+            adj = adjacency_csr(idx, n, a.dtype, transpose=False)[0]
+        if a.requires_grad:
+            sel = a.gather(1, neighbor_argmax(a, idx, adj, sign))  # the gradient flows to the winning neighbour
+        else:
+            sel = neighbor_max(a, adj, sign)
         return F.leaky_relu(scale * (sel + c) + shift, self.negative_slope)
 
 
-def _edge_moments(a: Tensor, c: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and biased variance of ``e_ij = a_j + c_i`` over all edges, without forming ``e``."""
+def _edge_moments(a: Tensor, c: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-channel mean and biased variance of ``e_ij = a_j + c_i`` over all edges, without forming ``e``; and
+    the adjacency it built."""
     b, n, co = a.shape
     k = idx.shape[-1]
     m = b * n * k
@@ -165,7 +207,7 @@ def _edge_moments(a: Tensor, c: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     cc = c - mean_c
     nbr_sum = _SpMM.apply(adj, adj_t, ac.reshape(b * n, co)).view(b, n, co)  # Σ_{j∈N(i)} (a_j - mean_a)
     second = (deg * ac * ac).sum((0, 1)) + 2.0 * (cc * nbr_sum).sum((0, 1)) + k * (cc * cc).sum((0, 1))
-    return mean_a + mean_c, second / m
+    return mean_a + mean_c, second / m, adj
 
 
 @torch.no_grad()
