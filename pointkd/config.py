@@ -72,6 +72,8 @@ class DistillSection:
     lsp_lambda: float = 100.0  # the paper's λ
     lsp_impl: str = "padded"  # padded | sparse | dense (reference)
     lsp_direction: str = "student||teacher"
+    lsp_centres: int | None = None  # LSP over this many random centre nodes per step (unbiased); None: all
+    share_first_graph: bool = True  # student's xyz kNN graph = the first k of the teacher's (one top-k, not two)
     kd_alpha: float = 0.1
     kd_temperature: float = 4.0
     fitnet_weight: float = 1.0
@@ -93,6 +95,8 @@ class DistillSection:
         """Checks that need no files; the teacher checkpoint is checked when the run starts."""
         if self.method not in DISTILL_METHODS:
             raise ConfigError(f"distill.method must be one of {DISTILL_METHODS}, got {self.method!r}")
+        if self.lsp_centres is not None and self.lsp_centres < 1:
+            raise ConfigError(f"distill.lsp_centres must be >= 1 or null (all), got {self.lsp_centres}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ConfigError(f"distill.kd_alpha must be in [0, 1], got {self.kd_alpha}")
 

@@ -141,3 +141,48 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     assert (tmp_path / "stride" / "layer_attention.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["distill", "--method", "lsp", "--data", "synthetic", "--out", str(tmp_path / "x")]) == 2
     assert "needs a teacher" in capsys.readouterr().err
+
+
+def _small_pair():
+    torch.manual_seed(0)
+    teacher = create_model("dgcnn_teacher", widths=(16, 16, 32, 32), emb_dim=64, mlp=(32,), k=8).eval()
+    student = create_model("dgcnn_student", widths=(8, 16), mlp=(16,), k=4)
+    return teacher, student
+
+
+def test_shared_first_graph_is_the_students_own_xyz_graph():
+    """The student's first graph read off the teacher's equals the one it builds itself (no distance ties in
+    random points), so the loss and every gradient are unchanged."""
+    teacher, student = _small_pair()
+    points, labels = torch.randn(4, 32, 3), torch.randint(0, 40, (4,))
+    results = []
+    for share in (True, False):
+        objective = Distill(teacher, student, DistillSection(method="lsp", sigma=4.0, share_first_graph=share))
+        student.zero_grad()
+        torch.manual_seed(5)
+        out = objective(student, points, labels)
+        out.loss.backward()
+        results.append((out.loss.detach(), [p.grad.clone() for p in student.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b)
+    graph = teacher.forward_layers(points, upto=0)[1][0][..., :4]
+    assert torch.equal(graph, student.forward_layers(points, upto=0)[1][0])
+
+
+def test_teacher_runs_only_the_layers_the_loss_reads():
+    teacher, student = _small_pair()
+    points = torch.randn(2, 32, 3)
+    objective = Distill(teacher, student, DistillSection(method="at"))
+    t_out = objective._teacher_outputs(points)
+    assert len(t_out.features) == 4 and t_out.logits is None  # pairs (1, 0), (3, 1): up to layer 3, no head
+    full = teacher.forward_features(points)
+    for a, b in zip(t_out.features, full.features, strict=True):
+        torch.testing.assert_close(a, b)
+    kd = Distill(teacher, student, DistillSection(method="kd"))._teacher_outputs(points)
+    torch.testing.assert_close(kd.logits, full.logits)
+
+
+def test_lsp_centres_setting_is_validated():
+    with pytest.raises(ValueError, match="lsp_centres"):
+        DistillSection(method="lsp", lsp_centres=0).validate()

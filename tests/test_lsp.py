@@ -12,6 +12,7 @@ from pointkd.distill import (
     KERNELS,
     Kernel,
     LSPLoss,
+    random_centres,
     lsp_loss_dense,
     lsp_loss_padded,
     lsp_loss_sparse,
@@ -123,3 +124,42 @@ def test_rbf_kernel_values():
     assert float(k.pairwise(a, b)) == pytest.approx(math.exp(-25 / 8))
     assert float(Kernel("poly", degree=2, coef=1.0).pairwise(a + 1, b)) == pytest.approx((7 + 1) ** 2)
     assert float(Kernel("l2").pairwise(a, b)) == pytest.approx(-25.0)
+
+
+def test_lsp_over_all_centres_equals_the_full_loss():
+    z_s, idx_s, z_t, idx_t = _inputs()
+    full = lsp_loss_padded(z_s, idx_s, z_t, idx_t)
+    every = lsp_loss_padded(z_s, idx_s, z_t, idx_t, centres=torch.arange(z_s.shape[1]))
+    torch.testing.assert_close(every, full, rtol=1e-12, atol=1e-12)
+
+
+def test_lsp_over_random_centres_is_unbiased():
+    """The mean over many draws of M of N centres approaches the full loss (standard error bound), and one draw
+    equals the mean of the per-node losses of exactly those centres."""
+    z_s, idx_s, z_t, idx_t = _inputs(n=40)
+    full = float(lsp_loss_padded(z_s, idx_s, z_t, idx_t))
+    per_node = torch.stack(
+        [lsp_loss_padded(z_s, idx_s, z_t, idx_t, centres=torch.tensor([i])) for i in range(40)]
+    ).double()
+    torch.manual_seed(0)
+    draws = [random_centres(40, 8) for _ in range(2000)]
+    estimates = torch.stack([lsp_loss_padded(z_s, idx_s, z_t, idx_t, centres=c) for c in draws]).double()
+    torch.testing.assert_close(estimates[0], per_node[draws[0]].mean(), rtol=1e-10, atol=1e-12)
+    stderr = float(estimates.std()) / math.sqrt(len(draws))
+    assert abs(float(estimates.mean()) - full) < 4 * stderr
+    assert float(estimates.std()) > 0  # the draws really differ
+
+
+def test_random_centres_draws_distinct_sorted_indices():
+    torch.manual_seed(1)
+    c = random_centres(100, 30)
+    assert c.shape == (30,) and len(set(c.tolist())) == 30 and torch.equal(c, c.sort().values)
+    assert random_centres(100, None) is None and random_centres(100, 100) is None
+    with pytest.raises(ValueError, match="centres"):
+        random_centres(100, 0)
+
+
+def test_lsp_centres_need_the_padded_implementation():
+    z_s, idx_s, z_t, idx_t = _inputs()
+    with pytest.raises(ValueError, match="padded"):
+        LSPLoss(impl="sparse")(z_s, idx_s, z_t, idx_t, centres=torch.arange(4))

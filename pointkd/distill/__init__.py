@@ -5,7 +5,7 @@ from .fitnet import FitNetLoss
 from .kd import KDLoss, kd_loss
 from .kernels import KERNELS, Kernel
 from .layer_map import default_layer_map, validate_layer_map
-from .lsp import LSPLoss, lsp_loss_dense, lsp_loss_padded, lsp_loss_sparse, union_candidates
+from .lsp import LSPLoss, lsp_loss_dense, lsp_loss_padded, lsp_loss_sparse, random_centres, union_candidates
 from .objective import METHODS, Distill, StepLoss, Supervised
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "kd_loss",
     "lsp_loss_dense",
     "lsp_loss_padded",
+    "random_centres",
     "lsp_loss_sparse",
     "union_candidates",
     "validate_layer_map",

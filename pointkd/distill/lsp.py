@@ -49,13 +49,17 @@ def union_candidates(idx_t: Tensor, idx_s: Tensor) -> tuple[Tensor, Tensor]:
     return cand, valid
 
 
-def _kernel_on_candidates(z: Tensor, cand: Tensor, kernel: Kernel) -> Tensor:
-    b, n, k = cand.shape
-    gram = torch.bmm(z, z.transpose(1, 2))  # [B, N, N]
-    sq = gram.diagonal(dim1=1, dim2=2)  # [B, N]
+def _kernel_on_candidates(z: Tensor, cand: Tensor, kernel: Kernel, centres: Tensor | None = None) -> Tensor:
+    """Kernel values ``[B, M, K]`` between centre ``i`` and its candidates ``cand`` ``[B, M, K]``; the centres are
+    all N points, or the rows ``centres`` ``[M]``. Gram rows ``[B, M, N]`` come from one ``bmm``."""
+    b, m, k = cand.shape
+    zc = z if centres is None else z[:, centres]
+    gram = torch.bmm(zc, z.transpose(1, 2))  # [B, M, N]
+    sq = (z * z).sum(-1)  # [B, N]
+    sq_i = sq if centres is None else sq[:, centres]
     dot = gram.gather(2, cand)
-    sq_j = sq.gather(1, cand.reshape(b, n * k)).view(b, n, k)
-    return kernel.from_dots(dot, sq.unsqueeze(-1), sq_j)
+    sq_j = sq.gather(1, cand.reshape(b, m * k)).view(b, m, k)
+    return kernel.from_dots(dot, sq_i.unsqueeze(-1), sq_j)
 
 
 def _orient(log_s: Tensor, log_t: Tensor, direction: str) -> tuple[Tensor, Tensor]:
@@ -94,14 +98,29 @@ def lsp_loss_padded(
     idx_t: Tensor,
     kernel: Kernel | None = None,
     direction: str = "student||teacher",
+    centres: Tensor | None = None,
 ) -> Tensor:
+    """``centres`` ``[M]`` (distinct point indices) averages over those centre nodes only: drawn uniformly
+    without replacement, an unbiased estimate of the mean over all N at ``M/N`` of the cost."""
     kernel = kernel or Kernel()
     _check(z_s, idx_s, z_t, idx_t, direction)
+    if centres is not None:
+        idx_s, idx_t = idx_s[:, centres], idx_t[:, centres]
     cand, valid = union_candidates(idx_t, idx_s)
-    logit_s = _kernel_on_candidates(z_s, cand, kernel)
+    logit_s = _kernel_on_candidates(z_s, cand, kernel, centres)
     with torch.no_grad():
-        logit_t = _kernel_on_candidates(z_t.detach(), cand, kernel)
+        logit_t = _kernel_on_candidates(z_t.detach(), cand, kernel, centres)
     return _kl_rows(logit_s, logit_t, valid, direction).mean()
+
+
+def random_centres(n: int, m: int | None, device: torch.device | str = "cpu") -> Tensor | None:
+    """``m`` distinct centre indices out of ``n``, uniform, from torch's global generator (which the trainer
+    seeds per step); None when ``m`` is None or covers every point."""
+    if m is None or m >= n:
+        return None
+    if m < 1:
+        raise ValueError(f"lsp centres must be >= 1, got {m}")
+    return torch.randperm(n, device=device)[:m].sort().values
 
 
 def lsp_loss_sparse(
@@ -182,5 +201,10 @@ class LSPLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, impl={self.impl!r}, direction={self.direction!r}"
 
-    def forward(self, z_s: Tensor, idx_s: Tensor, z_t: Tensor, idx_t: Tensor) -> Tensor:
-        return _IMPLS[self.impl](z_s, idx_s, z_t, idx_t, self.kernel, self.direction)
+    def forward(self, z_s: Tensor, idx_s: Tensor, z_t: Tensor, idx_t: Tensor, centres: Tensor | None = None) -> Tensor:
+        """``centres``: the subset of centre nodes (:func:`random_centres`); padded implementation only."""
+        if centres is None:
+            return _IMPLS[self.impl](z_s, idx_s, z_t, idx_t, self.kernel, self.direction)
+        if self.impl != "padded":
+            raise ValueError(f"a subset of LSP centres needs the padded implementation, not {self.impl!r}")
+        return lsp_loss_padded(z_s, idx_s, z_t, idx_t, self.kernel, self.direction, centres)

@@ -39,7 +39,7 @@ from .kd import kd_loss
 from .kernels import Kernel
 from .layer_attention import LayerAttentionLoss
 from .layer_map import default_layer_map, validate_layer_map
-from .lsp import LSPLoss
+from .lsp import LSPLoss, random_centres
 
 METHODS = DISTILL_METHODS
 
@@ -49,6 +49,14 @@ class StepLoss:
     loss: Tensor  # the scalar to back-propagate
     logits: Tensor  # the student's logits [B, K]
     terms: dict[str, float] = field(default_factory=dict)  # each weighted term, for logs and progress bars
+
+
+@dataclass
+class TeacherOutput:
+    features: list[Tensor]  # per teacher layer computed, [B, N, C_l]
+    graphs: list[Tensor]  # per teacher layer computed, [B, N, k_t]
+    logits: Tensor | None = None  # [B, K], when the method reads them
+    embedding: Tensor | None = None  # [B, D], when the method reads it
 
 
 class Supervised(nn.Module):
@@ -118,10 +126,8 @@ class Distill(nn.Module):
 
     def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
         s = self.settings
-        teacher = self.teacher[0]
-        with torch.no_grad():
-            t_out = teacher.forward_features(points)
-        s_out = model.forward_features(points)
+        t_out = self._teacher_outputs(points)
+        s_out = model.forward_features(points, first_graph=self._shared_first_graph(model, t_out.graphs[0]))
         ce = F.cross_entropy(s_out.logits, labels, label_smoothing=self.label_smoothing)
         terms: dict[str, Tensor] = {}
         if s.method in ("kd", "lsp+kd", "hkd+kd"):
@@ -130,8 +136,11 @@ class Distill(nn.Module):
         else:
             terms["ce"] = ce
         if s.method in ("lsp", "lsp+kd"):
+            centres = random_centres(points.shape[1], s.lsp_centres, points.device)
             terms["lsp"] = s.lsp_lambda * self._over_layers(
-                lambda t, st, _: self.lsp(s_out.features[st], s_out.graphs[st], t_out.features[t], t_out.graphs[t])
+                lambda t, st, _: self.lsp(
+                    s_out.features[st], s_out.graphs[st], t_out.features[t], t_out.graphs[t], centres
+                )
             )
         if s.method == "fitnet":
             terms["fitnet"] = s.fitnet_weight * self._over_layers(
@@ -147,6 +156,26 @@ class Distill(nn.Module):
             terms["stride"] = s.stride_weight * self.stride(s_out.features, s_out.graphs, t_out.features, t_out.graphs)
         loss = torch.stack(list(terms.values())).sum()
         return StepLoss(loss, s_out.logits, {k: float(v.detach()) for k, v in terms.items()})
+
+    @torch.no_grad()
+    def _teacher_outputs(self, points: Tensor) -> TeacherOutput:
+        """The frozen teacher's layers (only up to the deepest one a loss reads), plus its head where KD or HKD
+        read logits or the embedding."""
+        teacher, method = self.teacher[0], self.settings.method
+        if method in ("kd", "lsp+kd", "hkd", "hkd+kd"):
+            out = teacher.forward_features(points)
+            return TeacherOutput(out.features, out.graphs, out.logits, out.embedding)
+        deepest = len(teacher.convs) - 1 if method == "stride" else max(t for t, _ in self.pairs)
+        features, graphs = teacher.forward_layers(points, upto=deepest)
+        return TeacherOutput(features, graphs)
+
+    def _shared_first_graph(self, student: nn.Module, teacher_graph: Tensor) -> Tensor | None:
+        """The student's xyz graph read off the teacher's: both rank the same points by the same score, nearest
+        first, so the student's k nearest are the first k of the teacher's (equal up to distance ties)."""
+        k = student.config.k
+        if not self.settings.share_first_graph or k > teacher_graph.shape[-1]:
+            return None
+        return teacher_graph[..., :k]
 
     def save_figures(self, out_dir: str | Path) -> list[Path]:
         """After training: the learned layer-attention map (``stride``) as ``layer_attention.png``."""

@@ -128,26 +128,46 @@ class DGCNN(nn.Module):
     def forward(self, points: Tensor) -> Tensor:
         return self.forward_features(points).logits
 
-    def forward_features(self, points: Tensor, graphs: list[Tensor] | None = None) -> DGCNNOutput:
-        """All outputs; ``graphs`` (one ``[B, N, k]`` per layer) replaces the kNN graphs the layers would build
-        (used to compare with an exported model on the very graphs it picked)."""
+    def forward_layers(
+        self,
+        points: Tensor,
+        graphs: list[Tensor] | None = None,
+        first_graph: Tensor | None = None,
+        upto: int | None = None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """The EdgeConv part alone: per layer, node features ``[B, N, C_l]`` and the graph ``[B, N, k]`` it
+        aggregated over, for layers ``0..upto`` (default: all). No head: what a frozen teacher needs for the
+        feature losses (LSP, AT, FitNet)."""
         if points.dim() != 3 or points.shape[-1] != self.config.in_channels:
             raise ValueError(f"expected points [B, N, {self.config.in_channels}], got {tuple(points.shape)}")
         cfg = self.config
         if graphs is not None and len(graphs) != len(self.convs):
             raise ValueError(f"graphs: expected one per EdgeConv ({len(self.convs)}), got {len(graphs)}")
-        graphs_in = graphs
-        x = points
-        idx = None
-        features, graphs = [], []
-        for layer, conv in enumerate(self.convs):
-            if graphs_in is not None:
-                idx = graphs_in[layer]
-            elif idx is None or cfg.builds_graph(layer):
+        if first_graph is not None and first_graph.shape[:2] != points.shape[:2]:
+            raise ValueError(f"first_graph {tuple(first_graph.shape)} does not match points {tuple(points.shape)}")
+        last = len(self.convs) - 1 if upto is None else upto
+        x, idx = points, first_graph
+        features: list[Tensor] = []
+        used: list[Tensor] = []
+        for layer, conv in enumerate(self.convs[: last + 1]):
+            if graphs is not None:
+                idx = graphs[layer]
+            elif idx is None or (layer > 0 and cfg.builds_graph(layer)):
                 idx = knn(x, cfg.k, cfg.knn_backend)
             x = conv(x, idx)
             features.append(x)
-            graphs.append(idx)
+            used.append(idx)
+        return features, used
+
+    def forward_features(
+        self, points: Tensor, graphs: list[Tensor] | None = None, first_graph: Tensor | None = None
+    ) -> DGCNNOutput:
+        """All outputs; ``graphs`` (one ``[B, N, k]`` per layer) replaces the kNN graphs the layers would build
+        (used to compare with an exported model on the very graphs it picked); ``first_graph`` replaces only
+        layer 0's (a distillation teacher's xyz graph, cut to this model's k)."""
+        features, graphs = self.forward_layers(points, graphs=graphs, first_graph=first_graph)
+        cfg = self.config
+        x = features[-1]
         if self.embed is not None:
             b, n, _ = x.shape
             cat = torch.cat(features, dim=-1).reshape(b * n, -1)  # [B·N, ΣC]
