@@ -12,10 +12,10 @@ from pointkd.distill import (
     KERNELS,
     Kernel,
     LSPLoss,
-    random_centres,
     lsp_loss_dense,
     lsp_loss_padded,
     lsp_loss_sparse,
+    random_centres,
     union_candidates,
 )
 from pointkd.models.knn import knn_dense

@@ -24,8 +24,8 @@ __all__ = [
     "kd_loss",
     "lsp_loss_dense",
     "lsp_loss_padded",
-    "random_centres",
     "lsp_loss_sparse",
+    "random_centres",
     "union_candidates",
     "validate_layer_map",
 ]
