@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
     _data_arg(ev)
     ev.add_argument("--num-points", type=int, default=None, help="points per cloud (default: the checkpoint's)")
+    ev.add_argument(
+        "--k",
+        default="auto",
+        help="neighbours per kNN graph: an int, or auto (default): the trained k scaled by test / training points",
+    )
     ev.add_argument("--out", default=None, help="folder for metrics.json, per_class.md, confusion.png")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--no-progress", action="store_true")
@@ -322,6 +327,8 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
     num_points = args.num_points or ckpt.get("num_points", 1024)
+    k = eval_k(args.k, ckpt, num_points)
+    model.set_k(k)
     data = load_modelnet40(args.data, num_points=num_points)
     if list(data.classes) != list(ckpt["classes"]):
         raise ValueError(
@@ -337,6 +344,7 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "checkpoint": str(args.checkpoint),
         "data": data.source,
         "num_points": num_points,
+        "k": k,
         "oa": report.oa,
         "macc": report.macc,
         "per_class": dict(zip(data.classes, report.per_class, strict=True)),
@@ -345,9 +353,25 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     (out / "per_class.md").write_text(per_class_table(report, data.classes) + "\n")
     png = plot_confusion(report, data.classes, out / "confusion.png")
     print(
-        f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %  ({num_points} points); wrote {out}/ ({png.name})"
+        f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %  ({num_points} points, k = {k}); "
+        f"wrote {out}/ ({png.name})"
     )
     return 0
+
+
+def eval_k(choice: str, ckpt: dict, num_points: int) -> int:
+    """``--k``: an int as given, or ``auto``: the checkpoint's k scaled from its training points to ``num_points``."""
+    from .models.dgcnn import scaled_k
+
+    k = int(ckpt["model_config"]["k"])
+    if choice == "auto":
+        trained = int(
+            (ckpt.get("config") or {}).get("data", {}).get("num_points") or ckpt.get("num_points", num_points)
+        )
+        return scaled_k(k, trained, num_points)
+    if not choice.isdigit() or int(choice) < 1:
+        raise ValueError(f"--k must be a positive integer or auto, got {choice!r}")
+    return int(choice)
 
 
 def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

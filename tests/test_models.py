@@ -83,3 +83,19 @@ def test_permutation_invariance():
 def test_rejects_wrong_input_shape():
     with pytest.raises(ValueError, match="expected points"):
         create_model("dgcnn_student")(torch.randn(2, 64, 6))
+
+
+def test_scaled_k_and_set_k():
+    from pointkd.cli import eval_k
+    from pointkd.models.dgcnn import scaled_k
+
+    assert scaled_k(20, 512, 1024) == 40 and scaled_k(10, 512, 1024) == 20 and scaled_k(20, 1024, 16) == 1
+    model = create_model("dgcnn_student", widths=(8, 8), mlp=(8,), k=4).eval()
+    model.set_k(6)
+    assert model.forward_features(torch.randn(1, 32, 3)).graphs[0].shape == (1, 32, 6)
+    with pytest.raises(ValueError):
+        model.set_k(0)
+    ckpt = {"model_config": {"k": 20}, "config": {"data": {"num_points": 512}}, "num_points": 512}
+    assert eval_k("auto", ckpt, 1024) == 40 and eval_k("auto", ckpt, 512) == 20 and eval_k("30", ckpt, 1024) == 30
+    with pytest.raises(ValueError, match="--k"):
+        eval_k("-3", ckpt, 1024)
