@@ -221,7 +221,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a key of both training configs, e.g. --set train.epochs=4 for a longer, better demo",
     )
     demo.add_argument("--no-progress", action="store_true")
+    add_campaign(sub)
     return parser
+
+
+def add_campaign(sub: argparse._SubParsersAction) -> None:
+    camp = sub.add_parser(
+        "campaign",
+        help="run a plan of training runs that survives interruptions; its status; its summary",
+        description="A plan (YAML) lists runs: a config, overrides, a teacher, the runs it waits for. `run` starts "
+        "the next unfinished run, resumes an interrupted one from its last checkpoint, skips finished ones, and "
+        "finishes each with evaluations at 512 and 1024 test points (k scaled), a shipped checkpoint and a small "
+        "committed record. Runs train from one pinned commit (a git worktree) in folders outside the checkout.",
+    )
+    camp_sub = camp.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
+    for action, text in (
+        ("run", "work through the plan (Ctrl-C or SIGTERM: the current run saves and stops)"),
+        ("status", "per run: state, epochs, latest test OA, time left"),
+        ("summary", "write summary.json / summary.md from the committed records"),
+    ):
+        p = camp_sub.add_parser(action, help=text)
+        p.add_argument("plan", help="the plan's YAML file")
+        p.add_argument("--runs-dir", default=None, help="run folders (default: $POINTKD_CAMPAIGNS or ~/.cache/...)")
+        if action == "run":
+            p.add_argument("--code", default=None, help="commit for new runs (default: the pinned one, else HEAD)")
+            p.add_argument("--only", nargs="+", default=None, metavar="RUN", help="only these runs")
+            p.add_argument("--max-runs", type=int, default=None, help="stop after finishing this many runs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         from .runtime import reexec_with_jemalloc
 
         reexec_with_jemalloc()
+    from .campaign.runner import CampaignError
     from .config import ConfigError
     from .data import DataError
     from .export.onnx_export import ExportError
@@ -247,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         DataError,
         ConfigError,
+        CampaignError,
         CheckpointError,
         ExportError,
         FileExistsError,
@@ -486,6 +513,22 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def cmd_campaign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .campaign import load_plan, run_campaign, status_table, write_summary
+
+    plan = load_plan(args.plan, args.runs_dir)
+    if args.campaign_command == "status":
+        print(status_table(plan))
+    elif args.campaign_command == "summary":
+        print(f"wrote {write_summary(plan)}")
+    else:
+        n = run_campaign(plan, args.code, args.only, args.max_runs, log=lambda m: print(m, flush=True))
+        print(status_table(plan))
+        write_summary(plan)
+        print(f"{n} run(s) finished in this sitting")
+    return 0
+
+
 COMMANDS = {
     "data": cmd_data,
     "train": cmd_train,
@@ -498,6 +541,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "select": cmd_select,
     "demo": cmd_demo,
+    "campaign": cmd_campaign,
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""The campaign's status table and its summary (``summary.json`` + ``summary.md`` beside the LSP paper's Table 4)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .plan import Plan
+from .state import RunState, plan_states
+
+# Yang et al., CVPR 2020, Table 4 (ModelNet40, 1024 points): OA / mAcc in %; the student is their 0.1 M DGCNN.
+PAPER_TABLE4 = {
+    "teacher": (92.4, 89.3),
+    "scratch": (91.2, None),
+    "fitnet": (91.1, None),
+    "at": (91.6, None),
+    "kd": (91.6, None),
+    "lsp": (91.9, 88.6),
+}
+
+
+def _eta_seconds(st: RunState, states: list[RunState], plan: Plan) -> float | None:
+    if st.state == "done":
+        return 0.0
+    per_epoch = st.seconds_per_epoch or _similar_epoch_seconds(st, states)
+    epochs = st.epochs or _configured_epochs(plan, st)
+    if per_epoch is None or epochs is None:
+        return None
+    return per_epoch * (epochs - st.epochs_done)
+
+
+def _similar_epoch_seconds(st: RunState, states: list[RunState]) -> float | None:
+    """Seconds per epoch of the runs with the same config and method (done or under way)."""
+    key = (st.spec.config, st.spec.overrides.get("distill.method"), st.spec.overrides.get("model.name"))
+    same = [
+        s.seconds_per_epoch
+        for s in states
+        if s.seconds_per_epoch
+        and (s.spec.config, s.spec.overrides.get("distill.method"), s.spec.overrides.get("model.name")) == key
+    ]
+    return statistics.median(same) if same else None
+
+
+def _configured_epochs(plan: Plan, st: RunState) -> int | None:
+    from ..config import load_config
+
+    config = plan.resolve(st.spec.config)
+    try:
+        return load_config(config if config.is_file() else st.spec.config, st.spec.set_args()).train.epochs
+    except ValueError:
+        return None
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def status_table(plan: Plan) -> str:
+    """One line per run: state, epochs done, latest test OA, time left; then the total time left."""
+    states = plan_states(plan)
+    rows = [f"campaign {plan.name}: runs in {plan.runs_dir}, records in {plan.records}", ""]
+    rows.append(f"{'run':<22} {'state':<8} {'epochs':>7} {'test OA':>8} {'left':>12}")
+    total, unknown = 0.0, 0
+    for st in states:
+        eta = _eta_seconds(st, states, plan)
+        epochs = f"{st.epochs_done}/{st.epochs or _configured_epochs(plan, st) or '?'}"
+        oa = f"{st.last_oa * 100:.2f}" if st.last_oa is not None else "-"
+        rows.append(f"{st.spec.name:<22} {st.state:<8} {epochs:>7} {oa:>8} {_clock(eta):>12}")
+        if eta is None:
+            unknown += 1
+        else:
+            total += eta
+    done = sum(st.state == "done" for st in states)
+    tail = f" (+ {unknown} runs not yet timed)" if unknown else ""
+    rows += ["", f"{done}/{len(states)} done; about {_clock(total)} of training left{tail}"]
+    return "\n".join(rows)
+
+
+def _student_row(record: dict[str, Any]) -> dict[str, Any]:
+    cfg = record["config"]
+    distill = cfg.get("distill") or {}
+    evals = record["last"]["evals"]
+    return {
+        "name": record["name"],
+        "method": distill.get("method", "scratch"),
+        "kernel": distill.get("kernel") if "lsp" in distill.get("method", "") else None,
+        "seed": cfg.get("seed"),
+        "student": cfg["model"]["name"],
+        "epochs": record["epochs"],
+        "oa_1024": evals.get("1024", {}).get("oa"),
+        "macc_1024": evals.get("1024", {}).get("macc"),
+        "k_1024": evals.get("1024", {}).get("k"),
+        "oa_512": evals.get("512", {}).get("oa"),
+        "best_epoch": record["best"]["epoch"],
+    }
+
+
+def summary(plan: Plan) -> dict[str, Any]:
+    """``{"teacher": {...}, "runs": [...]}`` from the committed records (the issue's schema)."""
+    records = [json.loads(p.read_text()) for p in sorted((plan.records / "runs").glob("*.json"))]
+    out: dict[str, Any] = {"teacher": None, "runs": []}
+    for rec in records:
+        if rec["role"] == "teacher":
+            last = rec["last"]["evals"]
+            best_1024 = rec["best"].get("evals", {}).get("1024", last.get("1024", {}))
+            out["teacher"] = {
+                "name": rec["name"],
+                "epochs": rec["epochs"],
+                "oa_1024": best_1024.get("oa"),
+                "macc_1024": best_1024.get("macc"),
+                "k_1024": last.get("1024", {}).get("k"),
+                "oa_512": last.get("512", {}).get("oa"),
+                "best_epoch": rec["best"]["epoch"],
+                "last_epoch_oa_1024": last.get("1024", {}).get("oa"),
+                "last_epoch_macc_1024": last.get("1024", {}).get("macc"),
+            }
+        else:
+            out["runs"].append(_student_row(rec))
+    return out
+
+
+def _pct(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0] * 100:.2f}"
+    return f"{statistics.mean(values) * 100:.2f} ± {statistics.stdev(values) * 100:.2f}"
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    lines = ["# Campaign summary", "", "Last-epoch models (no selection on the test split); OA in %.", ""]
+    t = s["teacher"]
+    if t:
+        lines += [
+            f"Teacher `{t['name']}` ({t['epochs']} epochs): 1024 points (k {t['k_1024']}) OA "
+            f"{t['last_epoch_oa_1024'] * 100:.2f} / mAcc {t['last_epoch_macc_1024'] * 100:.2f}; 512 points "
+            f"{t['oa_512'] * 100:.2f}; paper {PAPER_TABLE4['teacher'][0]} / {PAPER_TABLE4['teacher'][1]}.",
+            "",
+        ]
+    lines += ["| method | student | seeds | OA 1024 | mAcc 1024 | OA 512 | paper OA |", "|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in s["runs"]:
+        groups.setdefault((r["method"], r["kernel"], r["student"], r["name"].rsplit("-s", 1)[0]), []).append(r)
+    for (method, kernel, student, label), rows in groups.items():
+        paper = PAPER_TABLE4.get(method, (None,))[0] if student == "dgcnn_student" and kernel in (None, "rbf") else None
+        lines.append(
+            f"| {label} | {student} | {', '.join(str(r['seed']) for r in rows)} "
+            f"| {_pct([r['oa_1024'] for r in rows if r['oa_1024'] is not None])} "
+            f"| {_pct([r['macc_1024'] for r in rows if r['macc_1024'] is not None])} "
+            f"| {_pct([r['oa_512'] for r in rows if r['oa_512'] is not None])} | {paper or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(plan: Plan) -> Path:
+    s = summary(plan)
+    plan.records.mkdir(parents=True, exist_ok=True)
+    (plan.records / "summary.json").write_text(json.dumps(s, indent=1) + "\n")
+    path = plan.records / "summary.md"
+    path.write_text(summary_markdown(s))
+    return path

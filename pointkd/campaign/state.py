@@ -1,0 +1,106 @@
+"""Where each run of a plan stands, read from its folder and the committed records (no torch import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .plan import Plan, RunSpec
+
+LOCK = "campaign.lock"
+CODE = "code.txt"
+
+
+@dataclass
+class RunState:
+    spec: RunSpec
+    state: str  # done | running | trained | partial | waiting | todo
+    epochs_done: int
+    epochs: int | None
+    seconds_per_epoch: float | None
+    last_oa: float | None  # the trainer's latest test OA (its own eval points)
+
+    @property
+    def epochs_left(self) -> int | None:
+        return None if self.epochs is None else self.epochs - self.epochs_done
+
+
+def read_history(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def planned_epochs(folder: Path) -> int | None:
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return None
+    return int((yaml.safe_load(path.read_text()) or {}).get("train", {}).get("epochs", 0)) or None
+
+
+def lock_owner(folder: Path) -> int | None:
+    """PID of a live process that holds the run on this host, else None (stale locks are ignored)."""
+    path = folder / LOCK
+    try:
+        lock = json.loads(path.read_text())
+        pid = int(lock["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if lock.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def take_lock(folder: Path, pid: int | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK).write_text(json.dumps({"pid": pid or os.getpid(), "host": socket.gethostname()}))
+
+
+def release_lock(folder: Path) -> None:
+    (folder / LOCK).unlink(missing_ok=True)
+
+
+def run_state(plan: Plan, spec: RunSpec, done: set[str]) -> RunState:
+    """``done``: names of runs already known finished (their dependencies are judged against it)."""
+    folder = plan.folder(spec)
+    history = read_history(folder)
+    epochs = planned_epochs(folder)
+    per_epoch = history[-1]["elapsed_s"] / len(history) if history else None
+    last_oa = next((h["test_oa"] for h in reversed(history) if "test_oa" in h), None)
+    if plan.record_path(spec).is_file():
+        record = json.loads(plan.record_path(spec).read_text())
+        n = int(record.get("epochs", len(history)))
+        return RunState(spec, "done", n, n, record.get("seconds_per_epoch"), record.get("last", {}).get("test_oa"))
+    if lock_owner(folder) is not None:
+        state = "running"
+    elif epochs is not None and len(history) >= epochs:
+        state = "trained"
+    elif (folder / "last.pt").is_file():
+        state = "partial"
+    elif any(dep not in done for dep in spec.after):
+        state = "waiting"
+    else:
+        state = "todo"
+    return RunState(spec, state, len(history), epochs, per_epoch, last_oa)
+
+
+def plan_states(plan: Plan) -> list[RunState]:
+    done: set[str] = set()
+    states = []
+    for spec in plan.runs:
+        st = run_state(plan, spec, done)
+        if st.state == "done":
+            done.add(spec.name)
+        states.append(st)
+    return states

@@ -1,0 +1,117 @@
+"""The campaign tool: plan checks, run states and locks, and a whole plan run end to end on the synthetic set."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pointkd.campaign import load_plan, run_campaign, status_table, summary
+from pointkd.campaign.runner import WORKDIR, teacher_checkpoint, train_args
+from pointkd.campaign.state import plan_states, take_lock
+from pointkd.config import ConfigError, load_config
+
+TINY = {
+    "seed": 1,
+    "data": {"source": "synthetic", "num_points": 64},
+    "train": {"epochs": 2, "batch_size": 16, "max_batches_per_epoch": 2, "eval_every": 1, "threads": 1},
+}
+
+
+def _write(tmp_path: Path, runs: list[dict], **extra) -> Path:
+    teacher = {
+        **TINY,
+        "model": {"name": "dgcnn_teacher", "overrides": {"widths": [8, 8, 16, 16], "emb_dim": 32, "mlp": [16], "k": 6}},
+    }
+    student = {
+        **TINY,
+        "model": {"name": "dgcnn_student", "overrides": {"widths": [8, 16], "mlp": [16], "k": 4}},
+        "distill": {"method": "lsp", "lsp_centres": 16},
+    }
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(teacher))
+    (tmp_path / "student.yaml").write_text(yaml.safe_dump(student))
+    plan = {"name": "tiny", "records": str(tmp_path / "records"), "runs_dir": str(tmp_path / "runs"), "runs": runs}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump({**plan, **extra}))
+    return path
+
+
+def _runs(tmp_path: Path) -> list[dict]:
+    return [
+        {
+            "name": "t",
+            "config": str(tmp_path / "teacher.yaml"),
+            "role": "teacher",
+            "ship": str(tmp_path / "t.pt"),
+            "eval_points": [64, 128],
+        },
+        {
+            "name": "lsp-s1",
+            "config": str(tmp_path / "student.yaml"),
+            "teacher": "t",
+            "after": ["t"],
+            "set": {"seed": 2, "distill.kernel": "rbf"},
+            "eval_points": [64, 128],
+        },
+    ]
+
+
+def test_plan_is_checked(tmp_path):
+    runs = _runs(tmp_path)
+    for bad, match in [
+        ([{**runs[0], "colour": 1}], "unknown key"),
+        ([runs[0], {**runs[1], "name": "t"}], "unique"),
+        ([{**runs[1], "after": ["later"]}], "not earlier runs"),
+        ([{**runs[0], "role": "mentor"}], "role"),
+        ([{"name": "x"}], "'config'"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_plan(_write(tmp_path, bad))
+    with pytest.raises(ConfigError, match="unknown plan key"):
+        load_plan(_write(tmp_path, runs, budget=3))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_plan(tmp_path / "nope.yaml")
+
+
+def test_overrides_reach_the_config_unchanged(tmp_path):
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    spec = plan.run("lsp-s1")
+    cfg = load_config(spec.config, spec.set_args())
+    assert cfg.seed == 2 and cfg.distill.kernel == "rbf" and cfg.distill.lsp_centres == 16
+
+
+def test_states_locks_and_resume_arguments(tmp_path):
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    assert [s.state for s in plan_states(plan)] == ["todo", "waiting"]
+    folder = plan.folder(plan.run("t"))
+    take_lock(folder, pid=os.getpid())  # a live holder on this host
+    assert plan_states(plan)[0].state == "running"
+    take_lock(folder, pid=2**22 + 12345)  # no such process: a stale lock is ignored
+    assert plan_states(plan)[0].state == "todo"
+    (folder / "last.pt").write_bytes(b"")
+    assert plan_states(plan)[0].state == "partial"
+    assert train_args(plan, plan.run("t"))[-1] == "--resume"
+    assert teacher_checkpoint(plan, "t") == folder / "last.pt"  # not shipped yet: the run's own last.pt
+    with pytest.raises(RuntimeError, match="exists"):
+        teacher_checkpoint(plan, str(tmp_path / "missing.pt"))
+
+
+def test_campaign_runs_a_plan_end_to_end(tmp_path):
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    logs: list[str] = []
+    assert run_campaign(plan, WORKDIR, log=logs.append) == 2
+    assert (tmp_path / "t.pt").is_file()  # the teacher was shipped, and the student distilled from it
+    student = json.loads(plan.record_path(plan.run("lsp-s1")).read_text())
+    assert student["config"]["distill"]["teacher"] == str(tmp_path / "t.pt")
+    assert student["epochs"] == 2 and set(student["last"]["evals"]) == {"64", "128"}
+    assert student["last"]["evals"]["128"]["k"] == 8  # k 4 at 64 training points, scaled to 128
+    s = summary(plan)
+    assert s["teacher"]["name"] == "t" and s["teacher"]["k_1024"] is None  # no 1024-point eval in this plan
+    assert [(r["method"], r["seed"], r["kernel"]) for r in s["runs"]] == [("lsp", 2, "rbf")]
+    assert all(st.state == "done" for st in plan_states(plan))
+    assert "2/2 done" in status_table(plan)
+    assert run_campaign(plan, WORKDIR, log=logs.append) == 0  # finished runs are skipped
+    assert any("done: OA" in line for line in logs)
