@@ -87,7 +87,7 @@ def adjacency_csr(
     a = torch.sparse_csr_tensor(crow, cols, ones, (rows, rows), check_invariants=False)
     if not transpose:
         return a, None, None
-    order = cols.argsort(stable=True)
+    order = torch.sort(cols, stable=True).indices  # measured faster than argsort(stable=True)
     deg = torch.bincount(cols, minlength=rows)
     crow_t = torch.zeros(rows + 1, dtype=torch.int64, device=idx.device)
     crow_t[1:] = deg.cumsum(0)
