@@ -66,7 +66,9 @@ class DistillSection:
     teacher: str | None = None  # the teacher's pointkd checkpoint
     method: str = "lsp"  # scratch | kd | fitnet | at | lsp | lsp+kd | hkd | hkd+kd | stride
     kernel: str = "rbf"  # LSP kernel: rbf | poly | linear | l2
-    sigma: float = 1.0  # rbf bandwidth
+    sigma: float = 1.0  # rbf bandwidth (sigma_rule fixed)
+    sigma_rule: str = "fixed"  # fixed | median: per layer pair, the median teacher distance over the compared edges
+    lsp_normalize: bool = False  # LSP kernels on L2-normalised features
     degree: int = 2  # poly degree
     coef: float = 0.0  # poly offset
     lsp_lambda: float = 100.0  # the paper's λ

@@ -186,3 +186,12 @@ def test_teacher_runs_only_the_layers_the_loss_reads():
 def test_lsp_centres_setting_is_validated():
     with pytest.raises(ValueError, match="lsp_centres"):
         DistillSection(method="lsp", lsp_centres=0).validate()
+
+
+def test_lsp_kernel_options_reach_the_loss():
+    teacher, student = _small_pair()
+    settings = DistillSection(method="lsp", sigma_rule="median", lsp_normalize=True, lsp_centres=8)
+    objective = Distill(teacher, student, settings)
+    assert objective.lsp.kernel.sigma_rule == "median" and objective.lsp.kernel.normalize
+    out = objective(student, torch.randn(4, 32, 3), torch.randint(0, 40, (4,)))
+    assert torch.isfinite(out.loss) and out.terms["lsp"] > 0

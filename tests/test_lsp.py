@@ -163,3 +163,43 @@ def test_lsp_centres_need_the_padded_implementation():
     z_s, idx_s, z_t, idx_t = _inputs()
     with pytest.raises(ValueError, match="padded"):
         LSPLoss(impl="sparse")(z_s, idx_s, z_t, idx_t, centres=torch.arange(4))
+
+
+def test_normalized_kernel_equals_the_kernel_on_unit_features():
+    g = torch.Generator().manual_seed(2)
+    z_i, z_j = torch.randn(5, 7, generator=g, dtype=torch.float64), torch.randn(5, 7, generator=g, dtype=torch.float64)
+    unit = lambda z: z / z.norm(dim=-1, keepdim=True)  # noqa: E731
+    for name in KERNELS:
+        torch.testing.assert_close(
+            Kernel(name, normalize=True).pairwise(z_i, z_j), Kernel(name).pairwise(unit(z_i), unit(z_j))
+        )
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_lsp_on_normalized_features_equals_lsp_of_unit_features(impl):
+    z_s, idx_s, z_t, idx_t = _inputs()
+    unit = lambda z: z / z.norm(dim=-1, keepdim=True)  # noqa: E731
+    got = impl(z_s, idx_s, z_t, idx_t, Kernel("rbf", normalize=True))
+    torch.testing.assert_close(got, impl(unit(z_s), idx_s, unit(z_t), idx_t, Kernel("rbf")))
+
+
+def test_median_sigma_is_the_median_teacher_distance_over_the_compared_edges():
+    z_s, idx_s, z_t, idx_t = _inputs()
+    d2 = []
+    for b in range(z_t.shape[0]):
+        for i in range(z_t.shape[1]):
+            for j in set(idx_t[b, i].tolist()) | set(idx_s[b, i].tolist()):
+                if j != i:
+                    d2.append(float(((z_t[b, i] - z_t[b, j]) ** 2).sum()))
+    sigma = math.sqrt(float(torch.tensor(d2, dtype=torch.float64).median()))
+    got = LSPLoss(Kernel("rbf", sigma_rule="median"))(z_s, idx_s, z_t, idx_t)
+    torch.testing.assert_close(got, lsp_loss_dense(z_s, idx_s, z_t, idx_t, Kernel("rbf", sigma=sigma)))
+    with pytest.raises(ValueError, match="padded"):
+        LSPLoss(Kernel("rbf", sigma_rule="median"), impl="dense")(z_s, idx_s, z_t, idx_t)
+
+
+def test_kernel_options_are_checked():
+    with pytest.raises(ValueError, match="sigma rule"):
+        Kernel("rbf", sigma_rule="mean")
+    with pytest.raises(ValueError, match="bandwidth"):
+        Kernel("poly", sigma_rule="median")

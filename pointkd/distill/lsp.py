@@ -49,9 +49,10 @@ def union_candidates(idx_t: Tensor, idx_s: Tensor) -> tuple[Tensor, Tensor]:
     return cand, valid
 
 
-def _kernel_on_candidates(z: Tensor, cand: Tensor, kernel: Kernel, centres: Tensor | None = None) -> Tensor:
-    """Kernel values ``[B, M, K]`` between centre ``i`` and its candidates ``cand`` ``[B, M, K]``; the centres are
-    all N points, or the rows ``centres`` ``[M]``. Gram rows ``[B, M, N]`` come from one ``bmm``."""
+def _candidate_dots(z: Tensor, cand: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(z_i·z_j [B, M, K], ‖z_i‖² [B, M, 1], ‖z_j‖² [B, M, K])`` between centre ``i`` and its candidates ``cand``
+    ``[B, M, K]``; the centres are all N points, or the rows ``centres`` ``[M]``. Gram rows ``[B, M, N]`` come
+    from one ``bmm``."""
     b, m, k = cand.shape
     zc = z if centres is None else z[:, centres]
     gram = torch.bmm(zc, z.transpose(1, 2))  # [B, M, N]
@@ -59,7 +60,7 @@ def _kernel_on_candidates(z: Tensor, cand: Tensor, kernel: Kernel, centres: Tens
     sq_i = sq if centres is None else sq[:, centres]
     dot = gram.gather(2, cand)
     sq_j = sq.gather(1, cand.reshape(b, m * k)).view(b, m, k)
-    return kernel.from_dots(dot, sq_i.unsqueeze(-1), sq_j)
+    return dot, sq_i.unsqueeze(-1), sq_j
 
 
 def _orient(log_s: Tensor, log_t: Tensor, direction: str) -> tuple[Tensor, Tensor]:
@@ -107,9 +108,12 @@ def lsp_loss_padded(
     if centres is not None:
         idx_s, idx_t = idx_s[:, centres], idx_t[:, centres]
     cand, valid = union_candidates(idx_t, idx_s)
-    logit_s = _kernel_on_candidates(z_s, cand, kernel, centres)
     with torch.no_grad():
-        logit_t = _kernel_on_candidates(z_t.detach(), cand, kernel, centres)
+        dots_t = _candidate_dots(z_t.detach(), cand, centres)
+        centre = torch.arange(z_t.shape[1], device=cand.device) if centres is None else centres
+        kernel = kernel.with_median_sigma(*dots_t, valid & (cand != centre.view(1, -1, 1)))  # self-pairs left out
+        logit_t = kernel.from_dots(*dots_t)
+    logit_s = kernel.from_dots(*_candidate_dots(z_s, cand, centres))
     return _kl_rows(logit_s, logit_t, valid, direction).mean()
 
 
@@ -134,6 +138,8 @@ def lsp_loss_sparse(
     from torch_geometric.utils import coalesce, scatter
 
     kernel = kernel or Kernel()
+    if kernel.sigma_rule != "fixed":
+        raise ValueError("the median sigma rule is implemented in lsp_loss_padded only")
     _check(z_s, idx_s, z_t, idx_t, direction)
     b, n, _ = z_s.shape
     centres, nbrs = [], []
@@ -170,6 +176,8 @@ def lsp_loss_dense(
     direction: str = "student||teacher",
 ) -> Tensor:
     kernel = kernel or Kernel()
+    if kernel.sigma_rule != "fixed":
+        raise ValueError("the median sigma rule is implemented in lsp_loss_padded only")
     _check(z_s, idx_s, z_t, idx_t, direction)
     b, n, _ = z_s.shape
     mask = torch.zeros(b, n, n, dtype=torch.bool, device=z_s.device)
@@ -203,8 +211,10 @@ class LSPLoss(nn.Module):
 
     def forward(self, z_s: Tensor, idx_s: Tensor, z_t: Tensor, idx_t: Tensor, centres: Tensor | None = None) -> Tensor:
         """``centres``: the subset of centre nodes (:func:`random_centres`); padded implementation only."""
-        if centres is None:
+        if centres is None and self.kernel.sigma_rule == "fixed":
             return _IMPLS[self.impl](z_s, idx_s, z_t, idx_t, self.kernel, self.direction)
         if self.impl != "padded":
-            raise ValueError(f"a subset of LSP centres needs the padded implementation, not {self.impl!r}")
+            raise ValueError(
+                f"LSP centre subsets and the median sigma rule need the padded implementation, not {self.impl!r}"
+            )
         return lsp_loss_padded(z_s, idx_s, z_t, idx_t, self.kernel, self.direction, centres)

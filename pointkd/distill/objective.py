@@ -95,7 +95,9 @@ class Distill(nn.Module):
         if len(weights) != len(pairs):
             raise ValueError(f"{len(weights)} layer_weights for {len(pairs)} layer pairs {pairs}")
         self.weights = [float(w) for w in weights]
-        self.lsp = LSPLoss(Kernel(s.kernel, s.sigma, s.degree, s.coef), s.lsp_impl, s.lsp_direction)
+        self.lsp = LSPLoss(
+            Kernel(s.kernel, s.sigma, s.degree, s.coef, s.sigma_rule, s.lsp_normalize), s.lsp_impl, s.lsp_direction
+        )
         self.at = ATLoss()
         self.fitnets = nn.ModuleList()
         if s.method == "fitnet":
