@@ -144,9 +144,9 @@ def summary_markdown(s: dict[str, Any]) -> str:
     lines += ["| method | student | seeds | OA 1024 | mAcc 1024 | OA 512 | paper OA |", "|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in s["runs"]:
-        groups.setdefault((r["method"], r["kernel"], r["student"], r["name"].rsplit("-s", 1)[0]), []).append(r)
-    for (method, kernel, student, label), rows in groups.items():
-        paper = PAPER_TABLE4.get(method, (None,))[0] if student == "dgcnn_student" and kernel in (None, "rbf") else None
+        groups.setdefault((r["student"], r["name"].rsplit("-s", 1)[0]), []).append(r)  # a run name is <label>-s<seed>
+    for (student, label), rows in groups.items():
+        paper = PAPER_TABLE4.get(label, (None,))[0] if student == "dgcnn_student" else None  # the paper's own rows
         lines.append(
             f"| {label} | {student} | {', '.join(str(r['seed']) for r in rows)} "
             f"| {_pct([r['oa_1024'] for r in rows if r['oa_1024'] is not None])} "
