@@ -1,9 +1,14 @@
 """Read one point cloud (or mesh, sampled to points) from a file or from in-memory bytes.
 
 Formats, by suffix: ``.npy`` (``[P, >=3]``), ``.txt``/``.xyz``/``.pts`` (comma- or whitespace-separated,
-``>=3`` columns, e.g. ModelNet40 ``x,y,z,nx,ny,nz``), ``.ply``/``.pcd`` (ascii or binary, via open3d) and
-``.off`` meshes (points sampled uniformly by area with open3d). Only xyz is kept; every failure is a
-:class:`DataError` naming the file.
+``>=3`` columns, e.g. ModelNet40 ``x,y,z,nx,ny,nz``), ``.ply`` (ascii or binary) and ``.pcd`` (ascii, binary,
+binary_compressed) and ``.off`` meshes (points sampled uniformly by area with open3d). Only xyz is kept; every
+failure is a :class:`DataError` naming the file.
+
+The readers are strict and bounded, since the server feeds them uploads: every header is checked against the body's
+length (and against ``max_points``) before anything is allocated, a short row or non-numeric token is an error (never
+a zero- or NaN-filled value), and no untrusted byte reaches a native reader unchecked (open3d only samples meshes
+whose vertices and faces were parsed and checked here).
 """
 
 from __future__ import annotations
@@ -11,23 +16,21 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from .pcd_reader import read_pcd_points
+from .ply_reader import read_ply_vertices
 from .splits import DataError
+from .text_rows import numeric_rows
 
 TEXT_SUFFIXES = (".txt", ".xyz", ".pts")
 CLOUD_SUFFIXES = (".npy", *TEXT_SUFFIXES, ".ply", ".pcd")
 MESH_SUFFIXES = (".off",)
 SUFFIXES = CLOUD_SUFFIXES + MESH_SUFFIXES
 
-_PLY_SIZES = {
-    "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
-    "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
-}  # fmt: skip
 _OFF_HEADER = re.compile(r"^\s*OFF(?=\s|\d|-|$)(.*)$")
 _sample_lock = threading.Lock()
 
@@ -43,7 +46,7 @@ def read_cloud(path: str | os.PathLike, num_points_for_mesh: int = 1024, seed: i
         data = path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e})") from e
-    return _read(data, suffix, str(path), path, num_points_for_mesh, seed)
+    return _read(data, suffix, str(path), num_points_for_mesh, seed, None)
 
 
 def read_cloud_bytes(
@@ -52,11 +55,13 @@ def read_cloud_bytes(
     num_points_for_mesh: int = 1024,
     seed: int = 0,
     name: str = "<upload>",
+    max_points: int | None = None,
 ) -> np.ndarray:
-    """As :func:`read_cloud`, from a file's bytes; ``suffix`` (``".ply"`` or ``"ply"``) gives the format and
-    ``name`` labels error messages."""
+    """As :func:`read_cloud`, from a file's bytes; ``suffix`` (``".ply"`` or ``"ply"``) gives the format,
+    ``name`` labels error messages, and a file declaring more than ``max_points`` points (or mesh vertices) is
+    refused before its points are read."""
     suffix = _check_suffix(suffix if suffix.startswith(".") else f".{suffix}", name)
-    return _read(bytes(data), suffix, name, None, num_points_for_mesh, seed)
+    return _read(bytes(data), suffix, name, num_points_for_mesh, seed, max_points)
 
 
 def _check_suffix(suffix: str, label: str) -> str:
@@ -66,18 +71,20 @@ def _check_suffix(suffix: str, label: str) -> str:
     return suffix
 
 
-def _read(data: bytes, suffix: str, label: str, path: Path | None, num_points_for_mesh: int, seed: int) -> np.ndarray:
+def _read(data: bytes, suffix: str, label: str, num_points_for_mesh: int, seed: int, max_points: int | None):
     if not data:
         raise DataError(f"{label}: file is empty")
     if suffix == ".npy":
-        points = _parse_npy(data, label)
+        points = _parse_npy(data, label, max_points)
     elif suffix in TEXT_SUFFIXES:
-        points = _parse_text(data, label)
+        points = _parse_text(data, label, max_points)
     elif suffix == ".off":
-        vertices, triangles = _parse_off(data, label)
+        vertices, triangles = _parse_off(data, label, max_points)
         points = _sample_mesh(vertices, triangles, num_points_for_mesh, seed, label)
+    elif suffix == ".ply":
+        points = read_ply_vertices(data, label, max_points)
     else:
-        points = _read_open3d(data, suffix, label, path)
+        points = read_pcd_points(data, label, max_points)
     return _finish(points, label)
 
 
@@ -86,54 +93,71 @@ def _finish(points: np.ndarray, label: str) -> np.ndarray:
         raise DataError(f"{label}: expected [P, >=3] values, got shape {points.shape}")
     if points.shape[0] == 0:
         raise DataError(f"{label}: cloud has no points")
+    xyz = points[:, :3]
+    if not np.isfinite(xyz).all():
+        bad = int((~np.isfinite(xyz).all(axis=1)).sum())
+        raise DataError(f"{label}: {bad} of {xyz.shape[0]} points hold NaN or Inf")
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(points[:, :3], dtype=np.float32)
+        out = np.ascontiguousarray(xyz, dtype=np.float32)
     if not np.isfinite(out).all():
         bad = int((~np.isfinite(out).all(axis=1)).sum())
-        raise DataError(f"{label}: {bad} of {out.shape[0]} points hold NaN or Inf (or overflow float32)")
+        raise DataError(
+            f"{label}: {bad} of {out.shape[0]} points overflow float32 (|value| > 3.4e38 would be NaN or Inf)"
+        )
     return out
 
 
-def _parse_npy(data: bytes, label: str) -> np.ndarray:
+NPY_KINDS = "fiu"  # real floats, signed and unsigned integers: no bool, complex, times, strings or objects
+
+
+def _parse_npy(data: bytes, label: str, max_points: int | None) -> np.ndarray:
+    """The array of a .npy, its header checked against the body before anything is allocated (``np.load`` would
+    allocate the header's shape first); never unpickles."""
     if not data.startswith(b"\x93NUMPY"):
         raise DataError(f"{label}: not a .npy file (no NumPy magic header)")
+    fmt = np.lib.format
+    stream = io.BytesIO(data)
     try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        version = fmt.read_magic(stream)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
         raise DataError(f"{label}: not a readable .npy ({type(e).__name__}: {e})") from e
-    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
-        kind = f"dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
-        raise DataError(f"{label}: .npy must hold a numeric [P, >=3] array, got {kind}")
-    return arr
+    if dtype.kind not in NPY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataError(f"{label}: .npy must hold a real numeric [P, >=3] array, got dtype {dtype}")
+    if len(shape) != 2 or shape[1] < 3:
+        raise DataError(f"{label}: expected [P, >=3] values, got shape {tuple(shape)}")
+    if max_points is not None and shape[0] > max_points:
+        raise DataError(f"{label}: .npy holds {shape[0]} points; this reader takes at most {max_points}")
+    need = shape[0] * shape[1] * dtype.itemsize
+    if len(data) - stream.tell() != need:
+        raise DataError(
+            f"{label}: not a readable .npy: shape {tuple(shape)} needs {need} data bytes, file has "
+            f"{len(data) - stream.tell()}"
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=shape[0] * shape[1], offset=stream.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
-def _parse_text(data: bytes, label: str) -> np.ndarray:
+def _parse_text(data: bytes, label: str, max_points: int | None) -> np.ndarray:
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark, as some Windows tools write, is not a value
     except UnicodeDecodeError as e:
         raise DataError(f"{label}: not a text point file ({e})") from e
-    rows = []
-    for line in text.replace(",", " ").splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", "//")):
-            rows.append(line.split())
-    if len(rows) > 1 and len(rows[0]) == 1 and rows[0][0] == str(len(rows) - 1):
+    rows = [
+        s for s in (ln.strip() for ln in text.replace(",", " ").splitlines()) if s and not s.startswith(("#", "//"))
+    ]
+    if len(rows) > 1 and rows[0] == str(len(rows) - 1):
         rows = rows[1:]  # a point-count header line
-    if not rows:
-        raise DataError(f"{label}: cloud has no points")
-    ncols = len(rows[0])
-    for i, row in enumerate(rows):
-        if len(row) != ncols:
-            raise DataError(f"{label}: row {i + 1} has {len(row)} columns, row 1 has {ncols}")
-    if ncols < 3:
+    if max_points is not None and len(rows) > max_points:
+        raise DataError(f"{label}: {len(rows)} rows; this reader takes at most {max_points} points")
+    ncols = len(rows[0].split()) if rows else 0
+    if rows and ncols < 3:
         raise DataError(f"{label}: expected >=3 columns (x y z ...), got {ncols}")
-    try:
-        return np.array(rows, dtype=np.float64)
-    except ValueError as e:
-        raise DataError(f"{label}: non-numeric value ({e})") from e
+    return numeric_rows(rows, label)
 
 
-def _parse_off(data: bytes, label: str) -> tuple[np.ndarray, np.ndarray]:
+def _parse_off(data: bytes, label: str, max_points: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Vertices ``[V, 3]`` float64 and triangles ``[T, 3]`` int32 (polygons fan-triangulated).
 
     Parsed here rather than by open3d: open3d rejects the header glued to the counts (``OFF490 518 0``) that
@@ -160,6 +184,8 @@ def _parse_off(data: bytes, label: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{label}: bad OFF counts line {' '.join(rest)!r} (expected 'V F E')") from e
     if nv < 0 or nf < 0:
         raise DataError(f"{label}: negative OFF counts {nv} {nf}")
+    if max_points is not None and nv > max_points:
+        raise DataError(f"{label}: OFF declares {nv} vertices; this reader takes at most {max_points}")
     if len(lines) < body + nv + nf:
         raise DataError(
             f"{label}: truncated OFF: header says {nv} vertices + {nf} faces, file has {len(lines) - body} rows"
@@ -214,94 +240,3 @@ def _sample_mesh(vertices: np.ndarray, triangles: np.ndarray, num_points: int, s
         o3d.utility.random.seed(int(seed) & 0x7FFFFFFF)
         cloud = mesh.sample_points_uniformly(number_of_points=num_points)
     return np.asarray(cloud.points)
-
-
-def _read_open3d(data: bytes, suffix: str, label: str, path: Path | None) -> np.ndarray:
-    import open3d as o3d
-
-    if suffix == ".ply":
-        _check_ply(data, label)
-    else:
-        _check_pcd(data, label)
-    quiet = o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error)
-    if path is not None:
-        with quiet:
-            cloud = o3d.io.read_point_cloud(str(path), format=suffix[1:])
-        return np.asarray(cloud.points)
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        with quiet:
-            cloud = o3d.io.read_point_cloud(tmp, format=suffix[1:])
-        return np.asarray(cloud.points)
-    finally:
-        os.unlink(tmp)
-
-
-def _split_header(data: bytes, end: bytes, label: str, kind: str) -> tuple[list[str], bytes]:
-    pos = data.find(end)
-    if pos < 0:
-        raise DataError(f"{label}: not a {kind} file (no '{end.decode().strip()}' header line)")
-    stop = data.find(b"\n", pos + len(end))
-    stop = len(data) if stop < 0 else stop + 1
-    try:
-        header = data[:stop].decode("ascii").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{label}: unreadable {kind} header ({e})") from e
-    return [ln.strip() for ln in header], data[stop:]
-
-
-def _count_rows(body: bytes) -> int:
-    return sum(1 for ln in body.splitlines() if ln.strip())
-
-
-def _check_ply(data: bytes, label: str) -> None:
-    """Reject a truncated PLY: open3d returns the header's point count with missing rows zero-filled."""
-    if not data.startswith(b"ply"):
-        raise DataError(f"{label}: not a PLY file (does not start with 'ply')")
-    header, body = _split_header(data, b"end_header", label, "PLY")
-    fmt, counts, sizes = "", [], []
-    try:
-        for ln in header:
-            words = ln.split()
-            if words[:1] == ["format"]:
-                fmt = words[1]
-            elif words[:1] == ["element"]:
-                counts.append(int(words[2]))
-                sizes.append(0)
-            elif words[:1] == ["property"] and sizes:
-                sizes[-1] += _PLY_SIZES[words[2] if words[1] == "list" else words[1]]
-    except (IndexError, ValueError, KeyError) as e:
-        raise DataError(f"{label}: bad PLY header line ({type(e).__name__}: {e})") from e
-    if fmt == "ascii":
-        rows, need = _count_rows(body), sum(counts)
-        if rows < need:
-            raise DataError(f"{label}: truncated PLY: header declares {need} rows, file has {rows}")
-    elif fmt.startswith("binary"):
-        need = sum(n * s for n, s in zip(counts, sizes, strict=True))
-        if len(body) < need:
-            raise DataError(f"{label}: truncated PLY: needs at least {need} data bytes, file has {len(body)}")
-    else:
-        raise DataError(f"{label}: bad PLY format {fmt!r}")
-
-
-def _check_pcd(data: bytes, label: str) -> None:
-    """Reject a truncated PCD: open3d zero-fills missing ascii rows."""
-    header, body = _split_header(data, b"\nDATA ", label, "PCD")
-    fields: dict[str, list[str]] = {ln.split()[0]: ln.split()[1:] for ln in header if ln and ln[0] != "#"}
-    try:
-        points = int(fields["POINTS"][0])
-        kind = fields["DATA"][0]
-        sizes = [int(s) for s in fields["SIZE"]]
-        counts = [int(c) for c in fields.get("COUNT", ["1"] * len(sizes))]
-    except (KeyError, IndexError, ValueError) as e:
-        raise DataError(f"{label}: bad PCD header ({type(e).__name__}: {e})") from e
-    if kind == "ascii":
-        rows = _count_rows(body)
-        if rows < points:
-            raise DataError(f"{label}: truncated PCD: header declares {points} points, file has {rows} rows")
-    elif kind == "binary":
-        need = points * sum(s * c for s, c in zip(sizes, counts, strict=False))
-        if len(body) < need:
-            raise DataError(f"{label}: truncated PCD: needs {need} data bytes, file has {len(body)}")
