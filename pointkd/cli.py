@@ -247,6 +247,9 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--code", default=None, help="commit for new runs (default: the pinned one, else HEAD)")
             p.add_argument("--only", nargs="+", default=None, metavar="RUN", help="only these runs")
             p.add_argument("--max-runs", type=int, default=None, help="stop after finishing this many runs")
+            p.add_argument(
+                "--wait", action="store_true", help="while another process holds a run, wait for it (poll every 60 s)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,7 +525,8 @@ def cmd_campaign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     elif args.campaign_command == "summary":
         print(f"wrote {write_summary(plan)}")
     else:
-        n = run_campaign(plan, args.code, args.only, args.max_runs, log=lambda m: print(m, flush=True))
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        n = run_campaign(plan, args.code, args.only, args.max_runs, log, wait_s=60.0 if args.wait else None)
         print(status_table(plan))
         write_summary(plan)
         print(f"{n} run(s) finished in this sitting")

@@ -115,3 +115,26 @@ def test_campaign_runs_a_plan_end_to_end(tmp_path):
     assert "2/2 done" in status_table(plan)
     assert run_campaign(plan, WORKDIR, log=logs.append) == 0  # finished runs are skipped
     assert any("done: OA" in line for line in logs)
+
+
+def test_wait_polls_while_another_process_holds_a_run(tmp_path, monkeypatch):
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    folder = plan.folder(plan.run("t"))
+    take_lock(folder, pid=os.getpid())
+    sleeps: list[float] = []
+
+    def release(seconds: float) -> None:  # the other process "finishes": its lock goes, a record appears
+        sleeps.append(seconds)
+        (folder / "campaign.lock").unlink()
+        for spec in plan.runs:
+            plan.record_path(spec).parent.mkdir(parents=True, exist_ok=True)
+            plan.record_path(spec).write_text(json.dumps({"epochs": 2, "last": {}}))
+
+    monkeypatch.setattr("pointkd.campaign.runner.time.sleep", release)
+    assert run_campaign(plan, WORKDIR, wait_s=5.0, log=lambda _: None) == 0
+    assert sleeps == [5.0]
+    take_lock(folder, pid=os.getpid())
+    plan.record_path(plan.run("t")).unlink()
+    assert [s.state for s in plan_states(plan)] == ["running", "done"]
+    assert run_campaign(plan, WORKDIR, log=lambda _: None) == 0  # without wait: returns at once
+    assert sleeps == [5.0]

@@ -183,18 +183,25 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
 
 
 def run_campaign(
-    plan: Plan, rev: str | None = None, only: list[str] | None = None, max_runs: int | None = None, log: Log = print
+    plan: Plan,
+    rev: str | None = None,
+    only: list[str] | None = None,
+    max_runs: int | None = None,
+    log: Log = print,
+    wait_s: float | None = None,
 ) -> int:
-    """Work through the plan until every selected run is done, running or waiting; returns the runs finished."""
+    """Work through the plan until every selected run is done, running elsewhere or waiting; returns the runs
+    finished. With ``wait_s``, while another process holds a run, poll every ``wait_s`` seconds instead of stopping
+    (the runs that wait for it start when it is done)."""
     commit = pinned_commit(plan, rev)
     finished = 0
     while max_runs is None or finished < max_runs:
-        ready = [
-            s
-            for s in plan_states(plan)
-            if s.state in ("todo", "partial", "trained") and (not only or s.spec.name in only)
-        ]
+        states = [s for s in plan_states(plan) if not only or s.spec.name in only]
+        ready = [s for s in states if s.state in ("todo", "partial", "trained")]
         if not ready:
+            if wait_s and any(s.state == "running" for s in states):
+                time.sleep(wait_s)
+                continue
             break
         st = ready[0]
         started = time.monotonic()
