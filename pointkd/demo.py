@@ -49,7 +49,7 @@ def serve_check(
 
     from serving.launch import free_port, start_server, stop_server
 
-    from .runtime import progress_interval
+    from .runtime import progress_interval, show_bars
     from .timing import percentile
 
     port = free_port()
@@ -65,7 +65,7 @@ def serve_check(
                 list(zip(clouds, labels, strict=True)),
                 desc="serve",
                 unit="req",
-                disable=not progress,
+                disable=not show_bars(progress),
                 mininterval=progress_interval(),
             ):
                 body = np.ascontiguousarray(cloud, dtype="<f4").tobytes()

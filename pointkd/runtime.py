@@ -59,14 +59,6 @@ def reexec_with_jemalloc() -> None:
     os.execve(sys.executable, args, env)
 
 
-def set_threads(threads: int | None) -> int:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, or the platform's processor string."""
     import platform
@@ -99,6 +91,14 @@ def busy_cores(seconds: float = 1.0) -> float:
         return 0.0
     cores = os.cpu_count() or 1
     return cores * (1.0 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def show_bars(progress: bool) -> bool:
+    """Progress bars only on a terminal: into a log file a bar rewrites itself step after step (MBs of carriage
+    returns); there the commands print one line per epoch or stage instead."""
+    import sys
+
+    return progress and sys.stderr.isatty()
 
 
 def progress_interval() -> float:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..runtime import progress_interval
+from ..runtime import progress_interval, show_bars
 from .cloud_io import CLOUD_SUFFIXES, read_cloud
 from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere, resample_points
 
@@ -69,7 +69,11 @@ def load_folder_tree(root: Path, num_points: int = 1024, seed: int = 0, progress
     clouds: dict[str, list[tuple[np.ndarray, int, str]]] = {s: [] for s in SPLITS}
     total = sum(len(v) for v in files.values())
     with tqdm(
-        total=total, desc=f"reading {root.name}", unit="cloud", disable=not progress, mininterval=progress_interval()
+        total=total,
+        desc=f"reading {root.name}",
+        unit="cloud",
+        disable=not show_bars(progress),
+        mininterval=progress_interval(),
     ) as bar:
         for s in SPLITS:
             for path, label in files[s]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime import progress_interval
+from ..runtime import progress_interval, show_bars
 from .cloud_io import read_cloud
 from .folder_tree import SPLITS, scan_class_tree, stack_splits
 from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere
@@ -86,7 +86,11 @@ def load_off_tree(
 
     clouds: dict[str, list[tuple[np.ndarray, int, str]]] = {s: [] for s in SPLITS}
     with tqdm(
-        total=len(all_files), desc="sampling meshes", unit="mesh", disable=not progress, mininterval=progress_interval()
+        total=len(all_files),
+        desc="sampling meshes",
+        unit="mesh",
+        disable=not show_bars(progress),
+        mininterval=progress_interval(),
     ) as bar:
         for s in SPLITS:
             for path, label in files[s]:

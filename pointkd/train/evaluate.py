@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..data.transforms import fixed_subset
-from ..runtime import progress_interval
+from ..runtime import progress_interval, show_bars
 from .metrics import ClassificationReport
 
 
@@ -23,7 +23,7 @@ def predict(model: nn.Module, clouds: Tensor, num_points: int, batch_size: int =
     for start in tqdm(
         range(0, clouds.shape[0], batch_size),
         desc="eval",
-        disable=not progress,
+        disable=not show_bars(progress),
         leave=False,
         mininterval=progress_interval(),
     ):

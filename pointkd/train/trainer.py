@@ -25,7 +25,7 @@ from .. import __version__
 from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
-from ..runtime import progress_interval
+from ..runtime import progress_interval, show_bars
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .distributed import (
     DistContext,
@@ -210,7 +210,7 @@ def train(
         bar = tqdm(
             range(batch, n_steps),
             desc=f"epoch {epoch + 1}/{t.epochs}",
-            disable=not progress,
+            disable=not show_bars(progress),
             leave=False,
             mininterval=progress_interval(),
         )
@@ -249,7 +249,9 @@ def train(
                 for name, value in train_step.terms.items():
                     term_sums[name] = term_sums.get(name, 0.0) + value * len(sel)
                 shown = {k: f"{v / seen:.3f}" for k, v in term_sums.items()} if len(term_sums) > 1 else {}
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", **shown, acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}")
+                bar.set_postfix(
+                    loss=f"{loss_sum / seen:.3f}", **shown, acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}", refresh=False
+                )
                 batch = b + 1
                 if ctx.is_main and time.monotonic() - last_save > 60 * t.checkpoint_minutes and batch < n_steps:
                     save_checkpoint(snapshot(epoch, batch), last_path)
