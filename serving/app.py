@@ -1,17 +1,19 @@
 """The FastAPI app: KServe-v2 endpoints, a convenience ``/predict``, Prometheus ``/metrics``.
 
 ``create_app(artifact_dir, ServeSettings(...))``; the artifact is loaded in the lifespan (sha256s checked against
-its manifest), inference runs in a worker thread behind a :class:`~serving.batcher.MicroBatcher`. Bad input is a
-4xx with ``{"error": "..."}``, never a 500: 400 unreadable body, 404 unknown model, 413 body too large,
-415 content type, 422 a cloud the model cannot take; 503 while not ready.
+its manifest). Request bodies are parsed and resampled in a pool of worker threads (``parse_threads``), off the event
+loop, so health checks keep answering; inference runs in a worker thread behind a
+:class:`~serving.batcher.MicroBatcher`. Every error body is ``{"error": "..."}``; bad input is a 4xx, never a 500:
+400 unreadable body, 404 unknown model or path, 405 method, 413 body too large, 415 content type, 422 a cloud the
+model cannot take; 503 while not ready. HEAD works on every GET route.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +23,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .batcher import BatchStats, MicroBatcher
+from .kserve import MAX_CLOUDS, BadRequest, clouds_of, input_tensor
 from .metrics import ServerMetrics
-from .parsing import (
-    UPLOAD_SUFFIXES,
-    UnsupportedMedia,
-    parse_file,
-    parse_float32,
-    parse_json_points,
-    parse_npy,
-    points_from_json_value,
-)
+from .middleware import BodyLimit, HeadAsGet, RequestMetrics
+from .parsing import UPLOAD_SUFFIXES, UnsupportedMedia, json_values_limit, parse_body, parse_file
 from .predictor import Predictor
 from .preprocess import BadCloud, prepare
+from .strict_json import BadJSON, BadNumbers, load_json
 
 
 @dataclass
@@ -46,6 +44,7 @@ class ServeSettings:
     max_points: int = 1_000_000
     top_k: int = 5
     spin: bool = True  # ONNX Runtime pool threads busy-wait between runs
+    parse_threads: int = 2  # threads that parse and resample request bodies, off the event loop
 
 
 class HTTPProblem(Exception):
@@ -53,70 +52,6 @@ class HTTPProblem(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class BodyLimit:
-    """ASGI middleware: reads the request body up to ``limit`` bytes and answers 413 beyond it, before anything
-    parses it (at once from a Content-Length, else as a chunked body streams in); the app then sees the body."""
-
-    def __init__(self, app, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._reject(scope, receive, send, int(length))
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                return await self._reject(scope, receive, send, size)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-        async def replay():
-            return pending.pop() if pending else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, scope, receive, send, size: int) -> None:
-        message = f"request body of {size}+ bytes is over this server's limit of {self.limit} bytes"
-        await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
-
-
-class RequestMetrics:
-    """ASGI middleware: counts requests by endpoint (the matched route's path) and status, and times them."""
-
-    def __init__(self, app, metrics: ServerMetrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            endpoint = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(endpoint, str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
 def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> FastAPI:
@@ -140,9 +75,12 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         predictor = await asyncio.get_running_loop().run_in_executor(None, load)
-        batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_delay_ms, record_batch)
+        row = (predictor.num_points, 3)
+        batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.max_delay_ms, record_batch, row)
         batcher.start()
-        state.update(predictor=predictor, batcher=batcher)
+        threads = max(1, settings.parse_threads)
+        parse_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pointkd-parse")
+        state.update(predictor=predictor, batcher=batcher, parse_pool=parse_pool)
         # Everything alive now (torch, onnx, open3d, the app) lives as long as the server. Left in the collected
         # heap, each full collection walks it: ~120 ms stalls every ~15 s under JSON load (benchmarks/load_test.py).
         gc.collect()
@@ -150,6 +88,7 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
         yield
         state.clear()
         await batcher.stop()
+        parse_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="pointkd inference server",
@@ -158,26 +97,15 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
         lifespan=lifespan,
     )
 
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    # Outside BodyLimit, so 413s are counted too. Plain ASGI rather than @app.middleware("http"), whose
-    # BaseHTTPMiddleware adds a task group and a response re-stream to every request.
+    # Outermost, so 413s and HEADs are counted too.
     app.add_middleware(RequestMetrics, metrics=metrics)
+    add_error_handlers(app)
 
-    @app.exception_handler(HTTPProblem)
-    async def problem(_: Request, err: HTTPProblem):
-        return JSONResponse({"error": err.message}, status_code=err.status)
-
-    @app.exception_handler(BadCloud)
-    async def bad_cloud(_: Request, err: BadCloud):
-        return JSONResponse({"error": str(err)}, status_code=422)
-
-    @app.exception_handler(UnsupportedMedia)
-    async def bad_media(_: Request, err: UnsupportedMedia):
-        return JSONResponse({"error": str(err)}, status_code=415)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, err: RequestValidationError):
-        return JSONResponse({"error": "invalid request", "detail": jsonable(err.errors())}, status_code=422)
+    async def off_loop(fn, *args):
+        """``fn(*args)`` in the parse pool: parsing and resampling never block the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(state["parse_pool"], fn, *args)
 
     def ready_predictor() -> Predictor:
         if "predictor" not in state:
@@ -190,9 +118,8 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
             raise HTTPProblem(404, f"no model {name!r}; this server serves {predictor.name!r}")
         return predictor
 
-    async def classify(predictor: Predictor, points: np.ndarray) -> np.ndarray:
-        cloud = prepare(points, predictor.num_points, predictor.min_points, settings.max_points)
-        return await state["batcher"].submit(cloud)
+    def prepared(predictor: Predictor, points: np.ndarray) -> np.ndarray:
+        return prepare(points, predictor.num_points, predictor.min_points, settings.max_points)
 
     @app.get("/v2/health/live")
     async def live() -> dict:
@@ -225,23 +152,8 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> dict:
         p = model_named(name)
-        doc = await json_body(request)
-        inputs = doc.get("inputs") if isinstance(doc, dict) else None
-        if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-            raise HTTPProblem(400, "expected {'inputs': [{'name', 'shape', 'datatype', 'data'}]} with one input")
-        tensor = inputs[0]
-        if tensor.get("datatype") not in ("FP32", "FP64"):
-            raise HTTPProblem(400, f"datatype must be FP32 or FP64, got {tensor.get('datatype')!r}")
-        shape = tensor.get("shape")
-        if not (isinstance(shape, list) and len(shape) in (2, 3) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            raise BadCloud(f"shape must be [B, P, 3] or [P, 3], got {shape!r}")
-        data = points_from_json_value(tensor.get("data"), "data")
-        if data.size != int(np.prod(shape)):
-            raise BadCloud(f"data holds {data.size} numbers, shape {shape} needs {int(np.prod(shape))}")
-        clouds = data.reshape(shape if len(shape) == 3 else [1, *shape])
-        if clouds.shape[0] == 0 or clouds.shape[0] > 64:
-            raise BadCloud(f"batch of {clouds.shape[0]} clouds; send 1 to 64 per request")
-        probs = await asyncio.gather(*(classify(p, c) for c in clouds))
+        clouds = await off_loop(infer_clouds, p, await request.body())
+        probs = await asyncio.gather(*(state["batcher"].submit(c) for c in clouds))
         out = np.stack(probs).astype(np.float32)
         return {
             "model_name": p.name,
@@ -251,6 +163,10 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
             ],
             "parameters": {"classes": [p.classes[i] for i in out.argmax(1)]},
         }
+
+    def infer_clouds(p: Predictor, body: bytes) -> list[np.ndarray]:
+        tensor = input_tensor(load_json(body, json_values_limit(settings.max_points, MAX_CLOUDS)))
+        return [prepared(p, c) for c in clouds_of(tensor)]
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int | None = None) -> dict:
@@ -262,8 +178,8 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
         k = settings.top_k if top_k is None else top_k
         if not 1 <= k <= len(p.classes):
             raise BadCloud(f"top_k must be in 1..{len(p.classes)}")
-        points = await points_of(request)
-        probs = await classify(p, points)
+        received, cloud = await cloud_of(request, p)
+        probs = await state["batcher"].submit(cloud)
         order = np.argsort(-probs)[:k]
         return {
             "model": p.name,
@@ -271,7 +187,7 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
             "class": p.classes[int(order[0])],
             "probability": float(probs[order[0]]),
             "top_k": [{"class": p.classes[int(i)], "probability": float(probs[i])} for i in order],
-            "points_received": int(points.shape[0]) if points.ndim else 0,
+            "points_received": received,
             "server_ms": (time.perf_counter() - start) * 1000,
         }
 
@@ -279,37 +195,55 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def json_body(request: Request):
-        body = await request.body()
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise HTTPProblem(400, f"body is not valid JSON: {err}") from err
-
-    async def points_of(request: Request) -> np.ndarray:
+    async def cloud_of(request: Request, p: Predictor) -> tuple[int, np.ndarray]:
+        """The number of points received and the prepared cloud of a ``/predict`` request."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
             try:
                 form = await request.form()
             except Exception as err:
-                raise BadCloud(f"malformed multipart body: {err}") from err
+                raise HTTPProblem(400, f"malformed multipart body: {err}") from err
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise BadCloud(f"multipart upload needs a file field named 'file' ({', '.join(UPLOAD_SUFFIXES)})")
-            return parse_file(await upload.read(), upload.filename or "")
+            data, filename = await upload.read(), upload.filename or ""
+            return await off_loop(read_and_prepare, p, lambda: parse_file(data, filename, settings.max_points))
         body = await request.body()
-        if ctype == "application/json":
-            return parse_json_points(body)
-        if ctype == "application/octet-stream":
-            return parse_float32(body)
-        if ctype in ("application/x-npy", "application/npy"):
-            return parse_npy(body)
-        raise UnsupportedMedia(
-            f"content type {ctype or '(none)'!r} is not supported: send application/json, application/octet-stream "
-            "(float32 x, y, z), application/x-npy, or multipart/form-data with a file"
-        )
+        return await off_loop(read_and_prepare, p, lambda: parse_body(ctype, body, settings.max_points))
+
+    def read_and_prepare(p: Predictor, read) -> tuple[int, np.ndarray]:
+        points = read()
+        return (int(points.shape[0]) if points.ndim else 0), prepared(p, points)
 
     return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error body is ``{"error": message}``, whatever raised it."""
+
+    def answer(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    statuses = {HTTPProblem: None, BadJSON: 400, BadRequest: 400, BadCloud: 422, BadNumbers: 422, UnsupportedMedia: 415}
+    for kind, status in statuses.items():
+
+        async def handle(_: Request, err: Exception, status: int | None = status):
+            return answer(status or err.status, getattr(err, "message", None) or str(err))
+
+        app.add_exception_handler(kind, handle)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException):
+        return answer(err.status_code, str(err.detail), getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: RequestValidationError):
+        body = {"error": "invalid request", "detail": jsonable(err.errors())}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, err: Exception):
+        return answer(500, f"internal server error ({type(err).__name__})")
 
 
 def jsonable(value):

@@ -4,6 +4,10 @@ Requests wait in an asyncio queue. A worker takes the first, then keeps taking u
 hand or ``max_delay_ms`` has passed since the first arrived, stacks them, and runs the model in a worker thread, off
 the event loop. Each request gets its own row back; rows are computed independently, so batching does not change
 a result beyond float rounding.
+
+Requests are isolated: a cloud joins the queue only if it is exactly ``row_shape`` finite float32 (anything else is
+refused to its own caller at ``submit``), and should the model still fail on a batch of several clouds, each is
+run again alone, so only the cloud it fails on gets the error.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from .preprocess import BadCloud
 
 
 @dataclass
@@ -32,6 +38,7 @@ class MicroBatcher:
         max_batch: int = 8,
         max_delay_ms: float = 2.0,
         on_batch: Callable[[BatchStats], None] | None = None,
+        row_shape: tuple[int, ...] | None = None,
     ):
         if max_batch < 1 or max_delay_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_delay_ms >= 0")
@@ -39,6 +46,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_delay = max_delay_ms / 1000
         self.on_batch = on_batch
+        self.row_shape = row_shape
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future, float]] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointkd-infer")
         self.worker: asyncio.Task | None = None
@@ -54,6 +62,8 @@ class MicroBatcher:
         self.executor.shutdown(wait=True)
 
     async def submit(self, cloud: np.ndarray) -> np.ndarray:
+        """The model's output row for ``cloud``; a BadCloud (to this caller only) if it is not a model input."""
+        self._check(cloud)
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((cloud, future, time.perf_counter()))
         return await future
@@ -72,15 +82,35 @@ class MicroBatcher:
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
             start = time.perf_counter()
-            try:
-                out = await loop.run_in_executor(self.executor, self.predict, np.stack([c for c, _, _ in items]))
-            except Exception as err:  # the model failed: every waiting request gets the error, the worker lives on
-                for _, future, _ in items:
-                    if not future.done():
-                        future.set_exception(err)
-                continue
+            outs = await self._predict_each(loop, [c for c, _, _ in items])
             if self.on_batch is not None:
                 self.on_batch(BatchStats(len(items), start - min(t for _, _, t in items), time.perf_counter() - start))
-            for row, (_, future, _) in zip(out, items, strict=True):
-                if not future.done():
-                    future.set_result(row)
+            for out, (_, future, _) in zip(outs, items, strict=True):
+                if future.done():
+                    continue
+                if isinstance(out, BaseException):
+                    future.set_exception(out)
+                else:
+                    future.set_result(out)
+
+    async def _predict_each(self, loop, clouds: list[np.ndarray]) -> list:
+        """One runtime call for the batch; if it fails with several clouds, one call per cloud, so a failure
+        reaches only the cloud that caused it. A row of the result is an output row or the exception."""
+        try:
+            out = await loop.run_in_executor(self.executor, self.predict, np.stack(clouds))
+            if len(out) != len(clouds):
+                raise RuntimeError(f"the model answered {len(out)} rows for {len(clouds)} clouds")
+            return list(out)
+        except Exception as err:  # the worker lives on whatever the model does
+            if len(clouds) == 1:
+                return [err]
+        return [(await self._predict_each(loop, [c]))[0] for c in clouds]
+
+    def _check(self, cloud: np.ndarray) -> None:
+        if self.row_shape is None:
+            return
+        if not isinstance(cloud, np.ndarray) or cloud.shape != self.row_shape or cloud.dtype != np.float32:
+            got = f"{getattr(cloud, 'dtype', type(cloud).__name__)} {list(getattr(cloud, 'shape', ()))}"
+            raise BadCloud(f"a batch row must be float32 {list(self.row_shape)}, got {got}")
+        if not np.isfinite(cloud).all():
+            raise BadCloud("a batch row holds NaN or Inf")

@@ -131,7 +131,7 @@ def test_preprocessing_is_invariant_to_placement_and_deterministic(cloud):
         ({"json": {"points": [[1, 2, 3], [1, 2]] * 5}}, 422, "rectangular"),
         ({"json": {"points": [["a", "b", "c"]] * 10}}, 422, "rectangular"),
         ({"json": {"pts": [[1, 2, 3]]}}, 422, '{"points"'),
-        ({"content": b'{"points": [[1, 2', "headers": {"content-type": "application/json"}}, 422, "not valid JSON"),
+        ({"content": b'{"points": [[1, 2', "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
         ({"content": b"\x00" * 13, "headers": {"content-type": "application/octet-stream"}}, 422, "12 bytes"),
         ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "not supported"),
         ({"content": b"garbage", "headers": {"content-type": "application/x-npy"}}, 422, ".npy"),

@@ -1,0 +1,111 @@
+"""Plain ASGI middleware of the server (rather than ``@app.middleware("http")``, whose BaseHTTPMiddleware adds a task
+group and a response re-stream to every request): the body limit, request metrics, and HEAD on GET routes."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from .metrics import ServerMetrics
+
+CLIENT_CLOSED = "499"  # nginx's status for a request whose client went away before the answer
+
+
+class BodyLimit:
+    """Reads the request body up to ``limit`` bytes and answers 413 beyond it, before anything parses it (at once
+    from a Content-Length, else as a chunked body streams in); the app then sees the body. A client that
+    disconnects mid-upload gets no answer and is counted as :data:`CLIENT_CLOSED`."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._reject(scope, receive, send, int(length))
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope.setdefault("state", {})["client_closed"] = True
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._reject(scope, receive, send, size)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope, receive, send, size: int) -> None:
+        message = f"request body of {size}+ bytes is over this server's limit of {self.limit} bytes"
+        await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+
+
+class RequestMetrics:
+    """Counts requests by endpoint (the matched route's path) and status, and times them. A request that ends
+    without an answer because its client left is counted as 499, apart from server errors (500)."""
+
+    def __init__(self, app, metrics: ServerMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = None
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        failed = True
+        try:
+            await self.app(scope, receive, send_status)
+            failed = False
+        except ClientDisconnect:
+            failed = False
+            scope.setdefault("state", {})["client_closed"] = True
+        finally:
+            if status is None:
+                closed = (scope.get("state") or {}).get("client_closed")
+                status = CLIENT_CLOSED if closed and not failed else "500"
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(endpoint, status).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+class HeadAsGet:
+    """HEAD is answered as GET without the body (HTTP's rule), on every GET route; the server (uvicorn) still sees
+    the request as HEAD."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def send_headers_only(message):
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        inner = {**scope, "method": "GET"}
+        try:
+            await self.app(inner, receive, send_headers_only)
+        finally:  # what routing put in the scope (the matched route, for the metrics' endpoint label)
+            scope.update({k: v for k, v in inner.items() if k != "method"})

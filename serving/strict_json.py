@@ -1,0 +1,84 @@
+"""Strict JSON for request bodies: bounded before parsing, numbers only where numbers are wanted.
+
+``load_json(body)`` refuses, before ``json.loads`` runs, a document nested deeper than ``MAX_DEPTH`` (the C parser
+would recurse until RecursionError) or holding more than ``max_values`` values; ``NaN``/``Infinity`` literals are
+refused, and integer literals too long to be a float are parsed as ``inf`` so they are reported as overflow.
+``numbers_of(value)`` turns a nested list into a float64 array, refusing anything that is not a JSON number
+(``true``, ``null``, ``"1.5"``) instead of letting numpy convert it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import chain
+
+import numpy as np
+
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 300  # longer integer literals are parsed as floats: inf past float64's range, never OverflowError
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+class BadJSON(ValueError):
+    """A body that is not acceptable JSON (a 400); the message says why."""
+
+
+class BadNumbers(ValueError):
+    """Valid JSON whose values are not the numbers asked for (a 422); the message says why."""
+
+
+def load_json(body: bytes, max_values: int) -> object:
+    """The parsed document, or :class:`BadJSON`."""
+    if isinstance(body, str):
+        body = body.encode()
+    structure = np.frombuffer(_STRING.sub(b'""', body), np.uint8)
+    steps = ((structure == ord("[")) | (structure == ord("{"))).astype(np.int32)
+    steps -= (structure == ord("]")) | (structure == ord("}"))
+    if steps.size and int(np.cumsum(steps).max(initial=0)) > MAX_DEPTH:
+        raise BadJSON(f"body is not valid JSON for this server: nested deeper than {MAX_DEPTH} levels")
+    values = int(np.count_nonzero(structure == ord(","))) + 1
+    if values > max_values:
+        raise BadJSON(f"body is not valid JSON for this server: over {max_values} values")
+    try:
+        return json.loads(body, parse_int=_int, parse_constant=_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadJSON(f"body is not valid JSON: {err}") from err
+    except RecursionError as err:  # the depth check above should make this unreachable
+        raise BadJSON("body is not valid JSON for this server: nested too deeply") from err
+
+
+def _int(text: str) -> int | float:
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
+
+
+def _constant(name: str) -> float:
+    raise BadJSON(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def numbers_of(value: object, what: str) -> np.ndarray:
+    """A (nested) list of JSON numbers as a float64 array, or :class:`BadNumbers` naming what is wrong."""
+    if type(value) is not list:
+        raise BadNumbers(f"'{what}' must be a list of numbers")
+    level = value
+    for _ in range(MAX_DEPTH):
+        kinds = set(map(type, level))
+        if kinds <= {int, float}:
+            break
+        if kinds == {list}:
+            level = list(chain.from_iterable(level))
+            continue
+        if list in kinds:
+            raise BadNumbers(f"'{what}' must be a rectangular list of numbers (lists and numbers mixed in one list)")
+        names = ", ".join(sorted(_json_name(k) for k in kinds if k not in (int, float)))
+        raise BadNumbers(f"'{what}' must hold only numbers in rectangular lists, found {names}")
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(value, dtype=np.float64)
+    except ValueError as err:
+        raise BadNumbers(f"'{what}' must be a rectangular list of numbers ({err})") from err
+
+
+def _json_name(kind: type) -> str:
+    names = {bool: "true/false", type(None): "null", str: "a string", dict: "an object", list: "a list"}
+    return names.get(kind, kind.__name__)
