@@ -121,7 +121,7 @@ def _parse_npy(data: bytes, label: str, max_points: int | None) -> np.ndarray:
         version = fmt.read_magic(stream)
         read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+    except Exception as e:  # numpy's header parser (literal_eval, tokenize) fails in many ways on garbage
         raise DataError(f"{label}: not a readable .npy ({type(e).__name__}: {e})") from e
     if dtype.kind not in NPY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise DataError(f"{label}: .npy must hold a real numeric [P, >=3] array, got dtype {dtype}")

@@ -120,7 +120,10 @@ def _compressed(body: bytes, meta, dtype: np.dtype, label: str) -> np.ndarray:
         )
     if need == 0:
         raise DataError(f"{label}: cloud has no points")
-    raw = lzf.decompress(body[8 : 8 + compressed], need)
+    try:
+        raw = lzf.decompress(body[8 : 8 + compressed], need)
+    except ValueError as e:
+        raise DataError(f"{label}: corrupt PCD LZF stream ({e})") from e
     if raw is None or len(raw) != need:
         raise DataError(f"{label}: corrupt PCD LZF stream (does not decompress to {need} bytes)")
     columns, offset = {}, 0

@@ -26,6 +26,8 @@ def read_ply_vertices(data: bytes, label: str, max_points: int | None = None) ->
     if "vertex" not in names:
         raise DataError(f"{label}: PLY has no 'vertex' element")
     for e in elements:
+        if e.count < 0:
+            raise DataError(f"{label}: bad PLY header (element {e.name!r} has a negative count {e.count})")
         if e.count > 0 and not e.properties:
             raise DataError(f"{label}: PLY element {e.name!r} has {e.count} rows but no properties")
     vertex = elements[names.index("vertex")]
