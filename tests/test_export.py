@@ -12,21 +12,29 @@ import torch
 from pointkd.cli import main
 from pointkd.export import (
     CompileOptions,
+    CudaUnavailable,
     DeployDGCNN,
     ExportError,
     ManifestError,
+    RuntimeUnavailable,
+    TorchRunner,
     compile_checkpoint,
+    cuda_status,
     export_onnx,
     knn_score_nodes,
     knn_topk,
+    load_torch_model,
     make_session,
+    open_runner,
     quantize_int8,
     read_manifest,
     reference_model,
     run_logits,
+    save_torch_model,
     seeded_topk,
     tensorrt_status,
 )
+from pointkd.export.ort_session import runtime_of
 from pointkd.export.parity import check_parity
 from pointkd.export.quantize import input_projection_nodes
 from pointkd.models import create_model
@@ -313,3 +321,122 @@ def test_compile_cached_reuses_only_an_artifact_of_the_current_export(tiny_artif
     assert not any("reusing" in m for m in said)
     assert rebuilt["export_revision"] == manifest["export_revision"] + 1
     assert read_manifest(out)["export_revision"] == rebuilt["export_revision"]
+
+
+# ------------------------------------------------------------------------------------------------ torch-cuda
+
+NO_CUDA = pytest.mark.skipif(cuda_status() is None, reason="a CUDA device is here: this checks the error without one")
+
+
+def test_torch_model_file_runs_the_folded_model_at_any_batch(tmp_path):
+    model = _randomise_bn(create_model("dgcnn_student_fast", **{**TINY, "widths": (8, 8, 16, 16)}))
+    path = save_torch_model(model, tmp_path / "model.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "pointkd-torch/1" and raw["seeded_topk"] is False
+    assert not any("running_var" in k for k in raw["state_dict"])  # BN folded away
+    runner = TorchRunner(path, "cpu", graphs=False)
+    ref = reference_model(model)
+    for b in (1, 5):
+        x = _clouds(b, seed=b)
+        with torch.no_grad():
+            want = ref(x).numpy()
+        np.testing.assert_allclose(runner(x.numpy()), want, atol=1e-5)
+    logits, graphs = runner.logits_and_graphs(x[:2].numpy())
+    with torch.no_grad():
+        own = ref.forward_features(x[:2])
+    np.testing.assert_allclose(logits, own.logits.numpy(), atol=1e-5)
+    built = [own.graphs[layer] for layer in range(4) if layer == 0 or model.config.builds_graph(layer)]
+    assert len(graphs) == len(built) == 3  # the last layer reuses the third graph
+    for got, want in zip(graphs, built, strict=True):
+        np.testing.assert_array_equal(np.sort(got, -1), want.sort(-1).values.numpy())
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a pointkd torch model file"):
+        load_torch_model(tmp_path / "other.pt")
+
+
+def test_parity_on_torch_graphs_passes_exact_and_catches_wrong_models(tmp_path):
+    model = _randomise_bn(create_model("dgcnn_student", **TINY))
+    ref = reference_model(model)
+    x = _clouds(6).numpy()
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+    runner = TorchRunner(save_torch_model(model, tmp_path / "m.pt"), "cpu", graphs=False)
+    ok = check_parity(ref, runner.logits_and_graphs, x, want, runner(x))
+    assert ok.ok and ok.off_clouds == 0 and ok.max_abs_logit_diff <= 1e-5
+    with torch.no_grad():
+        model.head[-1].bias[0] += 0.5
+    wrong = TorchRunner(save_torch_model(model, tmp_path / "wrong.pt"), "cpu", graphs=False)
+    bad = check_parity(ref, wrong.logits_and_graphs, x, want, wrong(x))
+    assert not bad.ok and bad.off_clouds == 6 and "exported computation is wrong" in bad.reason
+
+    def shuffled_graphs(cloud: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A runtime that computes the right function on graphs that are not the k nearest."""
+        with torch.no_grad():
+            graphs = [g.flip(1) for g in ref.forward_features(torch.from_numpy(cloud)).graphs]
+            logits = ref.forward_features(torch.from_numpy(cloud), graphs=graphs).logits.numpy()
+        return logits, [g.numpy() for g in graphs]
+
+    got = np.concatenate([shuffled_graphs(x[i : i + 1])[0] for i in range(len(x))])
+    knn_wrong = check_parity(ref, shuffled_graphs, x, want, got)
+    assert not knn_wrong.ok and knn_wrong.max_diff_same_graphs <= 1e-5 and "kNN is wrong" in knn_wrong.reason
+
+
+def test_compile_torch_cuda_checked_on_cpu(tiny_checkpoint, tmp_path):
+    """The torch-cuda compile path on the CPU (device="cpu": eager only), manifest and model file round trip."""
+    from pointkd.data import fixed_subset, load_modelnet40
+    from pointkd.export import compile_cached
+    from pointkd.export.ort_session import run_in_batches
+    from pointkd.train import ClassificationReport
+
+    out = tmp_path / "tc"
+    said: list[str] = []
+    opts = CompileOptions("torch-cuda", data="synthetic", device="cpu", log=said.append)
+    manifest = compile_checkpoint(tiny_checkpoint, out, opts)
+    on_disk = read_manifest(out)
+    assert on_disk["artifact_format"] == "torch-cuda" and on_disk["model_file"] == "model.pt"
+    assert set(on_disk["files"]) == {"model.pt"} and on_disk["opset"] is None
+    assert on_disk["parity"]["ok"] and on_disk["parity"]["clouds"] == 128
+    assert on_disk["runtime"] == {"device": "cpu", "seeded_topk": False, "cuda_graphs": None}
+    assert on_disk["input"]["num_points"] == 64 and on_disk["accuracy"] == manifest["accuracy"]
+    assert any(line.startswith("torch eager on cpu: max |Δlogit|") for line in said)
+    data = load_modelnet40("synthetic", num_points=64)
+    clouds = fixed_subset(data.test_x, 64).numpy()
+    logits = run_in_batches(TorchRunner(out / "model.pt", "cpu", graphs=False), clouds)
+    oa = ClassificationReport.from_predictions(torch.from_numpy(logits.argmax(1)), data.test_y, data.num_classes).oa
+    assert oa == pytest.approx(on_disk["accuracy"]["oa"])
+    assert oa == pytest.approx(on_disk["accuracy"]["reference"]["oa"], abs=0.02)
+    said.clear()
+    compile_cached(tiny_checkpoint, out, opts)
+    assert any("reusing" in line for line in said)
+
+
+@NO_CUDA
+def test_torch_cuda_explains_why_it_cannot_run_without_cuda(tiny_checkpoint, tmp_path, capsys):
+    args = [
+        "compile",
+        str(tiny_checkpoint),
+        "--format",
+        "torch-cuda",
+        "--data",
+        "synthetic",
+        "--out",
+        str(tmp_path / "t"),
+    ]
+    assert main(args) == 2
+    assert "cannot build torch-cuda here: no CUDA device here" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+    path = save_torch_model(create_model("dgcnn_student", **TINY), tmp_path / "model.pt")
+    for call in (lambda: open_runner(path), lambda: open_runner(path, fmt="torch-cuda", graphs=False)):
+        with pytest.raises(CudaUnavailable, match="torch-cuda: no CUDA device here"):
+            call()
+    with pytest.raises(RuntimeUnavailable, match="CUDA graphs need a CUDA device"):
+        TorchRunner(path, "cpu", graphs=True)
+
+
+def test_runtime_of_a_model_file():
+    assert runtime_of("a/model.onnx") == "onnxruntime" and runtime_of("a/model.int8.onnx", "onnx-int8") == "onnxruntime"
+    assert runtime_of("a/model.pt") == "torch" and runtime_of("a/x", "torch-cuda") == "torch"
+    assert runtime_of("a/model.fp16.engine") == "tensorrt" and runtime_of("a/x", engine=True) == "tensorrt"
+    assert runtime_of("a/x.onnx", "trt-int8") == "tensorrt"
+    with pytest.raises(ValueError, match="device must be one of"):
+        make_session("a/model.onnx", device="tpu")

@@ -6,6 +6,9 @@
    whole test split again, and refuse when OA drops by more than ``max_drop`` points, printing the per-node SQNR.
 3. ``trt-fp16`` / ``trt-int8``: build a TensorRT engine from the same ONNX (int8 from the symmetric Q/DQ graph) and
    run the test split on it.
+4. ``torch-cuda`` (no ONNX): save the folded inference model (:mod:`pointkd.export.torch_backend`), run the test
+   split on the GPU with the same tie-aware parity check as the ONNX export, then through CUDA graphs, which must
+   give the eager logits. Without a CUDA device it stops before anything is written.
 The artifact is assembled in a temporary folder beside ``out`` and renamed into place only when every check
 passed, so a failed or interrupted compile never leaves a half-written artifact.
 """
@@ -41,8 +44,9 @@ from .ort_session import make_session, run_in_batches, run_logits
 from .parity import check_parity
 from .quantize import quantize_int8, sensitivity
 from .tensorrt_backend import TRT_FORMATS, EngineSpec, TensorRTRunner, build_engine, tensorrt_status
+from .torch_backend import TORCH_FORMATS, TorchRunner, cuda_status, save_torch_model
 
-FORMATS = ("onnx", "onnx-int8", *TRT_FORMATS)
+FORMATS = ("onnx", "onnx-int8", *TORCH_FORMATS, *TRT_FORMATS)
 
 
 @dataclass
@@ -55,6 +59,8 @@ class CompileOptions:
     max_drop: float = 1.0  # OA points an int8 model may lose against fp32
     atol: float = 1e-4
     batch_size: int = 32
+    # torch-cuda: where its checks run. "cpu" exercises the same code path (eager only) on a machine without a GPU.
+    device: str = "cuda"
     log: Any = print
 
 
@@ -72,6 +78,8 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
     if opts.fmt in ("onnx-int8", "trt-int8") and opts.calib_size < 1:
         raise ValueError(f"--calib-size must be at least 1, got {opts.calib_size}")
     if opts.fmt in TRT_FORMATS and (reason := tensorrt_status()) is not None:
+        raise ExportError(f"cannot build {opts.fmt} here: {reason}")
+    if opts.fmt in TORCH_FORMATS and (reason := cuda_status(opts.device)) is not None:
         raise ExportError(f"cannot build {opts.fmt} here: {reason}")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
@@ -99,54 +107,14 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        fp32 = export_onnx(model, work / "model.onnx", num_points)
-        got = run_logits(make_session(fp32), clouds, opts.batch_size)
-        report = check_parity(reference, fp32, clouds, ref, got, opts.atol)
-        log(
-            f"onnx fp32: max |Δlogit| {report.max_abs_logit_diff:.2e}, top-1 agreement "
-            f"{report.top1_agreement * 100:.2f} %; {report.off_clouds} clouds off only through kNN ties "
-            f"(on the same graphs: max |Δlogit| "
-            f"{report.max_diff_same_graphs:.2e}; largest tie gap {report.max_tie_gap:.1e})"
-        )
-        if not report.ok:
-            raise ExportError(f"ONNX parity failed: {report.reason}")
-        parity = report.to_dict()
-        model_file, final = fp32.name, got
-        calibration = None
-        if opts.fmt in ("onnx-int8", "trt-int8"):
-            from calibration import build_calibration_set
-
-            size = min(opts.calib_size, len(data.train_y))
-            if size < opts.calib_size:
-                log(f"calibration: the training split has only {size} clouds; using all of them")
-            calib = build_calibration_set(data, size, num_points, opts.calib_seed)
-            calib.save(work / "calibration.json")
-            flavour = "ort" if opts.fmt == "onnx-int8" else "tensorrt"
-            int8 = quantize_int8(fp32, work / "model.int8.onnx", calib.clouds, flavour)
-            calibration = {
-                "file": "calibration.json",
-                "size": len(calib.ids),
-                "seed": opts.calib_seed,
-                "split": "train",
-                "flavour": flavour,
-            }
-            q = run_logits(make_session(int8), clouds, opts.batch_size)
-            drop = (ref_acc["oa"] - accuracy(q, labels, num_classes)["oa"]) * 100
-            log(f"onnx int8 ({flavour}): OA drop {drop:+.2f} pt against fp32")
-            if drop > opts.max_drop:
-                rows = sensitivity(fp32, int8, calib.clouds[:16])
-                table = "\n".join(f"  {r.tensor:<40} SQNR {r.sqnr_db:6.1f} dB" for r in rows)
-                raise ExportError(
-                    f"int8 loses {drop:.2f} OA points (> --max-drop {opts.max_drop}); least accurate activations:\n"
-                    f"{table}"
-                )
-            model_file, final = int8.name, q
-        if opts.fmt in TRT_FORMATS:
-            spec = EngineSpec("fp16" if opts.fmt == "trt-fp16" else "int8", num_points, max_batch=opts.batch_size)
-            source = work / model_file
-            engine = build_engine(source, work / f"model.{spec.precision}.engine", spec)
-            final = run_in_batches(TensorRTRunner(engine), clouds, opts.batch_size)
-            model_file = engine.name
+        if opts.fmt in TORCH_FORMATS:
+            model_file, final, parity, runtime = _torch_stage(model, reference, work, clouds, ref, opts)
+            calibration = None
+        else:
+            model_file, final, parity, calibration = _onnx_stages(
+                model, reference, work, clouds, ref, ref_acc["oa"], data, num_points, opts
+            )
+            runtime = None
         acc = accuracy(final, labels, num_classes)
         log(f"{opts.fmt}: OA {acc['oa'] * 100:.2f} %  mAcc {acc['macc'] * 100:.2f} %")
         manifest = {
@@ -171,8 +139,9 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
             },
             "parity": parity,
             "calibration": calibration,
+            "runtime": runtime,
             "versions": _versions(),
-            "opset": OPSET,
+            "opset": None if opts.fmt in TORCH_FORMATS else OPSET,
             "export_revision": EXPORT_REVISION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -183,6 +152,103 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def _log_parity(log: Any, what: str, report: Any) -> None:
+    log(
+        f"{what}: max |Δlogit| {report.max_abs_logit_diff:.2e}, top-1 agreement "
+        f"{report.top1_agreement * 100:.2f} %; {report.off_clouds} clouds off only through kNN ties "
+        f"(on the same graphs: max |Δlogit| "
+        f"{report.max_diff_same_graphs:.2e}; largest tie gap {report.max_tie_gap:.1e})"
+    )
+
+
+def _onnx_stages(
+    model: Any,
+    reference: Any,
+    work: Path,
+    clouds: np.ndarray,
+    ref: np.ndarray,
+    ref_oa: float,
+    data: Any,
+    num_points: int,
+    opts: CompileOptions,
+) -> tuple[str, np.ndarray, dict[str, Any], dict[str, Any] | None]:
+    """ONNX fp32 with its parity check, then int8 and / or a TensorRT engine as ``opts.fmt`` asks; returns
+    ``(model file name, its test-split logits, the parity report, the calibration record or None)``."""
+    log = opts.log
+    labels = data.test_y.numpy()
+    fp32 = export_onnx(model, work / "model.onnx", num_points)
+    got = run_logits(make_session(fp32), clouds, opts.batch_size)
+    report = check_parity(reference, fp32, clouds, ref, got, opts.atol)
+    _log_parity(log, "onnx fp32", report)
+    if not report.ok:
+        raise ExportError(f"ONNX parity failed: {report.reason}")
+    model_file, final, calibration = fp32.name, got, None
+    if opts.fmt in ("onnx-int8", "trt-int8"):
+        from calibration import build_calibration_set
+
+        size = min(opts.calib_size, len(data.train_y))
+        if size < opts.calib_size:
+            log(f"calibration: the training split has only {size} clouds; using all of them")
+        calib = build_calibration_set(data, size, num_points, opts.calib_seed)
+        calib.save(work / "calibration.json")
+        flavour = "ort" if opts.fmt == "onnx-int8" else "tensorrt"
+        int8 = quantize_int8(fp32, work / "model.int8.onnx", calib.clouds, flavour)
+        calibration = {
+            "file": "calibration.json",
+            "size": len(calib.ids),
+            "seed": opts.calib_seed,
+            "split": "train",
+            "flavour": flavour,
+        }
+        q = run_logits(make_session(int8), clouds, opts.batch_size)
+        drop = (ref_oa - accuracy(q, labels, data.num_classes)["oa"]) * 100
+        log(f"onnx int8 ({flavour}): OA drop {drop:+.2f} pt against fp32")
+        if drop > opts.max_drop:
+            rows = sensitivity(fp32, int8, calib.clouds[:16])
+            table = "\n".join(f"  {r.tensor:<40} SQNR {r.sqnr_db:6.1f} dB" for r in rows)
+            raise ExportError(
+                f"int8 loses {drop:.2f} OA points (> --max-drop {opts.max_drop}); least accurate activations:\n{table}"
+            )
+        model_file, final = int8.name, q
+    if opts.fmt in TRT_FORMATS:
+        spec = EngineSpec("fp16" if opts.fmt == "trt-fp16" else "int8", num_points, max_batch=opts.batch_size)
+        engine = build_engine(work / model_file, work / f"model.{spec.precision}.engine", spec)
+        final = run_in_batches(TensorRTRunner(engine), clouds, opts.batch_size)
+        model_file = engine.name
+    return model_file, final, report.to_dict(), calibration
+
+
+def _torch_stage(
+    model: Any, reference: Any, work: Path, clouds: np.ndarray, ref: np.ndarray, opts: CompileOptions
+) -> tuple[str, np.ndarray, dict[str, Any], dict[str, Any]]:
+    """The torch-cuda model file, checked eagerly on ``opts.device`` (tie-aware parity) and, on CUDA, replayed
+    through CUDA graphs; returns ``(model file name, its test-split logits, the parity report, the runtime
+    record)``."""
+    path = save_torch_model(model, work / "model.pt")
+    eager = TorchRunner(path, opts.device, graphs=False)
+    got = run_in_batches(eager, clouds, opts.batch_size)
+    report = check_parity(reference, eager.logits_and_graphs, clouds, ref, got, opts.atol)
+    _log_parity(opts.log, f"torch eager on {opts.device}", report)
+    if not report.ok:
+        raise ExportError(f"torch-cuda parity failed: {report.reason}")
+    runtime: dict[str, Any] = {"device": _device_name(opts.device), "seeded_topk": False, "cuda_graphs": None}
+    if torch.device(opts.device).type == "cuda":
+        graphs = TorchRunner(path, opts.device, graphs=True)
+        replayed = run_in_batches(graphs, clouds, opts.batch_size)
+        diff = float(np.abs(replayed - got).max())
+        opts.log(f"CUDA graphs (batch sizes {graphs.captured_batches}): max |Δlogit| {diff:.2e} against eager")
+        if diff > opts.atol:
+            raise ExportError(f"torch-cuda parity failed: CUDA graph replay differs from eager by {diff:.3g}")
+        runtime["cuda_graphs"] = {"max_abs_diff_vs_eager": diff, "batches_checked": graphs.captured_batches}
+    return path.name, got, report.to_dict(), runtime
+
+
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
 
 
 def compile_cached(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
@@ -210,14 +276,14 @@ def compile_cached(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: 
 
 
 def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
     from .. import __version__
 
-    return {
-        "pointkd": __version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
+    versions = {"pointkd": __version__, "torch": torch.__version__}
+    for name in ("onnx", "onnxruntime"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = "not installed"
+    if torch.version.cuda is not None:
+        versions["cuda"] = str(torch.version.cuda)
+    return versions

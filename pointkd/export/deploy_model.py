@@ -141,13 +141,19 @@ class DeployDGCNN(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, points: Tensor) -> Tensor:
+        return self.forward_graphs(points)[0]
+
+    def forward_graphs(self, points: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(logits, graphs)``: the graphs are the kNN indices ``[B, N, k]`` of every layer that builds one, in
+        order (the first layer always does), as the tie-aware parity check reads them."""
         cfg = self.config
         x = points
         idx = None
-        features = []
+        features, graphs = [], []
         for layer, conv in enumerate(self.convs):
             if idx is None or cfg.builds_graph(layer):
                 idx = knn_topk(x, cfg.k, seed=idx if self.seeded_topk else None)
+                graphs.append(idx)
             x = conv(x, idx)
             features.append(x)
         if self.embed is not None:
@@ -157,4 +163,4 @@ class DeployDGCNN(nn.Module):
             pooled = [f.amax(1) for f in features]
             if cfg.pooling == "max+avg":
                 pooled += [f.mean(1) for f in features]
-        return self.head(torch.cat(pooled, dim=-1))
+        return self.head(torch.cat(pooled, dim=-1)), graphs

@@ -1,10 +1,11 @@
 """``manifest.json``: what a compiled artifact is, read by the server and the benchmarks instead of guessing.
 
-Keys: ``format`` (this schema), ``artifact_format`` (onnx | onnx-int8 | trt-fp16 | trt-int8), ``model_file``,
-``files`` (name -> sha256), ``model`` (registry name, config, parameters), ``classes``, ``input`` (tensor name,
-shape, dtype, points, axis order, up axis, normalisation), ``output``, ``source_checkpoint`` (path, sha256),
-``accuracy`` (test split after compile, next to the torch reference), ``parity``, ``calibration`` (int8 only),
-``versions``, ``created``.
+Keys: ``format`` (this schema), ``artifact_format`` (onnx | onnx-int8 | torch-cuda | trt-fp16 | trt-int8),
+``model_file``, ``files`` (name -> sha256), ``model`` (registry name, config, parameters), ``classes``, ``input``
+(tensor name, shape, dtype, points, axis order, up axis, normalisation), ``output``, ``source_checkpoint`` (path,
+sha256), ``accuracy`` (test split after compile, next to the torch reference), ``parity``, ``calibration`` (int8
+only), ``runtime`` (torch-cuda only: the device checked on, the CUDA-graph replay check), ``versions``, ``opset``
+(ONNX formats), ``created``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Runtimes for compiled models (ONNX Runtime sessions, TensorRT engines) and batched inference over many clouds."""
+"""Runtimes for compiled models (ONNX Runtime sessions, TensorRT engines, torch-cuda models) and batched inference
+over many clouds."""
 
 from __future__ import annotations
 
@@ -8,12 +9,45 @@ from pathlib import Path
 
 import numpy as np
 
+ORT_DEVICES = ("cpu", "cuda")
 
-def make_session(path: str | os.PathLike, threads: int = 0, profile_prefix: str | None = None, spin: bool = True):
-    """A CPU ``InferenceSession`` with all graph optimisations, ``threads`` intra-op threads (0 = ORT's default).
-    ``spin=False`` stops idle pool threads from busy-waiting (they then take the CPU a server's event loop needs)."""
+
+class RuntimeUnavailable(RuntimeError):
+    """A compiled model's runtime cannot run on this machine (no TensorRT, no CUDA device, ...): the message says
+    which and why."""
+
+
+def ort_cuda_status() -> str | None:
+    """``None`` when ONNX Runtime can run on CUDA here, else the reason it cannot."""
+    try:
+        import onnxruntime as ort
+    except Exception as err:
+        return f"onnxruntime is not importable ({type(err).__name__}: {err})"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return (
+            f"onnxruntime {ort.__version__} has no CUDAExecutionProvider here (it needs the onnxruntime-gpu build "
+            "and a CUDA device)"
+        )
+    return None
+
+
+def make_session(
+    path: str | os.PathLike,
+    threads: int = 0,
+    profile_prefix: str | None = None,
+    spin: bool = True,
+    device: str = "cpu",
+):
+    """An ``InferenceSession`` with all graph optimisations, ``threads`` intra-op threads (0 = ORT's default).
+    ``spin=False`` stops idle pool threads from busy-waiting (they then take the CPU a server's event loop needs).
+    ``device="cuda"`` puts the graph on the CUDA execution provider (raises :class:`RuntimeUnavailable` where
+    there is none); nodes it has no kernel for fall back to the CPU."""
     import onnxruntime as ort
 
+    if device not in ORT_DEVICES:
+        raise ValueError(f"device must be one of {ORT_DEVICES}, got {device!r}")
+    if device == "cuda" and (reason := ort_cuda_status()) is not None:
+        raise RuntimeUnavailable(reason)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
@@ -25,7 +59,18 @@ def make_session(path: str | os.PathLike, threads: int = 0, profile_prefix: str 
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(Path(path)), opts, providers=["CPUExecutionProvider"])
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(Path(path)), opts, providers=providers)
+
+
+def runtime_of(model_file: str | os.PathLike, fmt: str | None = None, engine: bool = False) -> str:
+    """Which runtime runs a compiled model: ``"tensorrt"``, ``"torch"`` or ``"onnxruntime"``, from the artifact
+    format when given (``trt-*``, ``torch-cuda``, else ONNX), else from ``engine`` and the file's suffix
+    (``.engine``, ``.pt``)."""
+    if fmt is not None:
+        return "tensorrt" if fmt.startswith("trt-") else "torch" if fmt.startswith("torch-cuda") else "onnxruntime"
+    suffix = Path(model_file).suffix
+    return "tensorrt" if engine or suffix == ".engine" else "torch" if suffix == ".pt" else "onnxruntime"
 
 
 def open_runner(
@@ -35,14 +80,22 @@ def open_runner(
     output_name: str = "logits",
     threads: int = 0,
     spin: bool = True,
+    fmt: str | None = None,
+    graphs: bool = True,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``run(batch [B, N, 3] float32) -> logits [B, C]`` for a compiled model file: a TensorRT engine when
-    ``engine`` (raises ``TensorRTUnavailable`` where it cannot run; the tensor names are the engine's), else an ONNX
-    Runtime session (``threads``, ``spin`` as in :func:`make_session`; its own input name)."""
-    if engine:
+    """``run(batch [B, N, 3] float32) -> logits [B, C]`` for a compiled model file (see :func:`runtime_of`): a
+    TensorRT engine (the tensor names are the engine's), a torch-cuda model on the GPU (CUDA graphs per batch size
+    unless ``graphs`` is false), else an ONNX Runtime session (``threads``, ``spin`` as in :func:`make_session`;
+    its own input name). Raises a :class:`RuntimeUnavailable` where the runtime cannot run here."""
+    runtime = runtime_of(model_file, fmt, engine)
+    if runtime == "tensorrt":
         from .tensorrt_backend import TensorRTRunner
 
         return TensorRTRunner(model_file, input_name, output_name)
+    if runtime == "torch":
+        from .torch_backend import TorchRunner
+
+        return TorchRunner(model_file, "cuda", graphs=graphs)
     session = make_session(model_file, threads=threads, spin=spin)
     name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {name: batch})[0]

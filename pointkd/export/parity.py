@@ -6,7 +6,8 @@ On real ModelNet40 this happens even between two exact torch formulations of the
 sampled into many equidistant points), so a plain max |Δlogit| over the test split cannot tell a broken export from
 an ill-conditioned cloud. For every cloud that misses ``atol`` or the top-1 class, this check therefore
 
-1. runs the exported model with every TopK's indices added as outputs, so it knows the graphs ONNX Runtime chose;
+1. runs the exported model with every TopK's indices added as outputs, so it knows the graphs ONNX Runtime chose
+   (for a torch artifact, :meth:`~pointkd.export.deploy_model.DeployDGCNN.forward_graphs` returns them);
 2. runs the torch model on *those* graphs (``DGCNN.forward_features(graphs=...)``): the logits must then agree to
    ``atol`` — the export computes the same function;
 3. checks that each chosen graph is a correct kNN up to a tie: no picked neighbour is farther (in float64) than the
@@ -16,8 +17,10 @@ The export passes when both hold for every such cloud. The report counts them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +29,9 @@ import torch
 
 from ..models import DGCNN
 from .ort_session import make_session
+
+# ``x [1, N, 3] -> (logits [1, C], the graphs [1, N, k] of every layer that builds one, in order)``
+GraphsOf = Callable[[np.ndarray], tuple[np.ndarray, list[np.ndarray]]]
 
 
 @dataclass
@@ -76,17 +82,34 @@ def _tie_gap(x: torch.Tensor, idx: torch.Tensor) -> float:
     return float(((picked - kth).clamp_min(0) / scale).max())
 
 
+@contextlib.contextmanager
+def onnx_graphs(onnx_path: str | os.PathLike) -> Iterator[GraphsOf]:
+    """The exported ONNX model as a :data:`GraphsOf`: a copy with every kNN graph's indices as extra outputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        debug = Path(tmp) / "debug.onnx"
+        _with_topk_outputs(onnx_path, debug)
+        session = make_session(debug)
+        name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+            logits, *built = session.run(None, {name: x})
+            return logits, built
+
+        yield run
+
+
 @torch.inference_mode()
 def check_parity(
     model: DGCNN,
-    onnx_path: str | os.PathLike,
+    export: str | os.PathLike | GraphsOf,
     clouds: np.ndarray,
     ref: np.ndarray,
     got: np.ndarray,
     atol: float = 1e-4,
     tie_rtol: float = 1e-4,
 ) -> ParityReport:
-    """Compare ``got`` (the export's logits of ``clouds``) with ``ref`` (the torch model's); see the module doc."""
+    """Compare ``got`` (the export's logits of ``clouds``) with ``ref`` (the torch model's); see the module doc.
+    ``export`` is the ONNX file, or a :data:`GraphsOf` callable that runs the export and returns its graphs."""
     diff = np.abs(got - ref).max(1)
     off = np.flatnonzero((diff > atol) | (got.argmax(1) != ref.argmax(1)))
     report = ParityReport(
@@ -94,14 +117,11 @@ def check_parity(
     )
     if len(off) == 0:
         return report
-    with tempfile.TemporaryDirectory() as tmp:
-        debug = Path(tmp) / "debug.onnx"
-        _with_topk_outputs(onnx_path, debug)
-        session = make_session(debug)
-        name = session.get_inputs()[0].name
+    with contextlib.ExitStack() as stack:
+        graphs_of = export if callable(export) else stack.enter_context(onnx_graphs(export))
         for i in off:
             x = np.ascontiguousarray(clouds[i : i + 1], dtype=np.float32)
-            logits, *built = session.run(None, {name: x})
+            logits, built = graphs_of(x)
             graphs = _layer_graphs(model, built)
             out = model.forward_features(torch.from_numpy(x), graphs=graphs)
             report.max_diff_same_graphs = max(

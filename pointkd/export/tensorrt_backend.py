@@ -14,10 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ort_session import RuntimeUnavailable
+
 TRT_FORMATS = ("trt-fp16", "trt-int8")
 
 
-class TensorRTUnavailable(RuntimeError):
+class TensorRTUnavailable(RuntimeUnavailable):
     """TensorRT (or a CUDA GPU) is not available on this machine."""
 
 
