@@ -138,14 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = sub.add_parser(
         "compile",
-        help="export a checkpoint to an ONNX / int8 / TensorRT artifact, checking accuracy after every step",
+        help="export a checkpoint to an ONNX / int8 / torch-cuda / TensorRT artifact, checking accuracy at every step",
         description="Write an artifact folder (model file + manifest.json) for serving and benchmarks. The ONNX "
         "export must match the torch model on the whole test split (max |Δlogit| <= --atol, identical top-1); "
         "onnx-int8 is calibrated on a stratified training-split set and refused if it loses more than --max-drop "
-        "OA points; trt-* formats need TensorRT and an NVIDIA GPU.",
+        "OA points; torch-cuda needs an NVIDIA GPU, trt-* formats TensorRT and an NVIDIA GPU.",
     )
     comp.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
-    comp.add_argument("--format", dest="fmt", default="onnx", help="onnx (default) | onnx-int8 | trt-fp16 | trt-int8")
+    comp.add_argument(
+        "--format", dest="fmt", default="onnx", help="onnx (default) | onnx-int8 | torch-cuda | trt-fp16 | trt-int8"
+    )
     comp.add_argument(
         "--num-points", type=int, default=None, help="points per cloud the artifact takes (default: the checkpoint's)"
     )
@@ -170,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("sources", nargs="+", metavar="CKPT_OR_ARTIFACT", help="checkpoints (.pt) or artifact folders")
     bench.add_argument(
         "--formats",
-        default="torch,onnx,onnx-int8,trt-fp16,trt-int8",
-        help="comma-separated formats for checkpoints (default: all; TensorRT rows say why they cannot run here)",
+        default="torch,onnx,onnx-int8,torch-cuda,torch-cuda-graphs,trt-fp16,trt-int8",
+        help="comma-separated formats for checkpoints (default: all; torch-cuda runs eagerly, torch-cuda-graphs "
+        "through CUDA graphs; GPU rows say why they cannot run here)",
     )
     bench.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts (default 1,2)")
     bench.add_argument("--out", default="runs/bench", help="results root (default runs/bench)")
@@ -319,17 +322,10 @@ def _run(args: argparse.Namespace, default_config: str, overrides: list[str]) ->
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
         print(f"best test OA {result.best_oa * 100:.2f} % in {result.seconds / 60:.1f} min; checkpoints in {out}")
-    if torch_distributed_initialized():
-        import torch.distributed
+    from .train.distributed import shutdown_distributed
 
-        torch.distributed.destroy_process_group()
+    shutdown_distributed()
     return 0
-
-
-def torch_distributed_initialized() -> bool:
-    import torch.distributed
-
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

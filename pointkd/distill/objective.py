@@ -122,10 +122,6 @@ class Distill(nn.Module):
         self.teacher[0]._apply(fn, *args, **kwargs)  # .to(device) moves the teacher too (it is no submodule)
         return super()._apply(fn, *args, **kwargs)
 
-    @property
-    def uses_features(self) -> bool:
-        return self.settings.method in ("fitnet", "at", "lsp", "lsp+kd", "stride")
-
     def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
         s = self.settings
         t_out = self._teacher_outputs(points)

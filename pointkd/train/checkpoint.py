@@ -3,7 +3,7 @@
 A checkpoint is a plain dict of tensors and builtins (so ``torch.load(weights_only=True)`` accepts it):
 ``format``, ``model_name``, ``model_config`` (``DGCNNConfig.to_dict()``), ``state_dict``, ``classes``,
 ``num_points`` (the input contract), ``config`` (the run config), ``epoch``/``batch`` (where training resumes),
-``optimizer``, ``rng``, ``metrics``, ``history``. Release checkpoints (:func:`slim_checkpoint`) keep only
+``optimizer``, ``metrics``, ``history``. Release checkpoints (:func:`slim_checkpoint`) keep only
 what inference needs, with weights in fp16.
 """
 

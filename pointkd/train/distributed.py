@@ -55,8 +55,9 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, world, local, dev)
 
 
-def shutdown_distributed(ctx: DistContext) -> None:
-    if ctx.distributed and torch.distributed.is_initialized():
+def shutdown_distributed() -> None:
+    """Leave the process group, if this process (a torchrun rank) joined one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 

@@ -36,6 +36,3 @@ class ClassificationReport:
             support=support.tolist(),
             confusion=cm,
         )
-
-    def summary(self) -> dict[str, float]:
-        return {"oa": self.oa, "macc": self.macc}
