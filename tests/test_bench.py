@@ -8,8 +8,12 @@ import shutil
 import pytest
 
 from pointkd.bench import BenchOptions, BenchRow, read_report, run_bench, select_model
+from pointkd.bench import run as bench_run
 from pointkd.bench.device import device_id
-from pointkd.cli import main
+from pointkd.bench.report import write_report
+from pointkd.bench.run import ALL_FORMATS
+from pointkd.cli import build_parser, main
+from pointkd.export import FORMATS, cuda_status
 
 QUICK = dict(data="synthetic", repeats=10, max_seconds=1.0, timing_clouds=4, progress=False, log=lambda *_: None)
 
@@ -17,7 +21,9 @@ QUICK = dict(data="synthetic", repeats=10, max_seconds=1.0, timing_clouds=4, pro
 @pytest.fixture(scope="module")
 def checkpoint_bench(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    opts = BenchOptions(formats=("torch", "onnx", "trt-fp16"), threads=(1, 2), **QUICK)
+    opts = BenchOptions(
+        formats=("torch", "onnx", "torch-cuda", "torch-cuda-graphs", "trt-fp16"), threads=(1, 2), **QUICK
+    )
     paths, rows = run_bench([str(tiny_checkpoint)], out, opts)
     return paths, rows
 
@@ -28,7 +34,8 @@ def test_checkpoint_rows_match_an_independent_evaluation(checkpoint_bench, tiny_
 
     _, rows = checkpoint_bench
     by = {(r.format, r.threads): r for r in rows}
-    assert set(by) == {("torch", 1), ("torch", 2), ("onnx", 1), ("onnx", 2), ("trt-fp16", None)}
+    cuda = {("torch-cuda", None), ("torch-cuda-graphs", None)}
+    assert set(by) == {("torch", 1), ("torch", 2), ("onnx", 1), ("onnx", 2), ("trt-fp16", None)} | cuda
     ckpt = load_checkpoint(tiny_checkpoint)
     data = load_modelnet40("synthetic", num_points=ckpt["num_points"])
     ref = evaluate(model_from_checkpoint(ckpt), data.test_x, data.test_y, ckpt["num_points"], data.num_classes)
@@ -44,6 +51,9 @@ def test_checkpoint_rows_match_an_independent_evaluation(checkpoint_bench, tiny_
     assert by[("onnx", 1)].artifact is not None
     trt = by[("trt-fp16", None)]
     assert trt.status == "failed" and trt.reason.startswith("TensorRT:")
+    if cuda_status() is not None:  # no CUDA here: the torch-cuda rows say so instead of running
+        for key in cuda:
+            assert by[key].status == "failed" and by[key].reason.startswith("torch-cuda: no CUDA device here")
 
 
 def test_report_files_round_trip(checkpoint_bench):
@@ -77,6 +87,55 @@ def test_artifacts_are_validated_and_bad_sources_become_rows(tiny_artifact, tmp_
     assert by["missing"].status == "failed" and "not a checkpoint or artifact" in by["missing"].reason
     assert by["tampered"].status == "failed" and "sha256" in by["tampered"].reason
     assert by["wrong_oa"].status == "check_failed" and "measured by compile" in by["wrong_oa"].reason
+
+
+def test_torch_cuda_artifact_runs_eager_and_graph_rows(tiny_checkpoint, tmp_path):
+    """A torch-cuda artifact folder is benchmarked both ways; without CUDA each row fails with the reason."""
+    from pointkd.export import CompileOptions, compile_checkpoint
+
+    folder = tmp_path / "tc"
+    compile_checkpoint(
+        tiny_checkpoint, folder, CompileOptions("torch-cuda", data="synthetic", device="cpu", log=lambda *_: None)
+    )
+    _, rows = run_bench([str(folder)], tmp_path / "out", BenchOptions(threads=(1, 2), **QUICK))
+    assert [(r.format, r.threads) for r in rows] == [("torch-cuda", None), ("torch-cuda-graphs", None)]
+    assert all(r.artifact == str(folder) and r.points == 64 for r in rows)
+    if cuda_status() is not None:
+        assert all(r.status == "failed" and "torch-cuda: no CUDA device here" in r.reason for r in rows)
+    else:
+        assert all(r.status == "ok" and r.p50_ms > 0 for r in rows), [r.reason for r in rows]
+
+
+def test_gpu_rows_are_measured_once_without_a_thread_count(tiny_artifact, tmp_path, monkeypatch):
+    """A GPU runtime's row (here: ONNX treated as one) is measured once, at the most threads, with no thread count;
+    select then judges a GPU-only report as a whole."""
+    monkeypatch.setattr(bench_run, "GPU_KINDS", ("onnx",))
+    paths, rows = run_bench([str(tiny_artifact)], tmp_path, BenchOptions(threads=(1, 2), **QUICK))
+    assert len(rows) == 1 and rows[0].threads is None and rows[0].status == "ok" and rows[0].runs >= 10
+    sel = select_model(rows, budget_ms=1000)
+    assert sel.threads is None and sel.chosen is rows[0] and "(GPU rows)" in sel.explain()
+    assert "| – |" in paths["md"].read_text()
+
+
+def test_format_lists_agree():
+    """The CLI's defaults and help name every format the code knows, in the same order."""
+    assert build_parser().parse_args(["bench", "x.pt"]).formats == ",".join(ALL_FORMATS)
+    assert set(FORMATS) <= set(ALL_FORMATS)  # every artifact format has its bench rows
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    fmt_help = next(a.help for a in sub.choices["compile"]._actions if a.dest == "fmt")
+    assert fmt_help.replace(" (default)", "").split(" | ") == list(FORMATS)
+
+
+def test_report_without_a_plot(tmp_path):
+    rows = [BenchRow("m", "torch-cuda", "ok", oa=0.5, p50_ms=1.0, p95_ms=1.0, p99_ms=1.0)]
+    device = {"cpu": "c", "cores": 1, "threads": [], "gpu": "g", "os": "o", "python": "3", "versions": {}}
+    device["versions"] = {"pointkd": "0", "torch": "t", "onnxruntime": "-", "tensorrt": "-"}
+    settings = {"warmup": 1, "repeats": 10, "max_seconds": 1, "timing_clouds": 1, "batch_size": 4, "test_clouds": 1}
+    paths = write_report(tmp_path, device, rows, {**settings, "data": "d", "notes": "one process"}, plot=False)
+    assert set(paths) == {"json", "md"} and not (tmp_path / "bench.png").exists()
+    md = paths["md"].read_text()
+    assert "threads measured: –" in md and "- Notes: one process" in md
+    assert read_report(tmp_path)[1] == rows
 
 
 def test_bench_rejects_bad_options(tmp_path):

@@ -1,9 +1,11 @@
 """One benchmark row's measurements, in a process of its own: ``python -m pointkd.bench.measure SPEC OUT``.
 
 A fresh process per (model, format) keeps each runtime's thread pools, allocator state and peak memory apart
-from the others'. The spec (JSON) names the runtime (``torch`` checkpoint, ``onnx`` model file, ``trt`` engine),
-the inputs file written by the parent (test clouds at the model's point count, their labels, and the timing
-clouds, identical for every format), the thread counts and the timing settings. The output (JSON) holds OA and
+from the others'. The spec (JSON) names the runtime (``torch`` checkpoint, ``onnx`` model file, ``trt`` engine,
+``torch-cuda`` / ``torch-cuda-graphs`` model file), the inputs file written by the parent (test clouds at the
+model's point count, their labels, and the timing clouds, identical for every format), the thread counts and the
+timing settings. :func:`accuracy` and :func:`latency` are the measurements themselves, also used in-process by
+``benchmarks/gpu_check.py``. The output (JSON) holds OA and
 mAcc on the test clouds, p50/p95/p99 at batch 1 and clouds/s at batch ``batch_size`` per thread count, and the
 peak RSS above the baseline taken once torch, ONNX Runtime and pointkd are imported and the inputs loaded.
 """
@@ -66,23 +68,65 @@ def _runner(spec: dict[str, Any], threads: int) -> Callable[[np.ndarray], np.nda
                 return model(torch.from_numpy(x)).numpy()
 
         return run
-    if kind in ("onnx", "trt"):
+    if kind in ("onnx", "trt", "torch-cuda", "torch-cuda-graphs"):
         from ..export.ort_session import open_runner
 
+        fmt = {"trt": "trt-fp16", "onnx": "onnx"}.get(kind, "torch-cuda")  # only the runtime matters here
         return open_runner(
-            spec["path"], kind == "trt", spec.get("input_name", "points"), spec.get("output_name", "logits"), threads
+            spec["path"],
+            input_name=spec.get("input_name", "points"),
+            output_name=spec.get("output_name", "logits"),
+            threads=threads,
+            fmt=fmt,
+            graphs=kind == "torch-cuda-graphs",
         )
     raise ValueError(f"unknown runtime kind {kind!r}")
 
 
+def accuracy(
+    run: Callable[[np.ndarray], np.ndarray], clouds: np.ndarray, labels: np.ndarray, num_classes: int, batch: int
+) -> dict[str, Any]:
+    """``{"oa", "macc", "logits"}`` of ``run`` over ``clouds`` in batches of ``batch``."""
+    from ..export.ort_session import run_in_batches
+    from ..train import ClassificationReport
+
+    logits = run_in_batches(run, clouds, batch)
+    report = ClassificationReport.from_predictions(_tensor(logits.argmax(1)), _tensor(labels), num_classes)
+    return {"oa": report.oa, "macc": report.macc, "logits": logits}
+
+
+def latency(
+    run: Callable[[np.ndarray], np.ndarray],
+    timing: np.ndarray,
+    batch: int,
+    repeats: int,
+    warmup: int,
+    max_seconds: float,
+) -> dict[str, Any]:
+    """p50/p95/p99 ms of ``run`` at batch 1, cycling over the ``timing`` clouds (after ``warmup`` runs, at most
+    ``repeats`` runs or ``max_seconds``), and clouds/s at batch ``batch`` from the median of up to 30 runs."""
+    from ..timing import percentile, time_ms
+
+    times = time_ms(
+        _cycling(run, [timing[i : i + 1] for i in range(len(timing))]), repeats, warmup=warmup, max_seconds=max_seconds
+    )
+    big = np.ascontiguousarray(np.resize(timing, (batch, *timing.shape[1:])))
+    batch_times = time_ms(lambda: run(big), 30, warmup=2, max_seconds=max_seconds / 2)
+    return {
+        "p50_ms": percentile(times, 50),
+        "p95_ms": percentile(times, 95),
+        "p99_ms": percentile(times, 99),
+        "runs": len(times),
+        "clouds_per_s": batch / (statistics.median(batch_times) / 1000),
+    }
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     # Everything a runner imports is imported before the baseline, so the peak counts the model and its work only.
-    import onnxruntime  # noqa: F401
+    with contextlib.suppress(ImportError):  # not needed by the torch and torch-cuda rows
+        import onnxruntime  # noqa: F401
 
-    from .. import export  # noqa: F401  (torch, onnx)
-    from ..export.ort_session import run_in_batches
-    from ..timing import percentile, time_ms
-    from ..train import ClassificationReport
+    from .. import export, train  # noqa: F401  (torch, onnx, the metrics)
 
     inputs = np.load(spec["inputs"])
     clouds = np.ascontiguousarray(inputs["clouds"], dtype=np.float32)
@@ -97,26 +141,11 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     for threads in sorted(spec["threads"], reverse=True):
         run = _runner(spec, threads)
         if "oa" not in result:
-            logits = run_in_batches(run, clouds, batch)
-            report = ClassificationReport.from_predictions(
-                _tensor(logits.argmax(1)), _tensor(labels), int(spec["num_classes"])
-            )
-            result.update(oa=report.oa, macc=report.macc)
-        times = time_ms(
-            _cycling(run, [timing[i : i + 1] for i in range(len(timing))]),
-            spec["repeats"],
-            warmup=spec["warmup"],
-            max_seconds=spec["max_seconds"],
+            acc = accuracy(run, clouds, labels, int(spec["num_classes"]), batch)
+            result.update(oa=acc["oa"], macc=acc["macc"])
+        result["per_threads"][str(threads)] = latency(
+            run, timing, batch, spec["repeats"], spec["warmup"], spec["max_seconds"]
         )
-        big = np.ascontiguousarray(np.resize(timing, (batch, *timing.shape[1:])))
-        batch_times = time_ms(lambda run=run, big=big: run(big), 30, warmup=2, max_seconds=spec["max_seconds"] / 2)
-        result["per_threads"][str(threads)] = {
-            "p50_ms": percentile(times, 50),
-            "p95_ms": percentile(times, 95),
-            "p99_ms": percentile(times, 99),
-            "runs": len(times),
-            "clouds_per_s": batch / (statistics.median(batch_times) / 1000),
-        }
         result.setdefault("peak_mb", max(peak_rss_mb() - base, 0.0))
         del run
     return result

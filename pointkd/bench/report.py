@@ -23,9 +23,9 @@ BUDGET_MS = 10.0
 @dataclass
 class BenchRow:
     model: str  # the label: a checkpoint's file stem or an artifact's folder name
-    format: str  # torch | onnx | onnx-int8 | trt-fp16 | trt-int8
+    format: str  # torch | onnx | onnx-int8 | torch-cuda | torch-cuda-graphs | trt-fp16 | trt-int8 | ...
     status: str  # a key of STATUS
-    threads: int | None = None
+    threads: int | None = None  # CPU threads; None for a GPU row and for a row that did not run
     reason: str = ""
     model_name: str | None = None  # the registry name
     source: str = ""
@@ -70,7 +70,7 @@ def to_markdown(device: dict[str, Any], rows: list[BenchRow], settings: dict[str
         f"# pointkd bench: {device['cpu']}" + (f" + {device['gpu']}" if device.get("gpu") else ""),
         "",
         f"- Device: {device['cpu']}, {device['cores']} logical cores; threads measured: "
-        f"{', '.join(map(str, device['threads']))}; GPU: {device.get('gpu') or 'none'}; {device['os']}",
+        f"{', '.join(map(str, device['threads'])) or '–'}; GPU: {device.get('gpu') or 'none'}; {device['os']}",
         f"- Versions: pointkd {v['pointkd']}, torch {v['torch']}, onnxruntime {v['onnxruntime']}, "
         f"tensorrt {v['tensorrt']}; Python {device['python']}",
         f"- Timing: batch 1, {settings['warmup']} warm-up runs, then up to {settings['repeats']} runs (capped at "
@@ -81,6 +81,7 @@ def to_markdown(device: dict[str, Any], rows: list[BenchRow], settings: dict[str
         "baseline (torch, ONNX Runtime and pointkd imported, test clouds loaded) over the accuracy pass and the "
         "timing at the most threads, with the system allocator.",
         "- Status: " + "; ".join(f"{STATUS[k]} {m}" for k, m in STATUS_MEANING.items()),
+        *([f"- Notes: {settings['notes']}"] if settings.get("notes") else []),
         "",
         "| model | format | threads | status | size MB | params | points | OA % | mAcc % | p50 ms | p95 ms "
         "| p99 ms | FPS (b1) | clouds/s (b32) | peak MiB | note |",
@@ -103,10 +104,18 @@ def plot_accuracy_latency(rows: list[BenchRow], path: str | os.PathLike, budget_
     from ..plotting import pyplot, save_png
 
     fig, ax = pyplot().subplots(figsize=(8, 5.5))
-    markers = {"torch": "o", "onnx": "s", "onnx-int8": "D", "trt-fp16": "^", "trt-int8": "v"}
+    markers = {
+        "torch": "o",
+        "onnx": "s",
+        "onnx-int8": "D",
+        "torch-cuda": "P",
+        "torch-cuda-graphs": "*",
+        "trt-fp16": "^",
+        "trt-int8": "v",
+    }
     ran = [r for r in rows if r.p50_ms is not None and r.oa is not None]
     for r in ran:
-        label = f"{r.model} {r.format} {r.threads}t"
+        label = f"{r.model} {r.format}" + (f" {r.threads}t" if r.threads else "")
         ax.scatter(r.p50_ms, r.oa * 100, marker=markers.get(r.format, "x"), s=46, alpha=0.85)
         ax.annotate(label, (r.p50_ms, r.oa * 100), fontsize=6.5, xytext=(4, 3), textcoords="offset points")
     ax.axvline(budget_ms, color="red", linestyle="--", linewidth=1)
@@ -126,9 +135,14 @@ def plot_accuracy_latency(rows: list[BenchRow], path: str | os.PathLike, budget_
 
 
 def write_report(
-    out_dir: str | os.PathLike, device: dict[str, Any], rows: list[BenchRow], settings: dict[str, Any]
+    out_dir: str | os.PathLike,
+    device: dict[str, Any],
+    rows: list[BenchRow],
+    settings: dict[str, Any],
+    plot: bool = True,
 ) -> dict[str, Path]:
-    """``out_dir/bench.json``, ``bench.md`` and ``bench.png``; returns their paths."""
+    """``out_dir/bench.json``, ``bench.md`` and (with ``plot``; it needs matplotlib) ``bench.png``; returns the paths
+    written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -138,12 +152,13 @@ def write_report(
         "settings": settings,
         "rows": [asdict(r) for r in rows],
     }
-    paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md", "png": out_dir / "bench.png"}
+    paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md"}
     tmp = paths["json"].with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(paths["json"])
     paths["md"].write_text(to_markdown(device, rows, settings))
-    plot_accuracy_latency(rows, paths["png"])
+    if plot:
+        paths["png"] = plot_accuracy_latency(rows, out_dir / "bench.png")
     return paths
 
 

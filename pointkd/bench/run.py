@@ -4,7 +4,12 @@ A checkpoint is benchmarked in every requested format: ``torch`` runs it as is, 
 ``pointkd compile`` (cached under ``<out>/<device-id>/artifacts/`` and reused while the checkpoint's sha256 and the
 point count match), so they carry compile's own checks (fp32 parity, the int8 accuracy drop). An artifact folder is
 benchmarked in its own format. Every (model, format) is measured in a fresh worker process
-(:mod:`pointkd.bench.measure`) on the same test clouds and the same timing clouds, once per thread count.
+(:mod:`pointkd.bench.measure`) on the same test clouds and the same timing clouds, once per thread count; the GPU
+formats (``torch-cuda``, ``torch-cuda-graphs``, ``trt-*``) once, with no thread count (their row's is empty).
+
+``torch-cuda`` and ``torch-cuda-graphs`` are two ways of running the same ``torch-cuda`` artifact: eagerly, and
+through a CUDA graph captured per batch size. Where there is no CUDA device (or no TensorRT) those rows fail with
+the reason, and the other rows are measured as usual.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import numpy as np
 from .device import device_id, device_info
 from .report import BenchRow, write_report
 
-ALL_FORMATS = ("torch", "onnx", "onnx-int8", "trt-fp16", "trt-int8")
+ALL_FORMATS = ("torch", "onnx", "onnx-int8", "torch-cuda", "torch-cuda-graphs", "trt-fp16", "trt-int8")
+# bench format -> the compile format of the artifact it runs (the others are their own)
+ARTIFACT_FORMAT = {"torch-cuda-graphs": "torch-cuda"}
+GPU_KINDS = ("trt", "torch-cuda", "torch-cuda-graphs")  # measured once: a CPU thread count means nothing to them
 OA_TOLERANCE = 0.002  # measured vs compile-time OA; ORT thread counts may resolve a kNN near-tie differently
 
 
@@ -62,7 +70,7 @@ class Job:
     label: str
     fmt: str
     source: str
-    kind: str | None = None  # torch | onnx | trt
+    kind: str | None = None  # torch | onnx | trt | torch-cuda | torch-cuda-graphs
     path: str | None = None
     points: int | None = None
     model_name: str | None = None
@@ -103,6 +111,36 @@ def trt_unavailable() -> str | None:
     return None
 
 
+def cuda_unavailable() -> str | None:
+    """Why the torch-cuda formats cannot run here, or None."""
+    from ..export import cuda_status
+
+    reason = cuda_status("cuda")
+    return None if reason is None else f"torch-cuda: {reason}"
+
+
+def unavailable(fmt: str) -> str | None:
+    """Why bench format ``fmt`` cannot run on this machine, or None (the CPU formats always can)."""
+    if fmt.startswith("trt-"):
+        return trt_unavailable()
+    if fmt.startswith("torch-cuda"):
+        return cuda_unavailable()
+    return None
+
+
+def _kind(fmt: str) -> str:
+    return "trt" if fmt.startswith("trt-") else fmt if fmt.startswith("torch-cuda") else "onnx"
+
+
+def _artifact_jobs(label: str, source: str, folder: Path) -> list[Job]:
+    """The jobs of an artifact folder given as a source: its own format (a torch-cuda artifact: eager and graphs)."""
+    from ..export import read_manifest
+
+    fmt = read_manifest(folder, verify=True)["artifact_format"]
+    fmts = [f for f, a in ARTIFACT_FORMAT.items() if a == fmt]
+    return [_artifact_job(label, source, folder, f) for f in [fmt, *fmts]]
+
+
 def _artifact_job(label: str, source: str, folder: Path, fmt: str | None = None) -> Job:
     from ..export import read_manifest
 
@@ -113,7 +151,7 @@ def _artifact_job(label: str, source: str, folder: Path, fmt: str | None = None)
         label=label,
         fmt=fmt,
         source=source,
-        kind="trt" if fmt.startswith("trt-") else "onnx",
+        kind=_kind(fmt),
         path=str(model_file),
         points=int(m["input"]["num_points"]),
         model_name=(m.get("model") or {}).get("name"),
@@ -146,7 +184,7 @@ def plan_jobs(sources: list[str], opts: BenchOptions, artifacts_dir: Path) -> li
         if path.is_dir():
             label = unique(path.name, source)
             try:
-                jobs.append(_artifact_job(label, source, path))
+                jobs.extend(_artifact_jobs(label, source, path))
             except (ManifestError, OSError) as err:
                 jobs.append(Job(label, "?", source, status="failed", reason=str(err)))
             continue
@@ -174,19 +212,20 @@ def plan_jobs(sources: list[str], opts: BenchOptions, artifacts_dir: Path) -> li
                     )
                 )
                 continue
-            if fmt.startswith("trt-") and (why := trt_unavailable()) is not None:
+            if (why := unavailable(fmt)) is not None:
                 jobs.append(Job(label, fmt, source, status="failed", reason=why, **common))
                 continue
-            opts.log(f"compiling {label} to {fmt} ({points} points)")
-            folder = artifacts_dir / f"{label}-{points}-{fmt}"
+            artifact_fmt = ARTIFACT_FORMAT.get(fmt, fmt)
+            folder = artifacts_dir / f"{label}-{points}-{artifact_fmt}"
+            opts.log(f"compiling {label} to {artifact_fmt} ({points} points)")
             try:
-                copts = CompileOptions(fmt, points, opts.data, opts.calib_size, max_drop=opts.max_drop)
+                copts = CompileOptions(artifact_fmt, points, opts.data, opts.calib_size, max_drop=opts.max_drop)
                 copts.log = lambda line: opts.log(f"  {line}")
                 compile_cached(path, folder, copts)
                 jobs.append(_artifact_job(label, source, folder, fmt))
             except ExportError as err:
                 text = str(err)
-                checked = text.startswith(("ONNX parity failed", "int8 loses"))
+                checked = text.startswith(("ONNX parity failed", "torch-cuda parity failed", "int8 loses"))
                 jobs.append(
                     Job(label, fmt, source, status="check_failed" if checked else "failed", reason=text, **common)
                 )
@@ -220,13 +259,15 @@ def worker_env() -> dict[str, str]:
 
 
 def measure_job(job: Job, inputs: Path, num_classes: int, opts: BenchOptions, tmp: Path) -> list[BenchRow]:
-    """Run the worker for ``job``; one row per thread count (one failed row if the worker failed)."""
+    """Run the worker for ``job``; one row per thread count (one for a GPU format; one failed row if the worker
+    failed)."""
+    worker_threads = [max(opts.threads)] if job.kind in GPU_KINDS else list(opts.threads)
     spec = {
         "kind": job.kind,
         "path": job.path,
         "inputs": str(inputs),
         "num_classes": num_classes,
-        "threads": list(opts.threads),
+        "threads": worker_threads,
         "repeats": opts.repeats,
         "warmup": opts.warmup,
         "max_seconds": opts.max_seconds,
@@ -256,13 +297,13 @@ def measure_job(job: Job, inputs: Path, num_classes: int, opts: BenchOptions, tm
         status = "check_failed"
         reason = f"OA {result['oa'] * 100:.2f} % here vs {job.expected_oa * 100:.2f} % measured by compile"
     rows = []
-    for threads in opts.threads:
+    for threads in worker_threads:
         t = result["per_threads"][str(threads)]
         rows.append(
             job.row(
                 status=status,
                 reason=reason,
-                threads=threads,
+                threads=None if job.kind in GPU_KINDS else threads,
                 oa=result["oa"],
                 macc=result["macc"],
                 peak_mb=result["peak_mb"],

@@ -1,7 +1,8 @@
 """``pointkd select``: the most accurate benchmarked model whose latency meets a budget, with the reasons.
 
 Among the rows of one report at one thread count (default: the most threads measured), a row is eligible when it
-ran and was validated (✅) and its latency metric (default p95 at batch 1) is within the budget. The most accurate
+ran and was validated (✅) and its latency metric (default p95 at batch 1) is within the budget. GPU rows have no
+thread count and compete at every one; a report of GPU rows only is judged as a whole. The most accurate
 eligible row wins; equal OA goes to the lower latency, then the smaller file. Every other row gets the reason it
 lost: not validated, over the budget, or less accurate than the winner.
 """
@@ -20,13 +21,14 @@ class Selection:
     chosen: BenchRow | None
     budget_ms: float
     metric: str
-    threads: int
+    threads: int | None  # None: a report with GPU rows only
     verdicts: list[tuple[BenchRow, str]]  # every row at ``threads``, with "chosen" or why it lost
 
     def explain(self) -> str:
         name = self.metric.removesuffix("_ms")
         lines = [
-            f"Budget: {name} ≤ {self.budget_ms:g} ms at batch 1 with {self.threads} thread(s).",
+            f"Budget: {name} ≤ {self.budget_ms:g} ms at batch 1"
+            + (" (GPU rows)." if self.threads is None else f" with {self.threads} thread(s)."),
             "",
             f"| model | format | status | OA % | {name} ms | size MB | verdict |",
             "| --- | --- | :---: | ---: | ---: | ---: | --- |",
@@ -71,9 +73,9 @@ def select_model(
         rows = [r for r in rows if r.model in models]
     measured = sorted({r.threads for r in rows if r.threads is not None})
     if threads is None:
-        if not measured:
+        if not measured and not any(getattr(r, metric) is not None for r in rows):
             raise ValueError("the report has no measured rows to choose from")
-        threads = measured[-1]
+        threads = measured[-1] if measured else None
     elif threads not in measured:
         raise ValueError(f"the report has no rows at {threads} thread(s); it has {measured}")
     at = [r for r in rows if r.threads == threads or r.threads is None]
