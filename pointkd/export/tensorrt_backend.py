@@ -91,34 +91,46 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     return engine_path
 
 
-class TensorRTRunner:  # pragma: no cover - needs TensorRT and a CUDA GPU
+class TensorRTRunner:
     """``runner(batch [B, N, 3] float32) -> logits [B, C]`` from a serialized engine (TensorRT 10 tensor API; the
-    buffers are CUDA torch tensors, so this needs a CUDA build of torch)."""
+    buffers are torch tensors on ``device``, so this needs a CUDA build of torch). ``device`` other than CUDA only
+    makes sense against a stand-in ``tensorrt`` module (the tests'), which reads and writes host memory."""
 
-    def __init__(self, engine_path: str | os.PathLike, input_name: str = "points", output_name: str = "logits"):
+    def __init__(
+        self,
+        engine_path: str | os.PathLike,
+        input_name: str = "points",
+        output_name: str = "logits",
+        device: str = "cuda",
+    ):
         reason = tensorrt_status()
         if reason is not None:
             raise TensorRTUnavailable(reason)
         import tensorrt as trt
         import torch
 
-        if not torch.cuda.is_available():
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
             raise TensorRTUnavailable("TensorRT engines need a CUDA device, and torch sees none")
         self.torch = torch
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not deserialize {engine_path} (built by another TensorRT version?)")
         self.context = self.engine.create_execution_context()
         self.input_name, self.output_name = input_name, output_name
 
     def __call__(self, batch):
         torch = self.torch
-        x = torch.from_numpy(batch).cuda()
+        x = torch.from_numpy(batch).to(self.device, torch.float32).contiguous()
         self.context.set_input_shape(self.input_name, tuple(x.shape))
-        y = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda")
+        y = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), device=self.device)
         self.context.set_tensor_address(self.input_name, x.data_ptr())
         self.context.set_tensor_address(self.output_name, y.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        cuda = self.device.type == "cuda"
+        stream = torch.cuda.current_stream(self.device) if cuda else None
+        if not self.context.execute_async_v3(stream.cuda_stream if cuda else 0):
             raise RuntimeError("TensorRT execution failed")
-        stream.synchronize()
+        if cuda:
+            stream.synchronize()
         return y.cpu().numpy()
