@@ -17,6 +17,12 @@ STATUS_MEANING = {
     "failed": "failed or unavailable here",
 }
 REPORT_FORMAT = "pointkd-bench/1"
+# How `pointkd bench` measures; a report made otherwise (benchmarks/gpu_check.py) says so in its settings.
+PROCESS = "in a fresh process per (model, format) with the thread count fixed"
+PEAK = (
+    "Peak memory: the worker's peak RSS above its baseline (torch, ONNX Runtime and pointkd imported, test clouds "
+    "loaded) over the accuracy pass and the timing at the most threads, with the system allocator."
+)
 BUDGET_MS = 10.0
 
 
@@ -74,12 +80,10 @@ def to_markdown(device: dict[str, Any], rows: list[BenchRow], settings: dict[str
         f"- Versions: pointkd {v['pointkd']}, torch {v['torch']}, onnxruntime {v['onnxruntime']}, "
         f"tensorrt {v['tensorrt']}; Python {device['python']}",
         f"- Timing: batch 1, {settings['warmup']} warm-up runs, then up to {settings['repeats']} runs (capped at "
-        f"{settings['max_seconds']:.0f} s) cycling over the same {settings['timing_clouds']} test clouds for every "
-        f"format, in a fresh process per (model, format) with the thread count fixed; p50/p95/p99 of those runs. "
+        f"{settings['max_seconds']:g} s) cycling over the same {settings['timing_clouds']} test clouds for every "
+        f"format, {settings.get('process', PROCESS)}; p50/p95/p99 of those runs. "
         f"Clouds/s at batch {settings['batch_size']} from the median batch time. OA / mAcc on all "
-        f"{settings['test_clouds']} test clouds ({settings['data']}). Peak memory: the worker's peak RSS above its "
-        "baseline (torch, ONNX Runtime and pointkd imported, test clouds loaded) over the accuracy pass and the "
-        "timing at the most threads, with the system allocator.",
+        f"{settings['test_clouds']} test clouds ({settings['data']}). {settings.get('peak', PEAK)}",
         "- Status: " + "; ".join(f"{STATUS[k]} {m}" for k, m in STATUS_MEANING.items()),
         *([f"- Notes: {settings['notes']}"] if settings.get("notes") else []),
         "",
