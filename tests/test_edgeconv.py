@@ -139,3 +139,22 @@ def test_fast_equals_naive_train_mode_float32(negative_bn):
     (y2 * w).sum().backward()
     torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fast.weight.grad, naive.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_neighbor_max_off_the_cpu_path_equals_the_sparse_kernel(monkeypatch):
+    """Off the CPU (no CSR amax kernel there) the gather path runs; forced here on CPU it gives the same values."""
+    a = torch.randn(2, 30, 5)
+    idx = knn_dense(torch.randn(2, 30, 3), 6)
+    adj = adjacency_csr(idx, 30, transpose=False)[0]
+    want = neighbor_max(a, adj)
+
+    class FakeDevice:
+        type = "cuda"
+
+    class OffCpu(torch.Tensor):
+        @property
+        def device(self):  # only the branch test sees a non-CPU device
+            return FakeDevice()
+
+    got = neighbor_max(a.as_subclass(OffCpu), adj)
+    assert torch.equal(got.as_subclass(torch.Tensor), want)

@@ -25,7 +25,8 @@ Two implementations, equal to float tolerance (``tests/test_edgeconv.py``):
   the block-diagonal adjacency, forward and backward.
 
   The max over neighbours itself is a max-reduce sparse matmul with the same adjacency
-  (``torch.sparse.mm(A, a, reduce="amax")``, a CSR kernel that never forms ``[B, N, k, C]``). When ``a`` needs a
+  (``torch.sparse.mm(A, a, reduce="amax")``, a CSR kernel that never forms ``[B, N, k, C]``; CPU only, so on other
+  devices the gather + max over ``[B, N, k, C]`` stays). When ``a`` needs a
   gradient the winning neighbour is wanted too; ``reduce="amax"`` only returns it through a slow arg-tracking
   path, so :func:`neighbor_argmax` packs each point's index into the low mantissa bits of ``float64(a)`` (a float32
   widened to float64 has 29 zero low bits), takes the amax of those keys and reads the index back: exact, the
@@ -95,6 +96,12 @@ def adjacency_csr(
     return a, at, deg
 
 
+def _csr_neighbors(adj: Tensor, b: int, n: int) -> Tensor:
+    """The per-cloud neighbour indices ``[B, N, k]`` of an :func:`adjacency_csr` matrix (k per row)."""
+    cols = adj.col_indices().view(b, n, -1)
+    return cols - (torch.arange(b, device=cols.device) * n).view(b, 1, 1)
+
+
 # Low mantissa bits of a float32 widened to float64 (always zero): room for a point index in neighbor_argmax.
 _INDEX_BITS = 29
 
@@ -103,8 +110,11 @@ def neighbor_max(a: Tensor, adj: Tensor, sign: Tensor | None = None) -> Tensor:
     """``max_{j∈N(i)} a_j`` per channel, ``a`` ``[B, N, C]`` -> ``[B, N, C]``; ``adj`` is the CSR adjacency of
     :func:`adjacency_csr`; channels where ``sign`` ``[C]`` is -1 take the min instead."""
     b, n, c = a.shape
-    x = a.reshape(b * n, c) if sign is None else (a * sign).reshape(b * n, c)
-    out = torch.sparse.mm(adj.to(x.dtype), x.detach(), reduce="amax").view(b, n, c)
+    x = a if sign is None else a * sign
+    if x.device.type != "cpu":  # reduce="amax" is a CPU-only CSR kernel: elsewhere gather + max
+        out = gather_neighbors(x.detach(), _csr_neighbors(adj, b, n)).amax(dim=2)
+    else:
+        out = torch.sparse.mm(adj.to(x.dtype), x.detach().reshape(b * n, c), reduce="amax").view(b, n, c)
     return out if sign is None else out * sign
 
 
@@ -115,7 +125,7 @@ def neighbor_argmax(a: Tensor, idx: Tensor, adj: Tensor, sign: Tensor | None = N
     spare mantissa bits) take the gather + max over ``[B, N, k, C]``."""
     b, n, c = a.shape
     x = a.detach() if sign is None else a.detach() * sign
-    if x.dtype != torch.float32 or n >= 2**_INDEX_BITS:
+    if x.dtype != torch.float32 or n >= 2**_INDEX_BITS or x.device.type != "cpu":
         return idx.gather(2, gather_neighbors(x, idx).max(dim=2).indices)
     point = torch.arange(n, device=a.device).repeat(b).view(b * n, 1)
     # ±inf would turn into NaNs with index bits: stand-ins beyond any float32 keep the order (NaN -> 0).
