@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ..data.transforms import fixed_subset
 from ..runtime import progress_interval, show_bars
@@ -16,6 +15,8 @@ from .metrics import ClassificationReport
 @torch.inference_mode()
 def predict(model: nn.Module, clouds: Tensor, num_points: int, batch_size: int = 64, progress: bool = False) -> Tensor:
     """Logits ``[M, num_classes]`` for ``clouds`` ``[M, P, 3]``, each reduced to a fixed ``num_points`` subset."""
+    from tqdm import tqdm  # here, so that inference needs no tqdm (benchmarks/gpu_check.py runs on torch alone)
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
