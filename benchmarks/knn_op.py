@@ -1,0 +1,196 @@
+"""Stock ONNX vs the fused kNN operator (``pointkd.KnnTopK``) for a student, batch 1, on this CPU.
+
+For each number of points the checkpoint is exported (:func:`~pointkd.export.export_onnx`), rewritten with
+:func:`~pointkd.export.knn_op.fuse_knn`, both models are checked on real test clouds (identical neighbour sets in
+every kNN layer, max |Δlogit|), then timed at each intra-op thread count in interleaved rounds (stock, fused,
+stock, ...) so that a change in machine load hits both alike. Targets (issue 15): the paper student at 1024 points
+<= 5 ms p50 at 2 threads and >= 1.4x faster than stock; at 512 points <= 2.0 ms.
+
+Run on an idle machine: ``python benchmarks/knn_op.py [--checkpoint CKPT] [--points 512 1024] [--threads 1 2]``
+-> ``benchmarks/results/<device-id>/knn_op.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from pointkd.bench.device import device_id, device_info
+from pointkd.data import load_modelnet40
+from pointkd.export import export_onnx, make_session
+from pointkd.export.knn_op import build_knn_op, fuse_knn, make_fused_session
+from pointkd.runtime import busy_cores
+from pointkd.timing import percentile, time_ms
+from pointkd.train.checkpoint import model_from_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TARGETS = {1024: {"p50_ms": 5.0, "speedup": 1.4, "threads": 2}, 512: {"p50_ms": 2.0, "threads": 2}}
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD features the operator dispatches on (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in set(flags) if f in ("avx2", "fma", "avx512f"))
+
+
+def with_index_outputs(path: Path, names: list[str], out: Path) -> Path:
+    model = onnx.load(str(path))
+    for name in names:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None))
+    onnx.save(model, str(out))
+    return out
+
+
+def parity(stock: Path, fused: Path, indices: list[str], clouds: np.ndarray, library: Path) -> dict:
+    """Neighbour sets of every kNN layer and logits of the two models on ``clouds`` ``[M, N, 3]``."""
+    tmp = stock.parent
+    a = make_session(with_index_outputs(stock, indices, tmp / "stock_idx.onnx"), threads=1)
+    b = make_fused_session(with_index_outputs(fused, indices, tmp / "fused_idx.onnx"), threads=1, library=library)
+    rows = differing = 0
+    worst = 0.0
+    for i in range(0, len(clouds), 32):
+        feed = {"points": clouds[i : i + 32]}
+        out_a, out_b = a.run(None, feed), b.run(None, feed)
+        worst = max(worst, float(np.abs(out_a[0] - out_b[0]).max()))
+        for x, y in zip(out_a[1:], out_b[1:], strict=True):
+            rows += x.shape[0] * x.shape[1]
+            differing += int((~(np.sort(x, -1) == np.sort(y, -1)).all(-1)).sum())
+    return {"clouds": len(clouds), "rows": rows, "rows_with_different_neighbours": differing, "max_abs_dlogit": worst}
+
+
+def time_pair(stock, fused, cloud: np.ndarray, repeats: int, warmup: int, rounds: int) -> dict[str, list[float]]:
+    """Interleaved timings (ms) of the two sessions on one batch."""
+    feeds = {"points": cloud}
+    times: dict[str, list[float]] = {"stock": [], "fused": []}
+    for sess in (stock, fused):
+        time_ms(lambda s=sess: s.run(None, feeds), 0, warmup)
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for name, sess in (("stock", stock), ("fused", fused)):
+            times[name] += time_ms(lambda s=sess: s.run(None, feeds), per_round, warmup=1)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(times, 50), 4),
+        "p90_ms": round(percentile(times, 90), 4),
+        "min_ms": round(min(times), 4),
+        "runs": len(times),
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Fused kNN operator vs stock ONNX: {Path(report['checkpoint']).name}, batch 1",
+        "",
+        f"{report['device']['cpu']}, {report['device']['cores']} cores, SIMD {', '.join(report['cpu_flags']) or '-'}; "
+        f"onnxruntime {report['device']['versions']['onnxruntime']}; other processes kept "
+        f"{report['busy_cores_before']:.2f} cores busy when it started. "
+        f"Library sha256 {report['library_sha256'][:16]}.",
+        "",
+        "| points | threads | stock p50 (ms) | fused p50 (ms) | speedup | stock p90 | fused p90 | target |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in report["rows"]:
+        target = row.get("target")
+        verdict = "" if target is None else ("met" if target["met"] else "missed") + f" ({target['text']})"
+        lines.append(
+            f"| {row['points']} | {row['threads']} | {row['stock']['p50_ms']:.3f} | {row['fused']['p50_ms']:.3f} | "
+            f"{row['speedup_p50']:.2f}x | {row['stock']['p90_ms']:.3f} | {row['fused']['p90_ms']:.3f} | {verdict} |"
+        )
+    lines += ["", "Parity on real test clouds (stock vs fused, every kNN layer):", ""]
+    for points, par in report["parity"].items():
+        lines.append(
+            f"- {points} points: {par['clouds']} clouds, {par['rows_with_different_neighbours']} of {par['rows']} "
+            f"rows with a different neighbour set, max |Δlogit| {par['max_abs_dlogit']:.2e}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def target_of(points: int, threads: int, stock: float, fused: float) -> dict | None:
+    spec = TARGETS.get(points)
+    if spec is None or spec["threads"] != threads:
+        return None
+    met = fused <= spec["p50_ms"] and stock / fused >= spec.get("speedup", 0.0)
+    text = f"<= {spec['p50_ms']} ms" + (f", >= {spec['speedup']}x" if "speedup" in spec else "")
+    return {"met": bool(met), "text": text}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "student_lsp.pt")
+    parser.add_argument("--points", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--parity-clouds", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    args = parser.parse_args(argv)
+
+    info = device_info(args.threads)
+    out_dir = args.out or RESULTS / device_id(info)
+    library = build_knn_op()
+    busy = busy_cores()
+    model = model_from_checkpoint(args.checkpoint)
+    data = load_modelnet40(None, num_points=max(args.points))
+    report: dict = {
+        "checkpoint": str(args.checkpoint.resolve().relative_to(ROOT))
+        if args.checkpoint.resolve().is_relative_to(ROOT)
+        else str(args.checkpoint),
+        "device": info,
+        "cpu_flags": cpu_flags(),
+        "library_sha256": hashlib.sha256(library.read_bytes()).hexdigest(),
+        "busy_cores_before": busy,
+        "batch": 1,
+        "repeats": args.repeats,
+        "rows": [],
+        "parity": {},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for points in args.points:
+            folder = Path(tmp) / str(points)
+            folder.mkdir()
+            stock = export_onnx(model, folder / "stock.onnx", points)
+            fused_path = folder / "fused.onnx"
+            fused = fuse_knn(stock, fused_path)
+            clouds = np.ascontiguousarray(data.test_x[: args.parity_clouds, :points], dtype=np.float32)
+            report["parity"][str(points)] = parity(stock, fused_path, [f.indices for f in fused], clouds, library)
+            cloud = clouds[:1]
+            for threads in args.threads:
+                s_stock = make_session(stock, threads=threads)
+                s_fused = make_fused_session(fused_path, threads=threads, library=library)
+                times = time_pair(s_stock, s_fused, cloud, args.repeats, args.warmup, args.rounds)
+                row = {"points": points, "threads": threads, "stock": summary(times["stock"])}
+                row["fused"] = summary(times["fused"])
+                row["speedup_p50"] = round(row["stock"]["p50_ms"] / row["fused"]["p50_ms"], 3)
+                row["target"] = target_of(points, threads, row["stock"]["p50_ms"], row["fused"]["p50_ms"])
+                report["rows"].append(row)
+                print(
+                    f"{points} points, {threads} threads: stock {row['stock']['p50_ms']:.3f} ms, "
+                    f"fused {row['fused']['p50_ms']:.3f} ms ({row['speedup_p50']:.2f}x)",
+                    flush=True,
+                )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "knn_op.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "knn_op.md").write_text(markdown(report))
+    print(f"wrote {out_dir / 'knn_op.md'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
