@@ -58,14 +58,15 @@ def worktree(plan: Plan, commit: str) -> Path:
     return path
 
 
-def pointkd_command(code: Path, args: list[str], log_path: Path) -> int:
-    """``python -m pointkd ARGS`` with ``code`` first on the path, output appended to ``log_path``; SIGTERM to
-    this process reaches the child as SIGINT (it saves its checkpoint and stops)."""
+def pointkd_command(code: Path, args: list[str], log_path: Path, cwd: Path) -> int:
+    """``python -m pointkd ARGS`` with ``code`` first on the path, run in ``cwd`` (the plan's checkout, so the data
+    beside it is found as from the checkout itself), output appended to ``log_path``; SIGTERM to this process
+    reaches the child as SIGINT (it saves its checkpoint and stops)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH")) if p)}
     with open(log_path, "a") as out:
         out.write(f"\n$ pointkd {' '.join(args)}   # code {code}\n")
         out.flush()
-        child = subprocess.Popen([sys.executable, "-m", "pointkd", *args], env=env, stdout=out, stderr=out)
+        child = subprocess.Popen([sys.executable, "-m", "pointkd", *args], env=env, stdout=out, stderr=out, cwd=cwd)
         previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))
         try:
             return child.wait()
@@ -123,7 +124,7 @@ def train_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> None:
     take_lock(folder)
     try:
         log(f"[{spec.name}] training from {run_commit[:12]} (log: {folder / 'train.log'})")
-        rc = pointkd_command(code, train_args(plan, spec), folder / "train.log")
+        rc = pointkd_command(code, train_args(plan, spec), folder / "train.log", plan.repo)
     finally:
         release_lock(folder)
     if rc != 0:
@@ -137,7 +138,7 @@ def evaluate_run(plan: Plan, spec: RunSpec, code: Path, checkpoint: str, points:
         args = ["eval", str(folder / checkpoint), "--num-points", str(points), "--out", str(out), "--no-progress"]
         source = (_resolved_config(folder).get("data") or {}).get("source")
         args += ["--data", source] if source else []
-        if pointkd_command(code, args, folder / "eval.log") != 0:
+        if pointkd_command(code, args, folder / "eval.log", plan.repo) != 0:
             raise CampaignError(f"[{spec.name}] eval at {points} points failed; see {folder / 'eval.log'}")
     m = json.loads((out / "metrics.json").read_text())
     return {"oa": m["oa"], "macc": m["macc"], "k": m.get("k"), "points": points}
@@ -171,7 +172,7 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
     if spec.ship:
         ship = plan.resolve(spec.ship)
         ship.parent.mkdir(parents=True, exist_ok=True)
-        if pointkd_command(code, ["slim", str(folder / "last.pt"), str(ship)], folder / "eval.log") != 0:
+        if pointkd_command(code, ["slim", str(folder / "last.pt"), str(ship)], folder / "eval.log", plan.repo) != 0:
             raise CampaignError(f"[{spec.name}] could not write {ship}; see {folder / 'eval.log'}")
         record["shipped"] = spec.ship
     path = plan.record_path(spec)
