@@ -71,7 +71,7 @@ class Plan:
         return self.runs_dir / spec.name
 
     def record_path(self, spec: RunSpec) -> Path:
-        return self.records / "runs" / f"{spec.name}.json"
+        return self.records / "records" / f"{spec.name}.json"  # not runs/: that name is git-ignored
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()

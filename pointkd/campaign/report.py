@@ -101,7 +101,7 @@ def _student_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def summary(plan: Plan) -> dict[str, Any]:
     """``{"teacher": {...}, "runs": [...]}`` from the committed records (the issue's schema)."""
-    records = [json.loads(p.read_text()) for p in sorted((plan.records / "runs").glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((plan.records / "records").glob("*.json"))]
     out: dict[str, Any] = {"teacher": None, "runs": []}
     for rec in records:
         if rec["role"] == "teacher":
