@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..runtime import cpu_model
 from .plan import Plan, RunSpec
 from .state import CODE, plan_states, read_history, release_lock, take_lock
 
@@ -158,7 +159,7 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
         "config": _resolved_config(folder),
         "train_commit": (folder / CODE).read_text().strip(),
         "eval_commit": commit,
-        "device": _cpu_name(),
+        "device": cpu_model(),
         "epochs": len(history),
         "seconds": history[-1]["elapsed_s"],
         "seconds_per_epoch": history[-1]["elapsed_s"] / len(history),
@@ -218,15 +219,3 @@ def _resolved_config(folder: Path) -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load((folder / "config.yaml").read_text())
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
