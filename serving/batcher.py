@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocess import BadCloud
+from .preprocess import check_model_input
 
 
 @dataclass
@@ -107,10 +107,5 @@ class MicroBatcher:
         return [(await self._predict_each(loop, [c]))[0] for c in clouds]
 
     def _check(self, cloud: np.ndarray) -> None:
-        if self.row_shape is None:
-            return
-        if not isinstance(cloud, np.ndarray) or cloud.shape != self.row_shape or cloud.dtype != np.float32:
-            got = f"{getattr(cloud, 'dtype', type(cloud).__name__)} {list(getattr(cloud, 'shape', ()))}"
-            raise BadCloud(f"a batch row must be float32 {list(self.row_shape)}, got {got}")
-        if not np.isfinite(cloud).all():
-            raise BadCloud("a batch row holds NaN or Inf")
+        if self.row_shape is not None:
+            check_model_input(cloud, self.row_shape, "a batch row")

@@ -75,14 +75,15 @@ def resample(points: np.ndarray, n: int) -> np.ndarray:
 def prepare(points: np.ndarray, num_points: int, min_points: int, max_points: int) -> np.ndarray:
     """Validated, normalised, resampled ``[num_points, 3]`` finite float32."""
     out = resample(normalize(validate(points, min_points, max_points)), num_points)
-    check_model_input(out, num_points)
+    check_model_input(out, (num_points, 3), "the prepared cloud")
     return out
 
 
-def check_model_input(cloud: np.ndarray, num_points: int) -> None:
-    """A :class:`BadCloud` unless ``cloud`` is exactly what the model takes: ``[num_points, 3]`` finite float32."""
-    if not isinstance(cloud, np.ndarray) or cloud.shape != (num_points, 3) or cloud.dtype != np.float32:
+def check_model_input(cloud: object, shape: tuple[int, ...], what: str = "a model input") -> None:
+    """A :class:`BadCloud` unless ``cloud`` is exactly what the model takes: a finite float32 array of ``shape``.
+    Checked on every prepared cloud and again by the micro-batcher on every row it is given."""
+    if not isinstance(cloud, np.ndarray) or cloud.shape != tuple(shape) or cloud.dtype != np.float32:
         got = f"{getattr(cloud, 'dtype', type(cloud).__name__)} {list(getattr(cloud, 'shape', ()))}"
-        raise BadCloud(f"the prepared cloud is {got}, the model takes float32 [{num_points}, 3]")
+        raise BadCloud(f"{what} is {got}, the model takes float32 {list(shape)}")
     if not np.isfinite(cloud).all():
-        raise BadCloud("the prepared cloud holds NaN or Inf")
+        raise BadCloud(f"{what} holds NaN or Inf")
