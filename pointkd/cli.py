@@ -121,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Prometheus /metrics. Requests are micro-batched. Clouds are centred, scaled to the unit sphere and "
         "resampled to the model's point count; send them z-up, as ModelNet40.",
     )
-    serve.add_argument("artifact", help="an artifact folder written by `pointkd compile` (with manifest.json)")
+    serve.add_argument(
+        "artifact",
+        help="an artifact folder written by `pointkd compile` (with manifest.json), or a model repository: a folder "
+        "of artifact folders, each served under its folder's name",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default 0: one per core)")
@@ -133,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-points", type=int, default=1_000_000, help="largest cloud (default 1e6 points)")
     serve.add_argument(
         "--no-spin", action="store_true", help="ONNX Runtime threads sleep between runs instead of busy-waiting"
+    )
+    serve.add_argument(
+        "--parse-workers",
+        type=int,
+        default=2,
+        help="worker processes that read and resample uploads (default 2; 0: threads of the server, no isolation)",
+    )
+    serve.add_argument(
+        "--parse-timeout-s", type=float, default=10.0, help="longest a worker may spend on one body (default 10 s)"
+    )
+    serve.add_argument(
+        "--worker-memory-x",
+        type=float,
+        default=24.0,
+        help="a worker's memory cap: its baseline + this many times --max-body-mb (default 24; JSON needs ~22x)",
     )
     serve.add_argument("--log-level", default="warning")
 
@@ -421,10 +440,12 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import uvicorn
 
     from serving import ServeSettings, create_app
+    from serving.repository import model_folders
 
     from .export import read_manifest
 
-    read_manifest(args.artifact)  # fail here, with one line, rather than inside the server's start-up
+    for _, folder in model_folders(args.artifact):
+        read_manifest(folder)  # fail here, with one line, rather than inside the server's start-up
     settings = ServeSettings(
         threads=args.threads,
         max_batch=args.max_batch,
@@ -432,6 +453,9 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_points=args.max_points,
         spin=not args.no_spin,
+        parse_workers=args.parse_workers,
+        parse_timeout_s=args.parse_timeout_s,
+        worker_memory_x=args.worker_memory_x,
     )
     uvicorn.run(
         create_app(args.artifact, settings), host=args.host, port=args.port, log_level=args.log_level, access_log=False

@@ -35,3 +35,9 @@ class ServerMetrics:
         self.inference_seconds = Histogram(
             "pointkd_inference_seconds", "Runtime call duration", buckets=LATENCY_BUCKETS, registry=self.registry
         )
+        self.worker_replacements = Counter(
+            "pointkd_parse_worker_replacements_total",
+            "Parse worker processes replaced, by why (crashed, timed out, out of memory)",
+            ["reason"],
+            registry=self.registry,
+        )

@@ -11,16 +11,17 @@ from pointkd.export.manifest import read_manifest
 
 
 class Predictor:
-    """``predict(batch [B, N, 3]) -> probabilities [B, C]`` for the artifact in ``folder`` (sha256s verified)."""
+    """``predict(batch [B, N, 3]) -> probabilities [B, C]`` for the artifact in ``folder`` (sha256s verified),
+    served as ``name`` (default: the manifest's model name)."""
 
-    def __init__(self, folder: str | os.PathLike, threads: int = 0, spin: bool = True):
+    def __init__(self, folder: str | os.PathLike, threads: int = 0, spin: bool = True, name: str | None = None):
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder, verify=True)
         m = self.manifest
         self.classes: list[str] = list(m["classes"])
         self.num_points = int(m["input"]["num_points"])
         self.min_points = int((m.get("model") or {}).get("config", {}).get("k", 1))
-        self.name = (m.get("model") or {}).get("name") or self.folder.name
+        self.name = name or (m.get("model") or {}).get("name") or self.folder.name
         self.version = m["files"][m["model_file"]][:12]
         model_file = self.folder / m["model_file"]
         self.input_name = m["input"]["name"]
