@@ -26,6 +26,10 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
         ("json", "closed", 3),
         ("json", "open 20/s #1", None),
         ("json", "open 20/s #2", None),
+        ("v2-binary", "closed", 1),
+        ("v2-binary", "closed", 3),
+        ("v2-binary", "open 20/s #1", None),
+        ("v2-binary", "open 20/s #2", None),
     ]
     for r in report["rows"]:
         assert r["errors"] == 0 and r["requests"] >= 12 and 0 < r["p50_ms"] <= r["p99_ms"]
@@ -35,7 +39,9 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     # pooled over both runs, it is no lower than either run's median (it can exceed both runs' own p99s: 20 samples)
     assert report["goal"]["open_loop_p99_ms"] >= max(r["p50_ms"] for r in open_rows)
     assert report["goal"]["client"].startswith("aiohttp")
-    assert report["num_points"] == 64 and "| binary | closed | 3 |" in (tmp_path / "load_test.md").read_text()
+    md = (tmp_path / "load_test.md").read_text()
+    assert report["num_points"] == 64 and "| binary | closed | 3 |" in md and "| v2-binary | closed | 3 |" in md
+    assert set(report["goal"]["pooled_p99_ms"]) == {"binary", "json", "v2-binary"}
 
 
 def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_path):
