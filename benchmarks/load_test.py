@@ -25,7 +25,6 @@ import gc
 import json
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -34,7 +33,7 @@ import numpy as np
 from pointkd.data import load_modelnet40
 from pointkd.export import read_manifest
 from pointkd.runtime import busy_cores, cpu_model
-from pointkd.timing import percentile
+from pointkd.timing import on_schedule, percentile
 from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
@@ -105,20 +104,6 @@ async def closed_loop(url: str, bodies: list, concurrency: int, max_requests: in
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - start
     return summary(latencies, errors, elapsed)
-
-
-async def on_schedule(one: Callable[[int], Awaitable[None]], rate: float, seconds: float) -> float:
-    """Start ``one(i)`` at ``i / rate`` s for every ``i < rate * seconds``, whatever the answers (an open loop);
-    the elapsed seconds once all have finished."""
-    tasks = []
-    start = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-    return time.perf_counter() - start
 
 
 async def open_loop(url: str, bodies: list, rate: float, seconds: float, record: list | None = None) -> dict:

@@ -27,7 +27,7 @@ import numpy as np
 
 from pointkd.bench.device import device_id, device_info
 from pointkd.export import read_manifest
-from pointkd.timing import percentile
+from pointkd.timing import on_schedule, percentile
 from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
@@ -195,17 +195,6 @@ def class_of(payload: bytes) -> str | None:
     return doc["class"] if "class" in doc else doc["parameters"]["classes"][0]
 
 
-async def scheduled(rate: float, seconds: float, one) -> None:
-    """``one(i)`` at ``i / rate`` s for every ``i < rate * seconds`` (an open loop)."""
-    tasks, start = [], time.perf_counter()
-    for i in range(int(rate * seconds)):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-
-
 async def soak(soak_: Soak, valid: list, hostile: list, args: argparse.Namespace) -> float:
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128), timeout=timeout) as client:
@@ -223,7 +212,7 @@ async def soak(soak_: Soak, valid: list, hostile: list, args: argparse.Namespace
             return soak_.send(client, "hostile", hostile[i % len(hostile)])
 
         await asyncio.gather(
-            scheduled(args.rate, args.seconds, one_valid), scheduled(args.hostile_rate, args.seconds, one_hostile)
+            on_schedule(one_valid, args.rate, args.seconds), on_schedule(one_hostile, args.hostile_rate, args.seconds)
         )
         stop.set()
         await asyncio.gather(*watchers)

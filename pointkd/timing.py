@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 def time_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, max_seconds: float | None = None) -> list[float]:
@@ -36,3 +37,17 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[
     """``(median, all times)`` in milliseconds; see :func:`time_ms`."""
     times = time_ms(fn, repeats, warmup)
     return statistics.median(times), times
+
+
+async def on_schedule(one: Callable[[int], Awaitable[None]], rate: float, seconds: float) -> float:
+    """Start ``one(i)`` at ``i / rate`` s for every ``i < rate * seconds``, whatever the answers (an open loop);
+    the elapsed seconds once all have finished."""
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - start

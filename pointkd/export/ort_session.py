@@ -31,6 +31,22 @@ def ort_cuda_status() -> str | None:
     return None
 
 
+def session_options(threads: int = 0, spin: bool = True):
+    """The ``SessionOptions`` every pointkd session uses: all graph optimisations, ``threads`` intra-op threads
+    (0 = ORT's default), one inter-op thread, sequential, quiet; ``spin=False`` as in :func:`make_session`."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 def make_session(
     path: str | os.PathLike,
     threads: int = 0,
@@ -48,14 +64,7 @@ def make_session(
         raise ValueError(f"device must be one of {ORT_DEVICES}, got {device!r}")
     if device == "cuda" and (reason := ort_cuda_status()) is not None:
         raise RuntimeUnavailable(reason)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts = session_options(threads, spin)
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix

@@ -26,13 +26,8 @@ def make_fused_session(
     sequential) for a model that uses ``pointkd.KnnTopK``, with the operator's library registered."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from ..ort_session import session_options
+
+    opts = session_options(threads, spin)
     register_knn_op(opts, library)
     return ort.InferenceSession(str(Path(path)), opts, providers=["CPUExecutionProvider"])
