@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pointkd.campaign import load_plan, run_campaign, status_table, summary
-from pointkd.campaign.runner import WORKDIR, teacher_checkpoint, train_args
+from pointkd.campaign.runner import WORKDIR, pointkd_command, teacher_checkpoint, train_args
 from pointkd.campaign.state import plan_states, take_lock
 from pointkd.config import ConfigError, load_config
 
@@ -138,3 +138,17 @@ def test_wait_polls_while_another_process_holds_a_run(tmp_path, monkeypatch):
     assert [s.state for s in plan_states(plan)] == ["running", "done"]
     assert run_campaign(plan, WORKDIR, log=lambda _: None) == 0  # without wait: returns at once
     assert sleeps == [5.0]
+
+
+def test_children_import_the_pinned_code_not_the_checkout_they_run_in(tmp_path):
+    """The child runs in the plan's checkout (for the data beside it), yet imports pointkd from the pinned worktree."""
+    code = tmp_path / "pinned"
+    (code / "pointkd").mkdir(parents=True)
+    (code / "pointkd" / "__init__.py").write_text("")
+    main = "import sys, pointkd\nprint('pinned', pointkd.__file__, sys.argv[1:])\n"
+    (code / "pointkd" / "__main__.py").write_text(main)
+    checkout = Path(__file__).resolve().parents[1]
+    log = tmp_path / "child.log"
+    assert pointkd_command(code, ["eval", "--k", "auto"], log, checkout) == 0
+    line = log.read_text().splitlines()[-1]
+    assert line == f"pinned {code / 'pointkd' / '__init__.py'} ['eval', '--k', 'auto']"

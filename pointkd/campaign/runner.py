@@ -59,6 +59,15 @@ def worktree(plan: Plan, commit: str) -> Path:
     return path
 
 
+def child_command(code: Path, args: list[str]) -> list[str]:
+    """``python -m pointkd ARGS`` importing pointkd from ``code``. Not ``-m`` itself: it puts the working directory
+    (the plan's checkout, whose own ``pointkd/`` may be edited meanwhile) first on ``sys.path``, ahead of PYTHONPATH,
+    and ``-P`` needs Python 3.11."""
+    boot = f"import runpy, sys; sys.path[0] = {str(code)!r}; "
+    boot += "runpy.run_module('pointkd', run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", boot, *args]
+
+
 def pointkd_command(code: Path, args: list[str], log_path: Path, cwd: Path) -> int:
     """``python -m pointkd ARGS`` with ``code`` first on the path, run in ``cwd`` (the plan's checkout, so the data
     beside it is found as from the checkout itself), output appended to ``log_path``; SIGTERM to this process
@@ -67,7 +76,7 @@ def pointkd_command(code: Path, args: list[str], log_path: Path, cwd: Path) -> i
     with open(log_path, "a") as out:
         out.write(f"\n$ pointkd {' '.join(args)}   # code {code}\n")
         out.flush()
-        child = subprocess.Popen([sys.executable, "-m", "pointkd", *args], env=env, stdout=out, stderr=out, cwd=cwd)
+        child = subprocess.Popen(child_command(code, args), env=env, stdout=out, stderr=out, cwd=cwd)
         previous = signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))
         try:
             return child.wait()
