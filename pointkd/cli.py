@@ -286,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         from .runtime import reexec_with_jemalloc
 
         reexec_with_jemalloc()
+    if from_shell and args.command in LONG_RUNNING | {"campaign"}:
+        from .runtime import stop_on_signals
+
+        stop_on_signals()
     from .campaign.runner import CampaignError
     from .config import ConfigError
     from .data import DataError

@@ -9,6 +9,7 @@ once with ``LD_PRELOAD`` set. Opt out with ``POINTKD_JEMALLOC=0``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def jemalloc_env(env: dict[str, str] | None = None) -> dict[str, str] | None:
     return env
 
 
+def reexec_command() -> list[str]:
+    """This process's own command line, as the interpreter got it (``-m``, ``-c`` or a script, and their
+    arguments): rebuilding it as ``python -m pointkd`` would put the working directory first on ``sys.path`` and could
+    import another checkout's pointkd than the one running (the campaign's pinned worktree)."""
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
 def reexec_with_jemalloc() -> None:
     """Replace this process with the same command under jemalloc, once; return if not possible or disabled."""
     if os.environ.get("POINTKD_JEMALLOC", "1") == "0" or jemalloc_active() or os.environ.get(_MARK):
@@ -53,10 +61,21 @@ def reexec_with_jemalloc() -> None:
     env = jemalloc_env()
     if env is None:
         return
-    args = [sys.executable, "-m", "pointkd", *sys.argv[1:]]
+    args = reexec_command()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, args, env)
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so a long command saves its checkpoint and stops. A command started
+    in the background by a non-interactive shell inherits SIGINT ignored, and Python then leaves it ignored."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def cpu_model() -> str:

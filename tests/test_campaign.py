@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,38 @@ def test_children_import_the_pinned_code_not_the_checkout_they_run_in(tmp_path):
     assert pointkd_command(code, ["eval", "--k", "auto"], log, checkout) == 0
     line = log.read_text().splitlines()[-1]
     assert line == f"pinned {code / 'pointkd' / '__init__.py'} ['eval', '--k', 'auto']"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_background_training_stops_on_a_signal_with_its_checkpoint(tmp_path, sig):
+    """Started as a non-interactive shell starts a background job (SIGINT ignored), `pointkd train` still saves its
+    checkpoint and stops on SIGINT or SIGTERM, so a campaign can be stopped and resumed."""
+    config = {**TINY, "train": {**TINY["train"], "epochs": 10_000}}
+    config["model"] = {"name": "dgcnn_student", "overrides": {"widths": [8, 16], "mlp": [16], "k": 4}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    env = {**os.environ, "POINTKD_JEMALLOC": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pointkd", "train", "--config", str(tmp_path / "c.yaml"), "--out", str(out)]
+    child = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    lines = []
+    for line in child.stdout:
+        lines.append(line)
+        if "epoch 2" in line:
+            break
+    child.send_signal(sig)
+    rest, _ = child.communicate(timeout=60)
+    assert child.returncode == 130, "".join(lines) + rest
+    assert "interrupted" in rest and (out / "last.pt").is_file()
+
+
+def test_the_jemalloc_reexec_repeats_the_command_as_the_interpreter_got_it():
+    code = "import sys; from pointkd.runtime import reexec_command; print(reexec_command())"
+    out = subprocess.run([sys.executable, "-c", code, "train", "--x"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == repr([sys.executable, "-c", code, "train", "--x"])
