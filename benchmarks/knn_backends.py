@@ -20,7 +20,7 @@ import torch
 
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.models.knn import knn_cluster, knn_dense, torch_cluster_available
-from pointkd.runtime import cpu_model, jemalloc_active
+from pointkd.process import cpu_model, jemalloc_active
 from pointkd.timing import median_ms
 
 RESULTS = Path(__file__).parent / "results"

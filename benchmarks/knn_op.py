@@ -26,7 +26,7 @@ from pointkd.bench.device import device_id, device_info
 from pointkd.data import load_modelnet40
 from pointkd.export import export_onnx, make_session
 from pointkd.export.knn_op import build_knn_op, fuse_knn, make_fused_session
-from pointkd.runtime import busy_cores
+from pointkd.process import busy_cores
 from pointkd.timing import percentile, time_ms
 from pointkd.train.checkpoint import model_from_checkpoint
 

@@ -28,7 +28,7 @@ import torch
 from calibration import build_calibration_set
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.export import export_onnx, make_session, quantize_int8
-from pointkd.runtime import busy_cores, cpu_model
+from pointkd.process import busy_cores, cpu_model
 from pointkd.timing import percentile, time_ms
 from pointkd.train import load_checkpoint, model_from_checkpoint
 

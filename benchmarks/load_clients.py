@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_test import open_loop, payloads, summary
 
 from pointkd.data import load_modelnet40
-from pointkd.runtime import busy_cores, cpu_model
+from pointkd.process import busy_cores, cpu_model
 from pointkd.timing import on_schedule
 from serving.launch import free_port, start_server, stop_server
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from pointkd.data import load_modelnet40
 from pointkd.export import read_manifest
-from pointkd.runtime import busy_cores, cpu_model
+from pointkd.process import busy_cores, cpu_model
 from pointkd.timing import on_schedule, percentile
 from serving.launch import free_port, start_server, stop_server
 

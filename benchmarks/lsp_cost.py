@@ -30,7 +30,7 @@ from pointkd.config import DistillSection
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.distill import Distill, Kernel, lsp_loss_dense, lsp_loss_padded, lsp_loss_sparse
 from pointkd.models import create_model
-from pointkd.runtime import cpu_model, jemalloc_active
+from pointkd.process import cpu_model, jemalloc_active
 from pointkd.timing import median_ms
 from pointkd.train import model_from_checkpoint
 

@@ -20,7 +20,7 @@ import torch
 
 from pointkd.data import load_modelnet40
 from pointkd.export import make_session, seeded_topk
-from pointkd.runtime import busy_cores, cpu_model
+from pointkd.process import busy_cores, cpu_model
 from pointkd.timing import percentile, time_ms
 from pointkd.train.checkpoint import model_from_checkpoint
 

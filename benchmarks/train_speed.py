@@ -9,7 +9,7 @@ Method:
 
 * Every configuration runs in its own child process (``python train_speed.py --worker ...``), because the
   allocator can only be chosen when a process starts: jemalloc rows get ``LD_PRELOAD`` + ``MALLOC_CONF``
-  from :func:`pointkd.runtime.jemalloc_env`, glibc rows an environment with both removed and
+  from :func:`pointkd.process.jemalloc_env`, glibc rows an environment with both removed and
   ``POINTKD_JEMALLOC=0``. The child checks ``/proc/self/maps`` to confirm which allocator it really got and
   prints one JSON line that the parent collects. A child that fails (exception, OOM kill, timeout) becomes a
   row with status ``failed: <reason>``; configurations that cannot run here (no torch-cluster, no jemalloc)
@@ -210,7 +210,7 @@ def parse_row(text: str) -> tuple[str, str, str]:
 
 def child_env(allocator: str, threads: int) -> dict[str, str] | None:
     """Environment for a child using ``allocator``; None if that allocator is not available here."""
-    from pointkd.runtime import jemalloc_env
+    from pointkd.process import jemalloc_env
 
     env = {k: v for k, v in os.environ.items() if k not in _ALLOC_VARS}
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
@@ -223,7 +223,7 @@ def child_env(allocator: str, threads: int) -> dict[str, str] | None:
 
 def skip_reason(cfg: BenchConfig) -> str | None:
     from pointkd.models.knn import torch_cluster_available
-    from pointkd.runtime import find_jemalloc
+    from pointkd.process import find_jemalloc
 
     if cfg.knn.startswith("cluster") and not torch_cluster_available():
         return "skipped: torch-cluster not installed (pip install --no-build-isolation torch-cluster)"
@@ -269,7 +269,7 @@ def run_config(cfg: BenchConfig, opts: BenchOptions) -> dict[str, Any]:
     if reason or env is None:
         row["status"] = reason or f"skipped: {cfg.allocator} unavailable"
         return row
-    from pointkd.runtime import busy_cores
+    from pointkd.process import busy_cores
 
     row["busy_cores_before"] = round(busy_cores(0.5), 2)
     cmd = [sys.executable, str(Path(__file__).resolve()), *worker_args(cfg, opts)]
@@ -300,7 +300,7 @@ def host_info(opts: BenchOptions) -> dict[str, Any]:
     import torch
 
     from pointkd.models.knn import torch_cluster_available
-    from pointkd.runtime import MALLOC_CONF, busy_cores, cpu_model, find_jemalloc
+    from pointkd.process import MALLOC_CONF, busy_cores, cpu_model, find_jemalloc
 
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -96,7 +96,7 @@ def worker(step: str, centres: int | None, opts: argparse.Namespace) -> dict[str
 
 
 def run_row(step: str, centres: int | None, code: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    from pointkd.runtime import busy_cores, jemalloc_env
+    from pointkd.process import busy_cores, jemalloc_env
 
     env = jemalloc_env() or dict(os.environ)
     env.update(PYTHONPATH=str(code), OMP_NUM_THREADS=str(opts.threads))

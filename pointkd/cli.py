@@ -283,11 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     if from_shell and args.command in LONG_RUNNING:
-        from .runtime import reexec_with_jemalloc
+        from .process import reexec_with_jemalloc
 
         reexec_with_jemalloc()
     if from_shell and args.command in LONG_RUNNING | {"campaign"}:
-        from .runtime import stop_on_signals
+        from .process import stop_on_signals
 
         stop_on_signals()
     from .campaign.runner import CampaignError

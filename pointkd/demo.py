@@ -49,7 +49,7 @@ def serve_check(
 
     from serving.launch import free_port, start_server, stop_server
 
-    from .runtime import progress_interval, show_bars
+    from .process import progress_interval, show_bars
     from .timing import percentile
 
     port = free_port()

@@ -187,6 +187,6 @@ def test_a_background_training_stops_on_a_signal_with_its_checkpoint(tmp_path, s
 
 
 def test_the_jemalloc_reexec_repeats_the_command_as_the_interpreter_got_it():
-    code = "import sys; from pointkd.runtime import reexec_command; print(reexec_command())"
+    code = "import sys; from pointkd.process import reexec_command; print(reexec_command())"
     out = subprocess.run([sys.executable, "-c", code, "train", "--x"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == repr([sys.executable, "-c", code, "train", "--x"])

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pointkd import runtime
+from pointkd import process
 from pointkd.cli import COMMANDS, build_parser, main
 from pointkd.data.synthetic import make_synthetic
 
@@ -91,7 +91,7 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path, capsys):
 
 
 def test_long_commands_reexec_under_jemalloc(monkeypatch):
-    if runtime.find_jemalloc() is None:
+    if process.find_jemalloc() is None:
         pytest.skip("libjemalloc2 is not installed")
     calls = []
     monkeypatch.delenv("LD_PRELOAD", raising=False)
@@ -108,11 +108,11 @@ def test_long_commands_reexec_under_jemalloc(monkeypatch):
         main()
     args, env = calls[0]
     assert args[1:] == ["-m", "pointkd", "train", "--config", "quickstart"]
-    assert "jemalloc" in env["LD_PRELOAD"] and env["MALLOC_CONF"] == runtime.MALLOC_CONF
+    assert "jemalloc" in env["LD_PRELOAD"] and env["MALLOC_CONF"] == process.MALLOC_CONF
 
 
 def test_jemalloc_env_really_loads_jemalloc():
-    env = runtime.jemalloc_env()
+    env = process.jemalloc_env()
     if env is None:
         pytest.skip("libjemalloc2 is not installed")
     code = "print('jemalloc' in open('/proc/self/maps').read())"

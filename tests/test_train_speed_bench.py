@@ -70,7 +70,7 @@ def test_script_writes_json_and_markdown(tmp_path: Path) -> None:
     assert got == [tuple(r.split(",")) for r in rows]
 
     from pointkd.models.knn import torch_cluster_available
-    from pointkd.runtime import find_jemalloc
+    from pointkd.process import find_jemalloc
 
     base, jem, cluster = data["rows"]
     assert base["status"] == "ok" and base["allocator_loaded"] == "glibc"

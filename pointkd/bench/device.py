@@ -8,7 +8,7 @@ import re
 import subprocess
 from typing import Any
 
-from ..runtime import cpu_model
+from ..process import cpu_model
 
 
 def gpu_name() -> str | None:

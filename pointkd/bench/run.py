@@ -248,7 +248,7 @@ def _write_inputs(data, points: int, opts: BenchOptions, folder: Path) -> Path:
 def worker_env() -> dict[str, str]:
     """The environment without pointkd's jemalloc preload: workers use the system allocator, as `pointkd serve`
     and most deployments do (jemalloc with decay off would also keep every freed page in the peak RSS)."""
-    from ..runtime import MALLOC_CONF
+    from ..process import MALLOC_CONF
 
     env = os.environ.copy()
     env["LD_PRELOAD"] = ":".join(p for p in env.get("LD_PRELOAD", "").split(":") if p and "jemalloc" not in p)
@@ -318,7 +318,7 @@ def run_bench(sources: list[str], out: str | os.PathLike, opts: BenchOptions) ->
     from tqdm import tqdm
 
     from ..data import load_modelnet40
-    from ..runtime import progress_interval
+    from ..process import progress_interval
 
     opts.validate()
     if not sources:

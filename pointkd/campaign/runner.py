@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..runtime import cpu_model
+from ..process import cpu_model
 from .plan import Plan, RunSpec
 from .state import CODE, plan_states, read_history, release_lock, take_lock
 

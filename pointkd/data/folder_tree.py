@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..runtime import progress_interval, show_bars
+from ..process import progress_interval, show_bars
 from .cloud_io import CLOUD_SUFFIXES, read_cloud
 from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere, resample_points
 

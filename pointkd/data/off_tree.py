@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..runtime import progress_interval, show_bars
+from ..process import progress_interval, show_bars
 from .cloud_io import read_cloud
 from .folder_tree import SPLITS, scan_class_tree, stack_splits
 from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere

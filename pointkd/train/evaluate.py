@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.transforms import fixed_subset
-from ..runtime import progress_interval, show_bars
+from ..process import progress_interval, show_bars
 from .metrics import ClassificationReport
 
 

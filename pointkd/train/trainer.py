@@ -25,7 +25,7 @@ from .. import __version__
 from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
-from ..runtime import progress_interval, show_bars
+from ..process import progress_interval, show_bars
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .distributed import (
     DistContext,
