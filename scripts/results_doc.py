@@ -1,0 +1,822 @@
+"""Write docs/results.md (and the README's headline block) from the committed result files.
+
+    python scripts/results_doc.py          # rewrite docs/results.md and the block in README.md
+    python scripts/results_doc.py --check  # exit 1 if either differs from what the result files give
+
+Reads only JSON under benchmarks/results/ (never the .md beside them, never pointkd itself, whose modules move);
+every table names the file it comes from. Every source but the campaign summary is optional: a missing file drops
+its table. Any number of campaign runs and of device folders (benchmarks/results/<device-id>/) is handled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path("benchmarks/results")
+DOC = Path("docs/results.md")
+README = Path("README.md")
+HEADLINE_START = "<!-- headline numbers: written by scripts/results_doc.py -->"
+HEADLINE_END = "<!-- end of headline numbers -->"
+
+# Yang et al., CVPR 2020, Table 4 (ModelNet40, 1024 points): OA / mAcc in %; their student is the 0.1 M DGCNN.
+PAPER_TABLE4 = {
+    "teacher": (92.4, 89.3),
+    "scratch": (91.2, None),
+    "fitnet": (91.1, None),
+    "at": (91.6, None),
+    "kd": (91.6, None),
+    "lsp": (91.9, 88.6),
+}
+PAPER_STUDENT = "dgcnn_student"
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def load(root: Path, rel: Path | str) -> Any | None:
+    path = root / rel
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def link(rel: Path | str) -> str:
+    """A Markdown link from docs/ to a file of the repository."""
+    return f"[`{rel}`](../{rel})"
+
+
+def source(*rels: Path | str) -> str:
+    return "Source: " + ", ".join(link(r) for r in rels) + "."
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x * 100:.{digits}f}"
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def signed(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.2f}"
+
+
+def mean_sd(values: list[float]) -> str:
+    """Percent, with the standard deviation when there are several seeds."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0] * 100:.2f}"
+    return f"{statistics.mean(values) * 100:.2f} ± {statistics.stdev(values) * 100:.2f}"
+
+
+def table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:
+    """Markdown table; align is one letter per column (l or r), left by default."""
+    align = align or "l" * len(header)
+    marks = ["---:" if a == "r" else "---" for a in align]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def device_dirs(root: Path, name: str) -> list[Path]:
+    """benchmarks/results/<device-id>/<name>, relative to root, sorted."""
+    return sorted(p.relative_to(root) for p in (root / RESULTS).glob(f"*/{name}") if p.is_file())
+
+
+def run_label(name: str) -> str:
+    """A campaign run is named <label>-s<seed>."""
+    return name.rsplit("-s", 1)[0]
+
+
+# ------------------------------------------------------------------ campaign
+
+
+def campaign_records(root: Path) -> dict[str, dict]:
+    folder = root / RESULTS / "campaign" / "modelnet40" / "records"
+    records = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    return dict(sorted(records.items(), key=lambda kv: (kv[1].get("role") != "teacher", kv[0])))
+
+
+def campaign_groups(summary: dict) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in summary.get("runs") or []:
+        groups.setdefault((run_label(r["name"]), r.get("student") or "?"), []).append(r)
+    return groups
+
+
+def section_campaign(root: Path) -> list[str]:
+    rel = RESULTS / "campaign" / "modelnet40" / "summary.json"
+    s = load(root, rel)
+    lines = ["## Campaign against the LSP paper", ""]
+    if s is None:
+        return [*lines, f"No campaign summary yet ({link(rel)})."]
+    lines += [
+        "The ModelNet40 campaign (`pointkd campaign run benchmarks/campaign/modelnet40.yaml`): every run at its last "
+        "epoch (no selection on the test split), evaluated on the 2468 test clouds at 1024 points (k scaled with the "
+        "point count) and at 512. Paper: Yang et al., CVPR 2020, Table 4 (1024 points, trained far longer). OA and "
+        "mAcc in %; several seeds give mean ± standard deviation.",
+        "",
+    ]
+    rows = []
+    t = s.get("teacher")
+    pt = PAPER_TABLE4["teacher"]
+    if t:
+        oa = t.get("last_epoch_oa_1024", t.get("oa_1024"))
+        macc = t.get("last_epoch_macc_1024", t.get("macc_1024"))
+        rows.append(
+            [
+                f"teacher (`{t['name']}`, {t['epochs']} epochs)",
+                "dgcnn_teacher",
+                "–",
+                f"{pct(oa)} (k {t.get('k_1024', '–')})",
+                pct(macc),
+                pct(t.get("oa_512")),
+                pt[0],
+                pt[1],
+                signed(None if oa is None else oa * 100 - pt[0]),
+            ]
+        )
+    else:
+        rows.append(["teacher", "dgcnn_teacher", "–", "not run yet", "–", "–", pt[0], pt[1], "–"])
+    groups = campaign_groups(s)
+    paper_order = [m for m in PAPER_TABLE4 if m != "teacher"]
+    keys = [k for m in paper_order for k in groups if k == (m, PAPER_STUDENT)]
+    keys += [k for k in groups if k not in keys]
+    for m in paper_order:  # the paper's rows the campaign has not reached yet
+        if (m, PAPER_STUDENT) not in groups:
+            keys.append((m, PAPER_STUDENT))
+    for label, student in keys:
+        runs = groups.get((label, student), [])
+        paper = PAPER_TABLE4.get(label) if student == PAPER_STUDENT else None
+        oas = [r["oa_1024"] for r in runs if r.get("oa_1024") is not None]
+        ks = sorted({r.get("k_1024") for r in runs if r.get("k_1024") is not None})
+        delta = "–"
+        if paper and oas:
+            delta = signed(statistics.mean(oas) * 100 - paper[0])
+        rows.append(
+            [
+                label,
+                student,
+                ", ".join(str(r.get("seed")) for r in runs) or "–",
+                (mean_sd(oas) + (f" (k {', '.join(map(str, ks))})" if ks else "")) if runs else "not run yet",
+                mean_sd([r["macc_1024"] for r in runs if r.get("macc_1024") is not None]),
+                mean_sd([r["oa_512"] for r in runs if r.get("oa_512") is not None]),
+                paper[0] if paper else "–",
+                (paper[1] or "–") if paper else "–",
+                delta,
+            ]
+        )
+    header = ["method", "model", "seeds", "OA 1024", "mAcc 1024", "OA 512", "paper OA", "paper mAcc", "Δ OA vs paper"]
+    lines += table(header, rows, "lllrrrrrr")
+    lines += ["", source(rel), ""]
+    lines += section_campaign_runs(root)
+    return lines
+
+
+def section_campaign_runs(root: Path) -> list[str]:
+    records = campaign_records(root)
+    if not records:
+        return []
+    folder = RESULTS / "campaign" / "modelnet40" / "records"
+    rows = []
+    for name, rec in records.items():
+        evals = (rec.get("last") or {}).get("evals") or {}
+        e512, e1024 = evals.get("512") or {}, evals.get("1024") or {}
+        model = ((rec.get("config") or {}).get("model") or {}).get("name", "–")
+        method = ((rec.get("config") or {}).get("distill") or {}).get("method") if rec.get("role") != "teacher" else "–"
+        seconds = rec.get("seconds")
+        rows.append(
+            [
+                name,
+                rec.get("role", "–"),
+                model,
+                method or "–",
+                rec.get("epochs", "–"),
+                num(None if seconds is None else seconds / 60, 1),
+                f"{pct(e512.get('oa'))} (k {e512.get('k', '–')})",
+                f"{pct(e1024.get('oa'))} (k {e1024.get('k', '–')})",
+                f"`{str(rec.get('train_commit') or '–')[:7]}`",
+                rec.get("device", "–"),
+            ]
+        )
+    header = ["run", "role", "model", "method", "epochs", "train min", "OA 512", "OA 1024", "commit", "device"]
+    summary = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json") or {}
+    summarised = {r["name"] for r in summary.get("runs") or []} | {(summary.get("teacher") or {}).get("name")}
+    newer = [n for n in records if n not in summarised]
+    lines = ["### Campaign runs", "", "One row per finished run (its record), last epoch.", ""]
+    lines += table(header, rows, "llllrrrrll")
+    if newer:
+        lines += [
+            "",
+            f"Not in summary.json yet: {', '.join(newer)} "
+            "(`pointkd campaign summary benchmarks/campaign/modelnet40.yaml`).",
+        ]
+    lines += ["", f"Source: {link(str(folder) + '/')} (one JSON record per run).", ""]
+    return lines
+
+
+# ------------------------------------------------------------------ training speed
+
+
+def section_train_speed(root: Path) -> list[str]:
+    lines = ["## Training-step speed", ""]
+    found = False
+    for rel in device_dirs(root, "train_step_levers.json"):
+        d = load(root, rel)
+        h = d.get("host", {})
+        found = True
+        lines += [
+            f"### Training-step levers: {rel.parent.name}",
+            "",
+            f"{h.get('cpu', '?')}, {h.get('cores', '?')} cores, {h.get('threads', '?')} threads; batch 32 × "
+            f"{h.get('points', '?')} points; median of {h.get('steps', '?')} steps after {h.get('warmup', '?')} "
+            f"warm-up; baseline `{h.get('baseline', '?')}`, current `{h.get('current', '?')}`; {h.get('date', '')}.",
+            "",
+        ]
+        base = {r["label"]: r for r in d.get("rows", []) if r.get("code") == "baseline" and r.get("status") == "ok"}
+        rows = []
+        for r in d.get("rows", []):
+            ok = r.get("status") == "ok"
+            b = base.get(r["label"])
+            vs = ""
+            if ok and r.get("code") != "baseline" and b:
+                vs = f"{b['ms_p50'] / r['ms_p50']:.2f}× faster"
+            rows.append(
+                [
+                    r["label"],
+                    r.get("code", "–"),
+                    num(r.get("ms_p50"), 0) if ok else r.get("status"),
+                    f"{num(r.get('ms_min'), 0)}–{num(r.get('ms_max'), 0)}" if ok else "–",
+                    vs,
+                ]
+            )
+        lines += table(["step", "code", "ms p50", "min–max", "vs baseline"], rows, "llrrr")
+        lines += ["", source(rel), ""]
+    rel = RESULTS / "train_speed.json"
+    d = load(root, rel)
+    if d:
+        found = True
+        h = d.get("host", {})
+        lines += [
+            "### EdgeConv, kNN backend and allocator",
+            "",
+            f"{h.get('cpu_model', '?')}, {h.get('threads', '?')} threads; batch {h.get('batch_size', '?')} × "
+            f"{h.get('points', '?')} points; median of {h.get('steps', '?')} steps; {h.get('date', '')}.",
+            "",
+        ]
+        rows = [
+            [
+                r["model"],
+                r["edgeconv"],
+                r["knn"],
+                r["allocator"],
+                num(r.get("ms_p50"), 0),
+                num(r.get("clouds_per_s"), 1),
+                num(r.get("peak_rss_mb"), 0),
+            ]
+            for r in d.get("rows", [])
+            if r.get("status") == "ok"
+        ]
+        header = ["model", "EdgeConv", "kNN", "allocator", "ms / step p50", "clouds/s", "peak RSS MB"]
+        lines += [*table(header, rows, "llllrrr"), "", source(rel), ""]
+    for rel in device_dirs(root, "train_step.json"):
+        d = load(root, rel)
+        found = True
+        dev = d.get("device", {})
+        lines += [f"### Training step on {dev.get('gpu') or dev.get('cpu') or rel.parent.name}", ""]
+        rows = []
+        for r in d.get("rows", []):
+            ok = r.get("status") == "ok"
+            rows.append(
+                [
+                    r.get("model"),
+                    r.get("edgeconv"),
+                    f"{r.get('batch')} × {r.get('points')}",
+                    num(r.get("ms_p50"), 1) if ok else f"failed: {r.get('reason', '')}",
+                    num(r.get("clouds_per_s"), 0) if ok else "–",
+                ]
+            )
+        lines += table(["model", "EdgeConv", "batch × points", "ms / step p50", "clouds/s"], rows, "llrrr")
+        lines += ["", source(rel), ""]
+    rel = RESULTS / "lsp_cost.json"
+    d = load(root, rel)
+    if d:
+        found = True
+        h = d.get("host", {})
+        lines += [
+            "### LSP loss cost",
+            "",
+            f"{h.get('cpu', '?')}, {h.get('threads', '?')} threads; batch {h.get('batch_size', '?')} × "
+            f"{h.get('points', '?')} points, {len(h.get('layer_pairs', []))} layer pairs, forward + backward.",
+            "",
+        ]
+        rows = []
+        for r in d.get("rows", []):
+            diff = r.get("max_abs_diff_vs_dense")
+            what = "LSP implementation" if r["kind"] == "lsp_impl" else "distillation step"
+            rows.append([what, r["name"], num(r.get("ms_p50"), 0), "–" if diff is None else f"{diff:.1e}"])
+        lines += [*table(["kind", "name", "ms p50", "max abs diff vs dense"], rows, "llrr"), "", source(rel), ""]
+    return lines if found else []
+
+
+# ------------------------------------------------------------------ latency
+
+
+def section_bench(root: Path) -> list[str]:
+    lines = []
+    for rel in device_dirs(root, "bench.json"):
+        d = load(root, rel)
+        dev = d.get("device", {})
+        v = dev.get("versions", {})
+        lines += [
+            f"### `pointkd bench`: {rel.parent.name}",
+            "",
+            f"{dev.get('cpu', '?')}, {dev.get('cores', '?')} cores, GPU {dev.get('gpu') or 'none'}; torch "
+            f"{v.get('torch', '?')}, onnxruntime {v.get('onnxruntime', '?')}, tensorrt {v.get('tensorrt', '?')}; "
+            f"{d.get('created', '')}. Batch 1 latency (ms), batch-32 throughput, OA on the whole test split.",
+            "",
+        ]
+        rows = []
+        failed: dict[str, list[str]] = {}
+        for r in d.get("rows", []):
+            if r.get("status") == "failed":
+                failed.setdefault(r.get("reason") or "failed", []).append(f"{r['model']} {r['format']}")
+                continue
+            rows.append(
+                [
+                    r["model"],
+                    r["format"],
+                    r.get("points", "–"),
+                    r.get("threads", "–"),
+                    "ok" if r.get("status") == "ok" else r.get("status"),
+                    pct(r.get("oa")),
+                    num(r.get("size_mb"), 3),
+                    num(r.get("p50_ms")),
+                    num(r.get("p95_ms")),
+                    num(r.get("p99_ms")),
+                    num(r.get("clouds_per_s"), 0),
+                    num(r.get("peak_mb"), 0),
+                ]
+            )
+        header = ["model", "format", "points", "threads", "status", "OA %", "MB", "p50", "p95", "p99", "clouds/s"]
+        lines += table([*header, "peak MB"], rows, "llrrlrrrrrrr")
+        for reason, which in failed.items():
+            lines += ["", f"Not run ({reason}): {', '.join(which)}."]
+        lines += ["", source(rel), ""]
+    return lines
+
+
+def section_latency(root: Path) -> list[str]:
+    rel = RESULTS / "latency.json"
+    d = load(root, rel)
+    if not d:
+        return []
+    lines = [
+        "### Export variants (`benchmarks/latency.py`)",
+        "",
+        f"{d.get('cpu', '?')}; batch 1; torch eager, the naive ONNX export, the rewritten ONNX and int8; "
+        f"{d.get('created', '')}.",
+        "",
+    ]
+    rows = [
+        [
+            f"{r['model']}@{r['points']}",
+            r["format"],
+            r["threads"],
+            num(r.get("p50_ms")),
+            num(r.get("p95_ms")),
+            num(r.get("p99_ms")),
+            num(r["size_bytes"] / 1024, 0) if r.get("size_bytes") else "–",
+        ]
+        for r in d.get("rows", [])
+        if r.get("batch") == 1
+    ]
+    lines += table(["model@points", "format", "threads", "p50", "p95", "p99", "KiB"], rows, "llrrrrr")
+    targets = d.get("targets") or []
+    if targets:
+        lines += ["", "Targets:", ""]
+        lines += [f"- {t['target']}: {t['measured']} ({'met' if t.get('met') else 'missed'})" for t in targets]
+    return [*lines, "", source(rel), ""]
+
+
+def section_topk(root: Path) -> list[str]:
+    lines = []
+    rel = RESULTS / "seeded_topk.json"
+    d = load(root, rel)
+    if d:
+        by: dict[tuple, dict[str, float]] = {}
+        bad: dict[tuple, int] = {}
+        for r in d.get("rows", []):
+            key = (r["points"], r["k"], r["threads"], r["layer"])
+            by.setdefault(key, {})[r["variant"]] = r["p50_ms"]
+            bad[key] = bad.get(key, 0) + r.get("mismatched_rows", 0)
+        rows = []
+        for key, v in by.items():
+            ratio = v["seeded"] / v["plain"] if "seeded" in v and "plain" in v else None
+            rows.append([*key, num(v.get("plain"), 3), num(v.get("seeded"), 3), num(ratio), bad[key]])
+        lines += [
+            "### Seeded TopK",
+            "",
+            f"{d.get('cpu', '?')}; ONNX Runtime's TopK on a student's real score rows.",
+            "",
+        ]
+        header = ["points", "k", "threads", "layer", "plain ms", "seeded ms", "seeded / plain", "mismatched rows"]
+        lines += [*table(header, rows, "rrrrrrrr"), "", source(rel), ""]
+    for rel in device_dirs(root, "knn_op.json"):
+        d = load(root, rel)
+        lines += [f"### Fused kNN operator: {rel.parent.name}", "", f"Batch 1, {d.get('checkpoint', '?')}.", ""]
+        rows = []
+        for r in d.get("rows", []):
+            t = r.get("target")
+            rows.append(
+                [
+                    r["points"],
+                    r["threads"],
+                    num(r["stock"]["p50_ms"], 3),
+                    num(r["fused"]["p50_ms"], 3),
+                    f"{r.get('speedup_p50', 0):.2f}×",
+                    "" if t is None else f"{'met' if t.get('met') else 'missed'} ({t.get('text', '')})",
+                ]
+            )
+        lines += table(["points", "threads", "stock p50 ms", "fused p50 ms", "speedup", "target"], rows, "rrrrrl")
+        for points, par in (d.get("parity") or {}).items():
+            lines += [
+                "",
+                f"Parity at {points} points: {par.get('rows_with_different_neighbours')} of {par.get('rows')} rows "
+                f"with a different neighbour set over {par.get('clouds')} clouds, max |Δlogit| "
+                f"{par.get('max_abs_dlogit', 0):.1e}.",
+            ]
+        lines += ["", source(rel), ""]
+    rel = RESULTS / "knn_backends.json"
+    d = load(root, rel)
+    if d:
+        h = d.get("host", {})
+        lines += ["### kNN backends", "", f"{h.get('cpu', '?')}, {h.get('threads', '?')} threads, k {h.get('k')}.", ""]
+        rows = [
+            [
+                " × ".join(map(str, r["shape"])),
+                num(r.get("dense_ms")),
+                num(r.get("cluster_ms")),
+                r.get("auto"),
+                num(r.get("same_sets"), 5),
+            ]
+            for r in d.get("rows", [])
+        ]
+        header = ["input", "dense ms", "torch-cluster ms", "auto picks", "same neighbour sets"]
+        lines += [*table(header, rows, "lrrlr"), "", source(rel), ""]
+    return lines
+
+
+def section_artifacts(root: Path) -> list[str]:
+    rels = sorted(p.relative_to(root) for p in (root / RESULTS).glob("**/manifest.json"))
+    if not rels:
+        return []
+    rows = []
+    for rel in rels:
+        m = json.loads((root / rel).read_text())
+        acc, par = m.get("accuracy") or {}, m.get("parity") or {}
+        shape = (m.get("input") or {}).get("shape") or [None, "–"]
+        rows.append(
+            [
+                f"[`{rel.parent.relative_to(RESULTS)}`](../{rel})",
+                m.get("artifact_format", "–"),
+                shape[1],
+                pct(acc.get("oa")),
+                num(acc.get("oa_drop_pt")),
+                f"{par.get('off_clouds', '–')} / {par.get('clouds', '–')}",
+                "–" if par.get("max_diff_same_graphs") is None else f"{par['max_diff_same_graphs']:.1e}",
+            ]
+        )
+    header = ["artifact", "format", "points", "OA %", "OA drop pt", "clouds off (kNN ties)", "max Δlogit, same graphs"]
+    return [
+        "### Compiled artifacts",
+        "",
+        "Each artifact's manifest: test OA after compile and the tie-aware parity check.",
+        "",
+        *table(header, rows, "llrrrrr"),
+        "",
+        "Source: each row's `manifest.json`.",
+        "",
+    ]
+
+
+# ------------------------------------------------------------------ serving
+
+
+def load_test_files(root: Path) -> list[Path]:
+    rels = [RESULTS / "load_test.json", *sorted(p.relative_to(root) for p in (root / RESULTS).glob("*/load_test.json"))]
+    return [r for r in rels if (root / r).is_file()]
+
+
+def section_load(root: Path) -> list[str]:
+    lines = []
+    for rel in load_test_files(root):
+        d = load(root, rel)
+        g, srv = d.get("goal") or {}, d.get("server") or {}
+        runs = ", ".join(num(x) for x in g.get("open_loop_p99_ms_per_run", []))
+        pooled = g.get("pooled_p99_ms") or {}
+        lines += [
+            f"### Load test: {d.get('model', '?')} ({d.get('format', '?')}, {d.get('num_points', '?')} points)",
+            "",
+            f"{d.get('cpu', '?')}; `pointkd serve` with {srv.get('threads', '?')} threads, max batch "
+            f"{srv.get('max_batch', '?')}; {d.get('cloud_points_sent', '?')}-point clouds sent on 127.0.0.1; client "
+            f"{g.get('client', '?')} on the same cores. Goal: {g.get('target', '?')}: "
+            f"**{'met' if g.get('met') else 'missed'}**, pooled p99 over {g.get('open_loop_requests', '?')} requests "
+            + ", ".join(f"{k} {num(v)} ms" for k, v in pooled.items())
+            + f" (binary per run: {runs}).",
+            "",
+        ]
+        rows = [
+            [
+                r["payload"],
+                r["mode"],
+                r.get("concurrency") or "–",
+                r["requests"],
+                r["errors"],
+                num(r.get("throughput_rps"), 0),
+                num(r.get("p50_ms")),
+                num(r.get("p95_ms")),
+                num(r.get("p99_ms")),
+            ]
+            for r in d.get("rows", [])
+        ]
+        header = ["payload", "mode", "concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"]
+        lines += [*table(header, rows, "llrrrrrrr"), "", source(rel), ""]
+    rel = RESULTS / "load_clients.json"
+    d = load(root, rel)
+    if d:
+        rows = [
+            [r["client"], r["run"], r["requests"], r["errors"], num(r["p50_ms"]), num(r["p95_ms"]), num(r["p99_ms"])]
+            for r in d.get("rows", [])
+        ]
+        lines += ["### Load-test clients", "", "The same open-loop load sent by two clients on the same cores.", ""]
+        header = ["client", "run", "requests", "errors", "p50 ms", "p95 ms", "p99 ms"]
+        lines += [*table(header, rows, "lrrrrrr"), "", source(rel), ""]
+    for rel in device_dirs(root, "soak.json"):
+        d = load(root, rel)
+        v, h = d.get("valid") or {}, d.get("health") or {}
+        first, peak = d.get("rss_first") or {}, d.get("rss_peak") or {}
+        st = d.get("settings") or {}
+        lines += [
+            f"### Soak: {rel.parent.name}",
+            "",
+            f"{d.get('model', '?')} ({d.get('format', '?')}), {num(d.get('seconds'), 0)} s of valid "
+            f"({st.get('rate', '?')}/s) and hostile ({st.get('hostile_rate', '?')}/s) traffic together.",
+            "",
+        ]
+        rows = [
+            ["server survived", d.get("server_survived")],
+            ["5xx answers", d.get("server_errors_5xx")],
+            ["valid requests / wrong class", f"{v.get('requests')} / {v.get('wrong_class')}"],
+            ["valid p50 / p99 ms", f"{num(v.get('p50_ms'))} / {num(v.get('p99_ms'))}"],
+            ["health probes / failures", f"{h.get('probes')} / {h.get('failures')}"],
+            ["health p99 / max ms", f"{num(h.get('p99_ms'))} / {num(h.get('max_ms'))}"],
+            [
+                "RSS server / workers MiB, start → peak",
+                f"{num(first.get('server_mb'), 0)} / {num(first.get('workers_mb'), 0)} → "
+                f"{num(peak.get('server_mb'), 0)} / {num(peak.get('workers_mb'), 0)}",
+            ],
+            ["parse-worker replacements", "; ".join(d.get("worker_replacements") or []) or "none"],
+        ]
+        lines += table(["what", "value"], rows, "lr")
+        counts = d.get("status_counts") or {}
+        statuses = sorted({s for c in counts.values() for s in c})
+        if statuses:
+            lines += [
+                "",
+                *table(
+                    ["traffic", *statuses],
+                    [[kind, *(c.get(s, 0) for s in statuses)] for kind, c in counts.items()],
+                    "l" + "r" * len(statuses),
+                ),
+            ]
+        lines += ["", source(rel), ""]
+    return lines
+
+
+# ------------------------------------------------------------------ distillation and demo
+
+
+def section_distill_compare(root: Path) -> list[str]:
+    lines = []
+    for name, what in (("distill_compare_e1", "1 epoch at 512 points"), ("distill_smoke", "100-step smoke test")):
+        rel = RESULTS / name / "distill_compare.json"
+        d = load(root, rel)
+        if not d:
+            continue
+        groups: dict[tuple, list[dict]] = {}
+        for r in d.get("runs", []):
+            key = (r["method"], r.get("kernel") or "–", r.get("student_model") or "–", r.get("lsp_lambda"))
+            groups.setdefault(key, []).append(r)
+        rows = [
+            [
+                method,
+                kernel,
+                student,
+                "–" if lam is None else f"{lam:g}",
+                ", ".join(str(r.get("seed")) for r in runs),
+                mean_sd([r["oa"] for r in runs if r.get("oa") is not None]),
+                mean_sd([r["macc"] for r in runs if r.get("macc") is not None]),
+            ]
+            for (method, kernel, student, lam), runs in groups.items()
+        ]
+        lines += [
+            f"### Distillation comparison: {what}",
+            "",
+            f"Every method from the budget teacher `{d.get('teacher', '?')}`; test OA at 512 points.",
+            "",
+        ]
+        lines += table(["method", "kernel", "student", "λ", "seeds", "OA %", "mAcc %"], rows, "llllrrr")
+        lines += ["", source(rel), ""]
+    if lines:
+        lines = ["## Distillation under the CPU budget", "", *lines]
+    return lines
+
+
+def section_demo(root: Path) -> list[str]:
+    rel = RESULTS / "demo" / "demo.json"
+    d = load(root, rel)
+    if not d:
+        return []
+    st = d.get("stages", {})
+    comp, serve = st.get("compile", {}), st.get("serve", {})
+    rows = []
+    for name in ("teacher", "student"):
+        if name in st:
+            rows.append([name, f"OA {pct(st[name].get('oa'))} %", num(st[name].get("seconds"), 0)])
+    for fmt in ("onnx", "onnx-int8"):
+        if fmt in comp:
+            c = comp[fmt]
+            rows.append([f"compile {fmt}", f"OA {pct(c.get('oa'))} %, {num(c.get('size_kib'), 0)} KiB", "–"])
+    if comp:
+        rows.append(["compile (both)", "", num(comp.get("seconds"), 0)])
+    if "bench" in st:
+        rows.append(["bench", "", num(st["bench"].get("seconds"), 0)])
+    if serve:
+        rows.append(
+            [
+                "serve",
+                f"{serve.get('requests', 0) - serve.get('errors', 0)}/{serve.get('requests')} answered, accuracy "
+                f"{pct(serve.get('accuracy'))} %, client p50 {num(serve.get('client_p50_ms'))} ms",
+                num(serve.get("seconds"), 0),
+            ]
+        )
+    rows.append(["**total**", "", f"**{num(d.get('total_seconds'), 0)}** ({num(d['total_seconds'] / 60, 1)} min)"])
+    return [
+        "## `pointkd demo`",
+        "",
+        "`make demo` on the shared ModelNet40: a 2-epoch teacher and LSP student at 256 points (the pipeline, "
+        "not the method's gain).",
+        "",
+        *table(["stage", "result", "seconds"], rows, "llr"),
+        "",
+        source(rel),
+        "",
+    ]
+
+
+# ------------------------------------------------------------------ headline numbers (README)
+
+
+def headline(root: Path) -> list[str]:
+    """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
+    out = []
+    s = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json")
+    if s and s.get("teacher"):
+        t = s["teacher"]
+        oa = t.get("last_epoch_oa_1024", t.get("oa_1024"))
+        students = []
+        for (label, student), runs in campaign_groups(s).items():
+            if student == PAPER_STUDENT:
+                oas = [r["oa_1024"] for r in runs if r.get("oa_1024") is not None]
+                if oas:
+                    students.append(f"{label} {statistics.mean(oas) * 100:.2f} %")
+        out.append(
+            f"- **Campaign** (ModelNet40, 1024 test points, last epoch): teacher {pct(oa)} % OA after {t['epochs']} "
+            f"epochs (paper 92.4 %); paper student: {', '.join(students) or 'no runs yet'} "
+            "([table](docs/results.md#campaign-against-the-lsp-paper))."
+        )
+    d = load(root, RESULTS / "amd-epyc-2c" / "train_step_levers.json")
+    if d:
+        rows = {(r["label"], r["code"], r.get("centres")): r for r in d.get("rows", []) if r.get("status") == "ok"}
+        tb, tc = rows.get(("teacher", "baseline", None)), rows.get(("teacher", "current", None))
+        lsp, scratch = rows.get(("LSP, 128 centres", "current", 128)), rows.get(("scratch student", "current", None))
+        if tb and tc and lsp and scratch:
+            out.append(
+                f"- **Training step** (batch 32 × 512, 2-core EPYC): teacher {tb['ms_p50']:.0f} → {tc['ms_p50']:.0f} "
+                f"ms; an LSP step costs {lsp['ms_p50'] / scratch['ms_p50']:.2f}× a scratch-student step "
+                "([table](docs/results.md#training-step-levers-amd-epyc-2c))."
+            )
+    d = load(root, RESULTS / "amd-epyc-2c" / "bench.json")
+    if d:
+        rows = {(r["model"], r["format"], r.get("threads")): r for r in d.get("rows", []) if r.get("status") == "ok"}
+        fp, q = rows.get(("student_lsp", "onnx", 2)), rows.get(("student_lsp", "onnx-int8", 2))
+        if fp and q:
+            out.append(
+                f"- **Student latency** (the LSP paper student, {fp['oa'] * 100:.2f} % OA after a 1-epoch budget "
+                f"run; ONNX Runtime, batch 1, {fp['points']} points, 2 threads): p50 {fp['p50_ms']:.2f} ms, p99 "
+                f"{fp['p99_ms']:.2f} ms; int8 is {fp['size_mb'] / q['size_mb']:.1f}× "
+                f"smaller for {(fp['oa'] - q['oa']) * 100:.2f} OA points "
+                "([table](docs/results.md#pointkd-bench-amd-epyc-2c))."
+            )
+    d = load(root, RESULTS / "load_test_student" / "load_test.json")
+    if d:
+        g = d.get("goal") or {}
+        errors = sum(r.get("errors", 0) for r in d.get("rows", []) if r.get("payload") == "binary")
+        out.append(
+            f"- **Server** (`pointkd serve`, {d.get('model')} at {d.get('num_points')} points, 50 requests/s): "
+            f"p99 {g.get('pooled_p99_ms', {}).get('binary', float('nan')):.2f} ms over "
+            f"{g.get('open_loop_requests')} binary requests, {errors} errors "
+            "([table](docs/results.md#load-test-dgcnn_student-onnx-512-points))."
+        )
+    d = load(root, RESULTS / "demo" / "demo.json")
+    if d:
+        serve = d.get("stages", {}).get("serve", {})
+        out.append(
+            f"- **`make demo`** end to end on ModelNet40: {d['total_seconds'] / 60:.1f} min on 2 cores, "
+            f"{serve.get('requests', 0) - serve.get('errors', 0)}/{serve.get('requests')} HTTP answers "
+            "([table](docs/results.md#pointkd-demo))."
+        )
+    return out
+
+
+# ------------------------------------------------------------------ assembly
+
+
+def render(root: Path) -> str:
+    lines = [
+        "# Results",
+        "",
+        "<!-- Generated by scripts/results_doc.py from the committed JSON under benchmarks/results/: do not edit; "
+        "run `python scripts/results_doc.py` after adding results. -->",
+        "",
+        "Every table is generated from a committed result file, named under it. Times are wall-clock on the machine "
+        "named; the 2-core AMD EPYC is shared with other work, so single runs vary by several per cent.",
+        "",
+    ]
+    lines += section_campaign(root)
+    lines += section_train_speed(root)
+    latency = section_bench(root) + section_latency(root) + section_topk(root) + section_artifacts(root)
+    if latency:
+        lines += ["## Latency per device and format", "", *latency]
+    serving = section_load(root)
+    if serving:
+        lines += ["## Serving", "", *serving]
+    lines += section_distill_compare(root)
+    lines += section_demo(root)
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_headline(readme: str, root: Path) -> str:
+    """README text with the block between the markers replaced (unchanged when the markers are absent)."""
+    if HEADLINE_START not in readme or HEADLINE_END not in readme:
+        return readme
+    head, rest = readme.split(HEADLINE_START, 1)
+    _, tail = rest.split(HEADLINE_END, 1)
+    return head + HEADLINE_START + "\n" + "\n".join(headline(root)) + "\n" + HEADLINE_END + tail
+
+
+def outputs(root: Path) -> dict[Path, str]:
+    out = {DOC: render(root)}
+    if (root / README).is_file():
+        out[README] = readme_with_headline((root / README).read_text(), root)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file differs from its sources")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    args = parser.parse_args(argv)
+    stale = []
+    for rel, text in outputs(args.root).items():
+        path = args.root / rel
+        old = path.read_text() if path.is_file() else ""
+        if old == text:
+            continue
+        if args.check:
+            stale.append(rel)
+            diff = difflib.unified_diff(
+                old.splitlines(), text.splitlines(), str(rel), f"{rel} (generated)", lineterm=""
+            )
+            print("\n".join(list(diff)[:60]))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {rel}")
+    if stale:
+        print(f"stale: {', '.join(map(str, stale))}; run `python scripts/results_doc.py`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The documentation cannot drift from the committed results: docs/results.md and the README's headline numbers are
+generated from benchmarks/results/ (scripts/results_doc.py --check), the README stays a front door (≤ 150 lines),
+and every relative link (and #anchor) in README.md and docs/*.md resolves."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "results_doc.py"
+LINK = re.compile(r"\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^()\s]+)\)")
+
+
+def results_doc():
+    spec = importlib.util.spec_from_file_location("results_doc", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (not - or _), spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, flags=re.M)}
+
+
+def test_generated_docs_match_the_committed_results():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+def test_readme_is_a_front_door():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    doc = results_doc()
+    assert doc.HEADLINE_START in text and doc.HEADLINE_END in text
+    block = text.split(doc.HEADLINE_START, 1)[1].split(doc.HEADLINE_END, 1)[0]
+    assert len([ln for ln in block.splitlines() if ln.startswith("- ")]) == 5  # five headline numbers
+    assert "make demo" in text and "make test" in text
+    assert "exec make test" in (ROOT / ".ci" / "run").read_text()  # CI runs the README's test command
+
+
+def test_relative_links_resolve():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            file_part, _, anchor = target.partition("#")
+            path = (page.parent / file_part).resolve() if file_part else page
+            if not path.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_generator_handles_any_number_of_runs_and_missing_files(tmp_path):
+    doc = results_doc()
+    folder = tmp_path / "benchmarks" / "results" / "campaign" / "modelnet40"
+    (folder / "records").mkdir(parents=True)
+    runs = [
+        {"name": f"{m}-s{seed}", "method": m, "seed": seed, "student": "dgcnn_student", "oa_1024": oa, "k_1024": 20}
+        for m, seed, oa in [("lsp", 1, 0.90), ("lsp", 2, 0.92), ("kd", 1, 0.89), ("hkd", 1, 0.88)]
+    ]
+    runs.append({"name": "lsp_fast-s1", "method": "lsp", "seed": 1, "student": "dgcnn_student_fast", "oa_1024": 0.8})
+    (folder / "summary.json").write_text(json.dumps({"teacher": None, "runs": runs}))
+    (folder / "records" / "lsp-s3.json").write_text(
+        json.dumps({"name": "lsp-s3", "role": "student", "epochs": 8, "last": {"evals": {"1024": {"oa": 0.9}}}})
+    )
+    text = doc.render(tmp_path)
+    assert "| lsp | dgcnn_student | 1, 2 | 91.00 ± 1.41 (k 20) |" in text
+    assert "| fitnet | dgcnn_student | – | not run yet |" in text  # a paper row the campaign has not reached
+    assert "| lsp_fast | dgcnn_student_fast | 1 |" in text and "| hkd | dgcnn_student | 1 |" in text
+    assert "Not in summary.json yet: lsp-s3" in text
+    assert "## Serving" not in text and "pointkd bench" not in text  # missing optional sources drop their tables
+    readme = f"intro\n{doc.HEADLINE_START}\nold\n{doc.HEADLINE_END}\nrest\n"
+    (tmp_path / "README.md").write_text(readme)
+    assert doc.main(["--check", "--root", str(tmp_path)]) == 1  # docs/results.md missing, README block stale
+    assert doc.main(["--root", str(tmp_path)]) == 0
+    assert doc.main(["--check", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").read_text().endswith(f"{doc.HEADLINE_END}\nrest\n")
+    assert "old" not in (tmp_path / "README.md").read_text()
