@@ -190,3 +190,13 @@ def test_the_jemalloc_reexec_repeats_the_command_as_the_interpreter_got_it():
     code = "import sys; from pointkd.process import reexec_command; print(reexec_command())"
     out = subprocess.run([sys.executable, "-c", code, "train", "--x"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == repr([sys.executable, "-c", code, "train", "--x"])
+
+
+def test_a_stopped_training_stops_the_campaign_without_an_error(tmp_path, monkeypatch):
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    monkeypatch.setattr("pointkd.campaign.runner.pointkd_command", lambda *a: 130)
+    logs: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(plan, WORKDIR, log=logs.append)
+    assert logs[-1] == "[t] stopped; its checkpoint is kept and the same command resumes it"
+    assert [s.state for s in plan_states(plan)] == ["todo", "waiting"]  # the lock is released

@@ -33,6 +33,9 @@ def git(repo: Path, *args: str) -> str:
 WORKDIR = "workdir"
 
 
+INTERRUPTED = 130  # the exit status of a pointkd command stopped by SIGINT or SIGTERM (after saving its checkpoint)
+
+
 def pinned_commit(plan: Plan, rev: str | None) -> str:
     """The commit new runs train from: ``rev`` when given (and pinned from then on), else the pinned one, else
     HEAD at the first run."""
@@ -137,6 +140,9 @@ def train_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> None:
         rc = pointkd_command(code, train_args(plan, spec), folder / "train.log", plan.repo)
     finally:
         release_lock(folder)
+    if rc == INTERRUPTED:
+        log(f"[{spec.name}] stopped; its checkpoint is kept and the same command resumes it")
+        raise KeyboardInterrupt(spec.name)
     if rc != 0:
         raise CampaignError(f"[{spec.name}] training exited with status {rc}; see {folder / 'train.log'}")
 
