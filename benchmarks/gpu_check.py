@@ -159,7 +159,7 @@ def eval_clouds(data: Path | None, classes: list[str], points: int, s: Settings,
     import torch
 
     from pointkd.data import fixed_subset
-    from pointkd.data.splits import normalize_unit_sphere
+    from pointkd.data.resample import normalize_unit_sphere
 
     if data is not None:
         with np.load(data) as z:

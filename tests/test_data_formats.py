@@ -20,14 +20,8 @@ from pointkd.data.folder_tree import load_folder_tree
 from pointkd.data.hdf5 import load_hdf5
 from pointkd.data.modelnet40 import detect_format, load_modelnet40
 from pointkd.data.off_tree import load_off_tree
-from pointkd.data.splits import (
-    DataError,
-    PointCloudSplits,
-    name_seed,
-    normalize_unit_sphere,
-    resample_points,
-    y_up_to_z_up,
-)
+from pointkd.data.resample import normalize_unit_sphere, resample
+from pointkd.data.splits import DataError, PointCloudSplits, name_seed, y_up_to_z_up
 
 ATOL = 1e-5
 
@@ -429,7 +423,7 @@ def test_hdf5_resamples_by_name(tmp_path: Path) -> None:
     splits = load_hdf5(folder, num_points=8)
     assert splits.train_x.shape == (5, 8, 3) and splits.test_x.shape == (2, 8, 3)
     for i, name in [(1, "bed_0004"), (4, "train_00004")]:
-        sub = resample_points(h5_cloud(i), 8, name_seed(name, 0))
+        sub = resample(h5_cloud(i), 8, name_seed(name, 0))
         np.testing.assert_allclose(splits.train_x[i].numpy(), normalize_unit_sphere(y_up_to_z_up(sub)), atol=1e-6)
     assert_splits_equal(splits, load_hdf5(folder, num_points=8))
     assert not torch.equal(splits.train_x, load_hdf5(folder, num_points=8, seed=1).train_x)
@@ -525,7 +519,7 @@ def test_folder_tree_mixed_formats(tmp_path: Path) -> None:
     assert splits.train_y.tolist() == [0, 0, 1, 1, 1] and splits.test_y.tolist() == [0, 0, 1]
     assert splits.train_x.shape == (5, 64, 3)
     assert_unit_sphere(torch.cat([splits.train_x, splits.test_x]))
-    expected = normalize_unit_sphere(resample_points(make_cloud(50, seed=0), 64, name_seed("chair_0000", 0)))
+    expected = normalize_unit_sphere(resample(make_cloud(50, seed=0), 64, name_seed("chair_0000", 0)))
     np.testing.assert_allclose(splits.train_x[2].numpy(), expected, atol=ATOL)
 
 
@@ -587,3 +581,4 @@ def test_load_modelnet40_dispatches_every_format(tmp_path: Path) -> None:
     folder = load_folder_tree(tree, num_points=32, seed=3, progress=False)
     assert_splits_equal(folder, load_modelnet40(tree, num_points=32, seed=3))
     assert load_modelnet40(str(tree), num_points=32, fmt="folder").classes == ["cup"]
+

@@ -17,7 +17,7 @@ import torch
 
 from pointkd.bench import read_report, select_model
 from pointkd.data import fixed_subset
-from pointkd.data.splits import normalize_unit_sphere
+from pointkd.data.resample import normalize_unit_sphere
 from pointkd.train import load_checkpoint, model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

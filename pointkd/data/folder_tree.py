@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from ..process import progress_interval, show_bars
 from .cloud_io import CLOUD_SUFFIXES, read_cloud
-from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere, resample_points
+from .resample import normalize_unit_sphere, resample
+from .splits import DataError, PointCloudSplits, name_seed
 
 SPLITS = ("train", "test")
 
@@ -78,7 +79,7 @@ def load_folder_tree(root: Path, num_points: int = 1024, seed: int = 0, progress
         for s in SPLITS:
             for path, label in files[s]:
                 points = read_cloud(path, num_points_for_mesh=num_points, seed=name_seed(path.stem, seed))
-                points = resample_points(points, num_points, name_seed(path.stem, seed))
+                points = resample(points, num_points, name_seed(path.stem, seed))
                 clouds[s].append((normalize_unit_sphere(points), label, path.stem))
                 bar.update()
     return stack_splits(classes, clouds, str(root))

@@ -10,14 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .splits import (
-    DataError,
-    PointCloudSplits,
-    name_seed,
-    normalize_unit_sphere,
-    resample_points,
-    y_up_to_z_up,
-)
+from .resample import normalize_unit_sphere, resample
+from .splits import DataError, PointCloudSplits, name_seed, y_up_to_z_up
 
 _H5_NAME = re.compile(r"^ply_data_(train|test)_?(\d+)\.h5$")
 
@@ -125,7 +119,7 @@ def load_hdf5(root: Path, num_points: int = 1024, z_up: bool = True, seed: int =
                 file_names = [f"{split}_{len(names) + i:05d}" for i in range(len(data))]
             if data.shape[1] != num_points:
                 data = np.stack(
-                    [resample_points(c, num_points, name_seed(n, seed)) for c, n in zip(data, file_names, strict=True)]
+                    [resample(c, num_points, name_seed(n, seed)) for c, n in zip(data, file_names, strict=True)]
                 )
             clouds.append(data)
             labels.append(label)

@@ -16,7 +16,8 @@ from tqdm import tqdm
 from ..process import progress_interval, show_bars
 from .cloud_io import read_cloud
 from .folder_tree import SPLITS, scan_class_tree, stack_splits
-from .splits import DataError, PointCloudSplits, name_seed, normalize_unit_sphere
+from .resample import normalize_unit_sphere
+from .splits import DataError, PointCloudSplits, name_seed
 
 CACHE_VERSION = 1
 

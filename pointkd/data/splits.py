@@ -1,4 +1,5 @@
-"""The in-memory form every ModelNet40 source loads into, and the point-set helpers all loaders share."""
+"""The in-memory form every ModelNet40 source loads into, and the per-object seed and frame helpers all loaders share
+(normalisation and resampling: :mod:`pointkd.data.resample`)."""
 
 from __future__ import annotations
 
@@ -59,37 +60,10 @@ class PointCloudSplits:
         return {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
 
 
-def normalize_unit_sphere(points: np.ndarray | Tensor) -> np.ndarray | Tensor:
-    """Centre ``[..., P, 3]`` clouds on their centroid and scale each to max norm 1 (degenerate clouds: 0)."""
-    if isinstance(points, Tensor):
-        centred = points - points.mean(dim=-2, keepdim=True)
-        radius = centred.norm(dim=-1).amax(dim=-1, keepdim=True).unsqueeze(-1)
-        return centred / radius.clamp_min(1e-12)
-    centred = points - points.mean(axis=-2, keepdims=True)
-    radius = np.linalg.norm(centred, axis=-1).max(axis=-1, keepdims=True)[..., None]
-    return (centred / np.maximum(radius, 1e-12)).astype(np.float32, copy=False)
-
-
 def name_seed(name: str, seed: int = 0) -> int:
     """A stable per-object seed, so a cloud's resampling does not depend on load order."""
     digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
-
-
-def resample_points(points: np.ndarray, num_points: int, seed: int) -> np.ndarray:
-    """Exactly ``num_points`` rows of ``points`` ``[P, 3]``: a random subset when P > n, all rows plus random
-    repeats when P < n; deterministic in ``seed``."""
-    p = points.shape[0]
-    if p == 0:
-        raise DataError("cloud has no points")
-    if p == num_points:
-        return points
-    rng = np.random.default_rng(seed)
-    if p > num_points:
-        keep = rng.choice(p, num_points, replace=False)
-    else:
-        keep = np.concatenate([np.arange(p), rng.choice(p, num_points - p, replace=True)])
-    return points[np.sort(keep)]
 
 
 def y_up_to_z_up(points: np.ndarray) -> np.ndarray:

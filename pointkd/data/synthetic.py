@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .splits import PointCloudSplits, normalize_unit_sphere
+from .resample import normalize_unit_sphere
+from .splits import PointCloudSplits
 
 SYNTHETIC_CLASSES = ("capsule", "cone", "cube", "cylinder", "plane", "pyramid", "sphere", "torus")
 

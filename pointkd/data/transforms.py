@@ -3,7 +3,7 @@
 All take and return ``[B, P, 3]`` float tensors (z-up). Training augmentation (:class:`TrainAugment`):
 random subset of ``N`` points (which also shuffles their order), anisotropic scale ``U(2/3, 3/2)`` per axis,
 translation ``U(-0.2, 0.2)`` per axis; optional Gaussian jitter (clipped) and rotation about the up (z) axis.
-Evaluation uses :func:`fixed_subset`: the same ``N`` points of each cloud every time.
+Evaluation prepares clouds with :mod:`pointkd.data.resample` (:func:`fixed_subset` is its batched tensor form).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .splits import normalize_unit_sphere
+from .resample import resample
 
-__all__ = ["TrainAugment", "fixed_subset", "normalize_unit_sphere", "random_subset", "rotate_z"]
+__all__ = ["TrainAugment", "fixed_subset", "random_subset", "rotate_z"]
 
 
 def random_subset(x: Tensor, num_points: int, generator: torch.Generator | None = None) -> Tensor:
@@ -29,15 +30,14 @@ def random_subset(x: Tensor, num_points: int, generator: torch.Generator | None 
 
 
 def fixed_subset(x: Tensor, num_points: int, seed: int = 0) -> Tensor:
-    """The same ``num_points`` points of every cloud on every call (evaluation); identity when ``N == P``."""
-    p = x.shape[1]
-    if num_points == p:
+    """The same ``num_points`` points of every ``P``-point cloud on every call (evaluation): each cloud of ``x``
+    resampled by :func:`pointkd.data.resample.resample` (a seeded subset, or repeats when ``N > P``); ``x`` itself
+    when ``N == P``."""
+    if num_points == x.shape[1]:
         return x
-    if num_points > p:
-        raise ValueError(f"cannot take {num_points} points from clouds of {p}")
-    g = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(p, generator=g)[:num_points].sort().values
-    return x[:, keep]
+    clouds = x.detach().cpu().numpy()
+    out = np.stack([resample(c, num_points, seed) for c in clouds]) if len(clouds) else np.empty((0, num_points, 3))
+    return torch.from_numpy(out.astype(np.float32, copy=False)).to(x.device)
 
 
 def rotate_z(x: Tensor, angles: Tensor) -> Tensor:
