@@ -582,3 +582,21 @@ def test_load_modelnet40_dispatches_every_format(tmp_path: Path) -> None:
     assert_splits_equal(folder, load_modelnet40(tree, num_points=32, seed=3))
     assert load_modelnet40(str(tree), num_points=32, fmt="folder").classes == ["cup"]
 
+
+def test_the_data_modules_import_each_other_without_a_circle():
+    """Imports inside pointkd.data (at the top or in a function) form no cycle, e.g. modelnet40 <-> off_tree."""
+    import ast
+
+    folder = Path(off_tree.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module} if node.module else {a.name for a in node.names}
+        graph[path.stem] = {m.split(".")[0] for m in found} & {p.stem for p in folder.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    assert not [m for m in graph if m != "__init__" and reaches(m, m, set())]

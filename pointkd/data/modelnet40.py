@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from .npz_splits import load_npz
 from .splits import DataError, PointCloudSplits
 
 NPZ_NAME = "modelnet40_1024.npz"
 SHARED_NPZ_SHA256 = "e341bd64f27f20beb907daf8b9830c5a1c35fb745873e7efb0285a1bacbd4019"
 ENV_VAR = "POINTKD_DATA"
-_REQUIRED_KEYS = ("train_x", "train_y", "test_x", "test_y", "classes")
 
 
 def default_data_candidates() -> list[Path]:
@@ -103,36 +99,6 @@ def load_modelnet40(
 
         return load_folder_tree(path, num_points=num_points, seed=seed)
     raise ValueError(f"unknown data format {fmt!r}")
-
-
-def load_npz(path: Path) -> PointCloudSplits:
-    """The packed npz (the shared real copy's layout, see its README)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _REQUIRED_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: missing arrays {missing}; has {sorted(z.files)}")
-            arrays = {k: z[k] for k in z.files}
-    except DataError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from e
-    for split in ("train", "test"):
-        x = arrays[f"{split}_x"]
-        if x.ndim != 3 or x.shape[-1] != 3:
-            raise DataError(f"{path}: {split}_x must be [M, P, 3], got {x.shape}")
-        if not np.isfinite(x).all():
-            raise DataError(f"{path}: {split}_x holds NaN or Inf")
-    return PointCloudSplits(
-        train_x=torch.from_numpy(np.ascontiguousarray(arrays["train_x"], dtype=np.float32)),
-        train_y=torch.from_numpy(arrays["train_y"].astype(np.int64)),
-        test_x=torch.from_numpy(np.ascontiguousarray(arrays["test_x"], dtype=np.float32)),
-        test_y=torch.from_numpy(arrays["test_y"].astype(np.int64)),
-        classes=[str(c) for c in arrays["classes"]],
-        train_names=[str(n) for n in arrays.get("train_names", [])],
-        test_names=[str(n) for n in arrays.get("test_names", [])],
-        source=str(path),
-    )
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from tqdm import tqdm
 from ..process import progress_interval, show_bars
 from .cloud_io import read_cloud
 from .folder_tree import SPLITS, scan_class_tree, stack_splits
+from .npz_splits import load_npz, write_npz
 from .resample import normalize_unit_sphere
 from .splits import DataError, PointCloudSplits, name_seed
 
@@ -68,8 +67,6 @@ def load_off_tree(
     """Sample ``num_points`` points uniformly by area from every mesh (seeded per object by its file stem),
     scale each to the unit sphere, and cache the splits as ``cache_dir/modelnet40_off_*.npz`` (default
     ``~/.cache/pointkd``); a later call with the same files and settings loads the cache."""
-    from .modelnet40 import load_npz
-
     root = find_off_root(Path(root))
     classes, files = scan_class_tree(root, (".off",))
     all_files = [f for s in SPLITS for f, _ in files[s]]
@@ -99,28 +96,5 @@ def load_off_tree(
                 clouds[s].append((normalize_unit_sphere(points), label, path.stem))
                 bar.update()
     splits = stack_splits(classes, clouds, str(root))
-    _write_cache(cache, splits)
+    write_npz(cache, splits)
     return splits
-
-
-def _write_cache(cache: Path, splits: PointCloudSplits) -> None:
-    arrays = {
-        "train_x": splits.train_x.numpy(),
-        "train_y": splits.train_y.numpy(),
-        "test_x": splits.test_x.numpy(),
-        "test_y": splits.test_y.numpy(),
-        "classes": np.array(splits.classes),
-        "train_names": np.array(splits.train_names),
-        "test_names": np.array(splits.test_names),
-    }
-    tmp = None
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, cache)
-    except OSError as e:
-        warnings.warn(f"could not write cache {cache}: {e}", stacklevel=3)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
