@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from pointkd.train import CheckpointError, load_checkpoint, model_from_checkpoint
+from pointkd.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 

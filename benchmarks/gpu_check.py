@@ -3,7 +3,7 @@
 One prepared script for a machine lent for minutes: it runs ``benchmarks/checkpoints/{teacher_cpu, student_lsp,
 student_fast_lsp}.pt`` at batch 1 (p50/p95/p99) and batch 32 (clouds/s) as
 
-* ``torch-cuda``: the torch-cuda artifact's model (:mod:`pointkd.export.torch_backend`), eagerly;
+* ``torch-cuda``: the torch-cuda artifact's model (:mod:`pointkd.runtime.torch_runner`), eagerly;
 * ``torch-cuda-graphs``: the same model replayed from a CUDA graph captured per batch size;
 * ``torch-cuda-compile`` (only with ``--torch-compile``; compiling takes minutes): ``torch.compile`` of it;
 * ``onnx-cuda``: the exported ONNX on ONNX Runtime's CUDA execution provider (needs onnx, onnxscript and
@@ -197,7 +197,7 @@ class Model:
 
     def onnx(self) -> Path:
         """The exported ONNX (fp32, the rewritten graph), exported on first use."""
-        from pointkd.export import export_onnx
+        from pointkd.export.onnx_export import export_onnx
 
         if self.onnx_file is None:
             self.onnx_file = export_onnx(self.model, self.work / "model.onnx", self.points)
@@ -209,9 +209,10 @@ def prepare(path: Path, device: str, data: Path | None, s: Settings, work: Path)
     import numpy as np
     import torch
 
-    from pointkd.export import naive_model, save_torch_model
-    from pointkd.export.ort_session import run_in_batches
-    from pointkd.train import load_checkpoint, model_from_checkpoint
+    from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
+    from pointkd.export.onnx_export import naive_model
+    from pointkd.export.torch_export import save_torch_model
+    from pointkd.runtime.ort import run_in_batches
 
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt).float()
@@ -235,8 +236,11 @@ def open_row(fmt: str, m: Model, device: str) -> tuple[Callable, float]:
     """``(runner, model file MB)`` for one format; raises (a RuntimeUnavailable says why) where it cannot run."""
     import torch
 
-    from pointkd.export import TorchRunner, load_torch_model, make_session
-    from pointkd.export.tensorrt_backend import EngineSpec, TensorRTRunner, TensorRTUnavailable, build_engine
+    from pointkd.export.tensorrt_engine import EngineSpec, build_engine
+    from pointkd.runtime.errors import TensorRTUnavailable
+    from pointkd.runtime.ort import make_session
+    from pointkd.runtime.tensorrt import TensorRTRunner
+    from pointkd.runtime.torch_runner import TorchRunner, load_torch_model
 
     size = m.torch_file.stat().st_size / 1e6
     if fmt in ("torch-cuda", "torch-cuda-graphs"):
@@ -250,8 +254,8 @@ def open_row(fmt: str, m: Model, device: str) -> tuple[Callable, float]:
 
         return run, size
     if fmt == "onnx-cuda":
-        from pointkd.export import ort_cuda_status
-        from pointkd.export.ort_session import RuntimeUnavailable
+        from pointkd.runtime.errors import RuntimeUnavailable
+        from pointkd.runtime.ort import ort_cuda_status
 
         if (reason := ort_cuda_status()) is not None:
             raise RuntimeUnavailable(reason)
@@ -259,7 +263,7 @@ def open_row(fmt: str, m: Model, device: str) -> tuple[Callable, float]:
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), m.onnx().stat().st_size / 1e6
     if fmt == "trt-fp16":
-        from pointkd.export import tensorrt_status
+        from pointkd.runtime.tensorrt import tensorrt_status
 
         if (reason := tensorrt_status()) is not None or not torch.cuda.is_available():
             raise TensorRTUnavailable(reason or "TensorRT: no CUDA device")
@@ -275,7 +279,7 @@ def measure_row(fmt: str, m: Model, device: str, s: Settings):
 
     from pointkd.bench import BenchRow
     from pointkd.bench.measure import accuracy, latency
-    from pointkd.export.ort_session import RuntimeUnavailable
+    from pointkd.runtime.errors import RuntimeUnavailable
 
     common = dict(model=m.label, format=fmt, model_name=m.model_name, source=str(m.path))
     common.update(points=m.points, params=m.model.num_parameters)
@@ -321,9 +325,9 @@ def train_step(label: str, impl: str, device: str, clouds, s: Settings) -> dict[
     import torch
     import torch.nn.functional as F
 
+    from pointkd.checkpoint import load_checkpoint
     from pointkd.models import model_from_config
     from pointkd.timing import percentile
-    from pointkd.train import load_checkpoint
 
     ckpt = load_checkpoint(ROOT / "benchmarks" / "checkpoints" / f"{label}.pt")
     config = {**ckpt["model_config"], "edgeconv_impl": impl, "knn_backend": "dense"}

@@ -23,12 +23,14 @@ import numpy as np
 import onnx
 
 from pointkd.bench.device import device_id, device_info
+from pointkd.checkpoint import model_from_checkpoint
 from pointkd.data import load_modelnet40
-from pointkd.export import export_onnx, make_session
-from pointkd.export.knn_op import build_knn_op, fuse_knn, make_fused_session
+from pointkd.export.knn_op import build_knn_op, fuse_knn
+from pointkd.export.onnx_export import export_onnx
 from pointkd.process import busy_cores
+from pointkd.runtime.knn_op import make_fused_session
+from pointkd.runtime.ort import make_session
 from pointkd.timing import percentile, time_ms
-from pointkd.train.checkpoint import model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,7 +59,7 @@ def parity(stock: Path, fused: Path, indices: list[str], clouds: np.ndarray, lib
     """Neighbour sets of every kNN layer and logits of the two models on ``clouds`` ``[M, N, 3]``."""
     tmp = stock.parent
     a = make_session(with_index_outputs(stock, indices, tmp / "stock_idx.onnx"), threads=1)
-    b = make_fused_session(with_index_outputs(fused, indices, tmp / "fused_idx.onnx"), threads=1, library=library)
+    b = make_fused_session(with_index_outputs(fused, indices, tmp / "fused_idx.onnx"), library, threads=1)
     rows = differing = 0
     worst = 0.0
     for i in range(0, len(clouds), 32):
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
             cloud = clouds[:1]
             for threads in args.threads:
                 s_stock = make_session(stock, threads=threads)
-                s_fused = make_fused_session(fused_path, threads=threads, library=library)
+                s_fused = make_fused_session(fused_path, library, threads=threads)
                 times = time_pair(s_stock, s_fused, cloud, args.repeats, args.warmup, args.rounds)
                 row = {"points": points, "threads": threads, "stock": summary(times["stock"])}
                 row["fused"] = summary(times["fused"])

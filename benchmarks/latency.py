@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from calibration import build_calibration_set
+from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import fixed_subset, load_modelnet40
-from pointkd.export import export_onnx, make_session, quantize_int8
+from pointkd.export.onnx_export import export_onnx
+from pointkd.export.quantize import quantize_int8
 from pointkd.process import busy_cores, cpu_model
+from pointkd.runtime.ort import make_session
 from pointkd.timing import percentile, time_ms
-from pointkd.train import load_checkpoint, model_from_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 FORMATS = ("torch", "onnx-naive", "onnx", "onnx-int8")

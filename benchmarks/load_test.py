@@ -31,8 +31,8 @@ import aiohttp
 import numpy as np
 
 from pointkd.data import load_modelnet40
-from pointkd.export import read_manifest
 from pointkd.process import busy_cores, cpu_model
+from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import on_schedule, percentile
 from serving.launch import free_port, start_server, stop_server
 

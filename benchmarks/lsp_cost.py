@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
+from pointkd.checkpoint import model_from_checkpoint
 from pointkd.config import DistillSection
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.distill import Distill, Kernel, lsp_loss_dense, lsp_loss_padded, lsp_loss_sparse
 from pointkd.models import create_model
 from pointkd.process import cpu_model, jemalloc_active
 from pointkd.timing import median_ms
-from pointkd.train import model_from_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
+from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.distill.kernels import KERNELS, Kernel
 from pointkd.distill.lsp import LSPLoss
 from pointkd.models import create_model
-from pointkd.train import load_checkpoint, model_from_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 

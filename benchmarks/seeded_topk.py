@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pointkd.checkpoint import model_from_checkpoint
 from pointkd.data import load_modelnet40
-from pointkd.export import make_session, seeded_topk
+from pointkd.export.deploy_model import seeded_topk
 from pointkd.process import busy_cores, cpu_model
+from pointkd.runtime.ort import make_session
 from pointkd.timing import percentile, time_ms
-from pointkd.train.checkpoint import model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

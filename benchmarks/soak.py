@@ -26,7 +26,7 @@ import aiohttp
 import numpy as np
 
 from pointkd.bench.device import device_id, device_info
-from pointkd.export import read_manifest
+from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import on_schedule, percentile
 from serving.launch import free_port, start_server, stop_server
 

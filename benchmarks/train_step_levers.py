@@ -53,11 +53,11 @@ def worker(step: str, centres: int | None, opts: argparse.Namespace) -> dict[str
     import torch
     import torch.nn.functional as F
 
+    from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
     from pointkd.config import DistillSection
     from pointkd.data import TrainAugment, load_modelnet40
     from pointkd.distill import Distill
     from pointkd.models import create_model
-    from pointkd.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     torch.set_num_threads(opts.threads)
     data = load_modelnet40(None, num_points=1024, seed=1)

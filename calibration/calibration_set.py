@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pointkd.data import PointCloudSplits, fixed_subset
-from pointkd.data.modelnet40 import sha256_file
+from pointkd.hashing import sha256_file
 
 FORMAT = "pointkd-calibration/1"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..models import DGCNN, model_from_config
+from .models import DGCNN, model_from_config
 
 FORMAT = "pointkd-checkpoint/1"
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .runtime.formats import ARTIFACT_FORMATS, FORMAT_NAMES
 
 LONG_RUNNING = {"train", "eval", "distill", "bench", "compile", "demo"}
 
@@ -161,11 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write an artifact folder (model file + manifest.json) for serving and benchmarks. The ONNX "
         "export must match the torch model on the whole test split (max |Δlogit| <= --atol, identical top-1); "
         "onnx-int8 is calibrated on a stratified training-split set and refused if it loses more than --max-drop "
-        "OA points; torch-cuda needs an NVIDIA GPU, trt-* formats TensorRT and an NVIDIA GPU.",
+        "OA points; onnx-fused rewrites each kNN into the fused custom operator (built with a C++ compiler, copied "
+        "into the artifact); torch-cuda needs an NVIDIA GPU, trt-* formats TensorRT and an NVIDIA GPU.",
     )
     comp.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
     comp.add_argument(
-        "--format", dest="fmt", default="onnx", help="onnx (default) | onnx-int8 | torch-cuda | trt-fp16 | trt-int8"
+        "--format",
+        dest="fmt",
+        default="onnx",
+        help=" | ".join(f"{name} (default)" if name == "onnx" else name for name in ARTIFACT_FORMATS),
     )
     comp.add_argument(
         "--num-points", type=int, default=None, help="points per cloud the artifact takes (default: the checkpoint's)"
@@ -191,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("sources", nargs="+", metavar="CKPT_OR_ARTIFACT", help="checkpoints (.pt) or artifact folders")
     bench.add_argument(
         "--formats",
-        default="torch,onnx,onnx-int8,torch-cuda,torch-cuda-graphs,trt-fp16,trt-int8",
+        default=",".join(FORMAT_NAMES),
         help="comma-separated formats for checkpoints (default: all; torch-cuda runs eagerly, torch-cuda-graphs "
         "through CUDA graphs; GPU rows say why they cannot run here)",
     )
@@ -291,10 +296,10 @@ def main(argv: list[str] | None = None) -> int:
 
         stop_on_signals()
     from .campaign.runner import CampaignError
+    from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data import DataError
-    from .export.onnx_export import ExportError
-    from .train.checkpoint import CheckpointError
+    from .runtime.errors import ExportError, RuntimeUnavailable
     from .train.trainer import TrainingDiverged
 
     try:
@@ -305,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         CampaignError,
         CheckpointError,
         ExportError,
+        RuntimeUnavailable,
         FileExistsError,
         FileNotFoundError,
         TrainingDiverged,
@@ -370,8 +376,9 @@ def cmd_distill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .checkpoint import load_checkpoint, model_from_checkpoint
     from .data import load_modelnet40
-    from .train import evaluate, load_checkpoint, model_from_checkpoint, per_class_table, plot_confusion
+    from .train import evaluate, per_class_table, plot_confusion
 
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
@@ -424,7 +431,7 @@ def eval_k(choice: str, ckpt: dict, num_points: int) -> int:
 
 
 def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .train import load_checkpoint, save_checkpoint, slim_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
 
     path = save_checkpoint(slim_checkpoint(load_checkpoint(args.checkpoint), half=not args.fp32), args.output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
@@ -446,7 +453,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from serving import ServeSettings, create_app
     from serving.repository import model_folders
 
-    from .export import read_manifest
+    from .runtime.manifest import read_manifest
 
     for _, folder in model_folders(args.artifact):
         read_manifest(folder)  # fail here, with one line, rather than inside the server's start-up
@@ -468,11 +475,11 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .export import FORMATS, CompileOptions, compile_checkpoint
-    from .train import load_checkpoint
+    from .checkpoint import load_checkpoint
+    from .export.compile import CompileOptions, compile_checkpoint
+    from .runtime.formats import get_format
 
-    if args.fmt not in FORMATS:
-        raise ValueError(f"unknown --format {args.fmt!r}; choose from {', '.join(FORMATS)}")
+    get_format(args.fmt, among=ARTIFACT_FORMATS)  # an unknown --format fails before the checkpoint is read
     out = args.out
     if out is None:
         name = load_checkpoint(args.checkpoint).get("model_name") or Path(args.checkpoint).stem

@@ -107,7 +107,7 @@ def run_demo(
     from .bench import BenchOptions, run_bench
     from .config import load_config
     from .data import load_modelnet40
-    from .export import CompileOptions, compile_cached
+    from .export.compile import CompileOptions, compile_cached
     from .train import train
 
     if requests < 1:

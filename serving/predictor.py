@@ -1,4 +1,5 @@
-"""A compiled artifact loaded for serving: the manifest decides the classes, the input contract and the runtime."""
+"""A compiled artifact loaded for serving: the manifest decides the classes, the input contract and, through the
+format table (:mod:`pointkd.runtime.formats`), the runtime and the platform reported."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pointkd.export.manifest import read_manifest
+from pointkd.runtime.errors import RuntimeUnavailable
+from pointkd.runtime.formats import get_format
+from pointkd.runtime.manifest import read_manifest
+from pointkd.runtime.runner import open_artifact
 
 
 class Predictor:
@@ -16,24 +20,21 @@ class Predictor:
 
     def __init__(self, folder: str | os.PathLike, threads: int = 0, spin: bool = True, name: str | None = None):
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder, verify=True)
-        m = self.manifest
+        self.manifest = m = read_manifest(self.folder, verify=True)
+        held = get_format(m["artifact_format"])
+        try:
+            artifact = open_artifact(self.folder, threads=threads, spin=spin, manifest=m)
+        except RuntimeUnavailable as err:
+            raise ValueError(f"{self.folder} holds {held.description}, which cannot run here: {err}") from err
+        self.format = artifact.format
+        self.run = artifact.run
+        self.platform = artifact.format.platform
         self.classes: list[str] = list(m["classes"])
         self.num_points = int(m["input"]["num_points"])
         self.min_points = int((m.get("model") or {}).get("config", {}).get("k", 1))
         self.name = name or (m.get("model") or {}).get("name") or self.folder.name
         self.version = m["files"][m["model_file"]][:12]
-        model_file = self.folder / m["model_file"]
         self.input_name = m["input"]["name"]
-        engine = m["artifact_format"].startswith("trt-")
-        from pointkd.export.ort_session import open_runner
-        from pointkd.export.tensorrt_backend import TensorRTUnavailable
-
-        try:
-            self.run = open_runner(model_file, engine, self.input_name, m["output"]["name"], threads, spin)
-        except TensorRTUnavailable as err:
-            raise ValueError(f"{self.folder} holds a TensorRT engine, which cannot run here: {err}") from err
-        self.platform = "tensorrt_plan" if engine else "onnxruntime_onnx"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         logits = self.run(np.ascontiguousarray(batch, dtype=np.float32))

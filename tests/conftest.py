@@ -35,7 +35,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_artifact(tiny_checkpoint, tmp_path_factory):
     """The tiny student compiled to an ONNX artifact folder."""
-    from pointkd.export import CompileOptions, compile_checkpoint
+    from pointkd.export.compile import CompileOptions, compile_checkpoint
 
     out = tmp_path_factory.mktemp("artifact") / "student"
     compile_checkpoint(tiny_checkpoint, out, CompileOptions("onnx", data="synthetic", log=lambda *_: None))

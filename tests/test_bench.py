@@ -11,9 +11,9 @@ from pointkd.bench import BenchOptions, BenchRow, read_report, run_bench, select
 from pointkd.bench import run as bench_run
 from pointkd.bench.device import device_id
 from pointkd.bench.report import write_report
-from pointkd.bench.run import ALL_FORMATS
 from pointkd.cli import build_parser, main
-from pointkd.export import FORMATS, cuda_status
+from pointkd.runtime.formats import ARTIFACT_FORMATS, FORMAT_NAMES
+from pointkd.runtime.torch_runner import cuda_status
 
 QUICK = dict(data="synthetic", repeats=10, max_seconds=1.0, timing_clouds=4, progress=False, log=lambda *_: None)
 
@@ -29,8 +29,9 @@ def checkpoint_bench(tiny_checkpoint, tmp_path_factory):
 
 
 def test_checkpoint_rows_match_an_independent_evaluation(checkpoint_bench, tiny_checkpoint):
+    from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
     from pointkd.data import load_modelnet40
-    from pointkd.train import evaluate, load_checkpoint, model_from_checkpoint
+    from pointkd.train import evaluate
 
     _, rows = checkpoint_bench
     by = {(r.format, r.threads): r for r in rows}
@@ -91,7 +92,7 @@ def test_artifacts_are_validated_and_bad_sources_become_rows(tiny_artifact, tmp_
 
 def test_torch_cuda_artifact_runs_eager_and_graph_rows(tiny_checkpoint, tmp_path):
     """A torch-cuda artifact folder is benchmarked both ways; without CUDA each row fails with the reason."""
-    from pointkd.export import CompileOptions, compile_checkpoint
+    from pointkd.export.compile import CompileOptions, compile_checkpoint
 
     folder = tmp_path / "tc"
     compile_checkpoint(
@@ -109,7 +110,7 @@ def test_torch_cuda_artifact_runs_eager_and_graph_rows(tiny_checkpoint, tmp_path
 def test_gpu_rows_are_measured_once_without_a_thread_count(tiny_artifact, tmp_path, monkeypatch):
     """A GPU runtime's row (here: ONNX treated as one) is measured once, at the most threads, with no thread count;
     select then judges a GPU-only report as a whole."""
-    monkeypatch.setattr(bench_run, "GPU_KINDS", ("onnx",))
+    monkeypatch.setattr(bench_run, "measured_once", lambda fmt: fmt == "onnx")
     paths, rows = run_bench([str(tiny_artifact)], tmp_path, BenchOptions(threads=(1, 2), **QUICK))
     assert len(rows) == 1 and rows[0].threads is None and rows[0].status == "ok" and rows[0].runs >= 10
     sel = select_model(rows, budget_ms=1000)
@@ -119,11 +120,11 @@ def test_gpu_rows_are_measured_once_without_a_thread_count(tiny_artifact, tmp_pa
 
 def test_format_lists_agree():
     """The CLI's defaults and help name every format the code knows, in the same order."""
-    assert build_parser().parse_args(["bench", "x.pt"]).formats == ",".join(ALL_FORMATS)
-    assert set(FORMATS) <= set(ALL_FORMATS)  # every artifact format has its bench rows
+    assert build_parser().parse_args(["bench", "x.pt"]).formats == ",".join(FORMAT_NAMES)
+    assert set(ARTIFACT_FORMATS) <= set(FORMAT_NAMES)  # every artifact format has its bench rows
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     fmt_help = next(a.help for a in sub.choices["compile"]._actions if a.dest == "fmt")
-    assert fmt_help.replace(" (default)", "").split(" | ") == list(FORMATS)
+    assert fmt_help.replace(" (default)", "").split(" | ") == list(ARTIFACT_FORMATS)
 
 
 def test_report_without_a_plot(tmp_path):
@@ -216,8 +217,8 @@ def test_device_id(info, expected):
 
 
 def test_demo_runs_every_stage_end_to_end(tmp_path):
+    from pointkd.checkpoint import load_checkpoint
     from pointkd.demo import run_demo
-    from pointkd.train import load_checkpoint
 
     overrides = ["train.epochs=1", "train.max_batches_per_epoch=2", "data.num_points=64"]
     report = run_demo(

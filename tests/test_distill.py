@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pointkd.checkpoint import load_checkpoint
 from pointkd.cli import main
 from pointkd.config import DistillSection
 from pointkd.distill import (
@@ -19,7 +20,6 @@ from pointkd.distill import (
     validate_layer_map,
 )
 from pointkd.models import create_model
-from pointkd.train import load_checkpoint
 
 
 def test_default_layer_map():

@@ -10,35 +10,20 @@ import pytest
 import torch
 
 from pointkd.cli import main
-from pointkd.export import (
-    CompileOptions,
-    CudaUnavailable,
-    DeployDGCNN,
-    ExportError,
-    ManifestError,
-    RuntimeUnavailable,
-    TorchRunner,
-    compile_checkpoint,
-    cuda_status,
-    export_onnx,
-    knn_score_nodes,
-    knn_topk,
-    load_torch_model,
-    make_session,
-    open_runner,
-    quantize_int8,
-    read_manifest,
-    reference_model,
-    run_logits,
-    save_torch_model,
-    seeded_topk,
-    tensorrt_status,
-)
-from pointkd.export.ort_session import runtime_of
+from pointkd.export.compile import CompileOptions, compile_cached, compile_checkpoint
+from pointkd.export.deploy_model import DeployDGCNN, knn_topk, seeded_topk
+from pointkd.export.onnx_export import export_onnx, reference_model
 from pointkd.export.parity import check_parity
-from pointkd.export.quantize import input_projection_nodes
+from pointkd.export.quantize import input_projection_nodes, knn_score_nodes, quantize_int8
+from pointkd.export.torch_export import save_torch_model
 from pointkd.models import create_model
 from pointkd.models.knn import knn_dense
+from pointkd.runtime.errors import AccuracyDropError, CudaUnavailable, ManifestError, RuntimeUnavailable
+from pointkd.runtime.manifest import read_manifest
+from pointkd.runtime.ort import make_session, run_in_batches, run_logits
+from pointkd.runtime.runner import open_runner
+from pointkd.runtime.tensorrt import tensorrt_status
+from pointkd.runtime.torch_runner import TorchRunner, cuda_status, load_torch_model
 
 TINY = {"widths": (8, 16, 16), "k": 6, "mlp": (16,), "num_classes": 8}
 
@@ -266,14 +251,14 @@ def test_compile_onnx_and_int8_artifacts(tiny_checkpoint, tmp_path, capsys):
 
 def test_int8_over_the_drop_limit_writes_nothing(tiny_checkpoint, tmp_path):
     opts = CompileOptions("onnx-int8", data="synthetic", calib_size=16, max_drop=-100.0, log=lambda *_: None)
-    with pytest.raises(ExportError, match="max-drop"):
+    with pytest.raises(AccuracyDropError, match="max-drop"):
         compile_checkpoint(tiny_checkpoint, tmp_path / "art", opts)
     assert list(tmp_path.iterdir()) == []  # no half-written artifact, no temp folder
 
 
 def test_compile_user_errors(tiny_checkpoint, tmp_path, capsys):
     assert main(["compile", str(tiny_checkpoint), "--format", "tflite", "--data", "synthetic"]) == 2
-    assert "unknown --format" in capsys.readouterr().err
+    assert "unknown format 'tflite'; choose from onnx, onnx-int8, onnx-fused" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["compile", str(tiny_checkpoint), "--data", "synthetic", "--out", str(tmp_path / "busy")]) == 2
@@ -304,8 +289,6 @@ def test_tensorrt_formats_explain_why_they_cannot_build(tiny_checkpoint, tmp_pat
 
 def test_compile_cached_reuses_only_an_artifact_of_the_current_export(tiny_artifact, tiny_checkpoint, tmp_path):
     import shutil
-
-    from pointkd.export import compile_cached
 
     out = tmp_path / "art"
     shutil.copytree(tiny_artifact, out)
@@ -384,8 +367,6 @@ def test_parity_on_torch_graphs_passes_exact_and_catches_wrong_models(tmp_path):
 def test_compile_torch_cuda_checked_on_cpu(tiny_checkpoint, tmp_path):
     """The torch-cuda compile path on the CPU (device="cpu": eager only), manifest and model file round trip."""
     from pointkd.data import fixed_subset, load_modelnet40
-    from pointkd.export import compile_cached
-    from pointkd.export.ort_session import run_in_batches
     from pointkd.train import ClassificationReport
 
     out = tmp_path / "tc"
@@ -426,17 +407,13 @@ def test_torch_cuda_explains_why_it_cannot_run_without_cuda(tiny_checkpoint, tmp
     assert "cannot build torch-cuda here: no CUDA device here" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
     path = save_torch_model(create_model("dgcnn_student", **TINY), tmp_path / "model.pt")
-    for call in (lambda: open_runner(path), lambda: open_runner(path, fmt="torch-cuda", graphs=False)):
+    for call in (lambda: open_runner(path, "torch-cuda"), lambda: open_runner(path, "torch-cuda-graphs")):
         with pytest.raises(CudaUnavailable, match="torch-cuda: no CUDA device here"):
             call()
     with pytest.raises(RuntimeUnavailable, match="CUDA graphs need a CUDA device"):
         TorchRunner(path, "cpu", graphs=True)
 
 
-def test_runtime_of_a_model_file():
-    assert runtime_of("a/model.onnx") == "onnxruntime" and runtime_of("a/model.int8.onnx", "onnx-int8") == "onnxruntime"
-    assert runtime_of("a/model.pt") == "torch" and runtime_of("a/x", "torch-cuda") == "torch"
-    assert runtime_of("a/model.fp16.engine") == "tensorrt" and runtime_of("a/x", engine=True) == "tensorrt"
-    assert runtime_of("a/x.onnx", "trt-int8") == "tensorrt"
+def test_make_session_refuses_an_unknown_device():
     with pytest.raises(ValueError, match="device must be one of"):
         make_session("a/model.onnx", device="tpu")

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from pointkd.bench import read_report, select_model
+from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import fixed_subset
 from pointkd.data.resample import normalize_unit_sphere
-from pointkd.train import load_checkpoint, model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"

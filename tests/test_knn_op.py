@@ -15,17 +15,17 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from pointkd.export import ExportError, export_onnx, make_session  # noqa: E402
 from pointkd.export.knn_op import (  # noqa: E402
     DOMAIN,
     OP_TYPE,
-    KnnOpUnavailable,
     build_knn_op,
     fuse_knn,
-    make_fused_session,
 )
 from pointkd.export.knn_op.build import _verify_tarball, find_compiler  # noqa: E402
-from pointkd.export.onnx_export import knn_nodes  # noqa: E402
+from pointkd.export.onnx_export import export_onnx, knn_nodes  # noqa: E402
+from pointkd.runtime.errors import ExportError, KnnOpUnavailable  # noqa: E402
+from pointkd.runtime.knn_op import make_fused_session  # noqa: E402
+from pointkd.runtime.ort import make_session  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +300,7 @@ def test_real_students_are_exact(library, test_clouds, checkpoint, tmp_path):
     layer and logits within 1e-5; the graph keeps every other node."""
     from pathlib import Path
 
-    from pointkd.train.checkpoint import model_from_checkpoint
+    from pointkd.checkpoint import model_from_checkpoint
 
     ckpt = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoints" / f"{checkpoint}.pt"
     model = model_from_checkpoint(ckpt)
@@ -322,7 +322,7 @@ def test_real_students_are_exact(library, test_clouds, checkpoint, tmp_path):
 
     indices = [f.indices for f in fused]
     s_stock = make_session(_with_graph_outputs(stock, indices, tmp_path / "a.onnx"), threads=2)
-    s_fused = make_fused_session(_with_graph_outputs(fused_path, indices, tmp_path / "b.onnx"), threads=2)
+    s_fused = make_fused_session(_with_graph_outputs(fused_path, indices, tmp_path / "b.onnx"), library, threads=2)
     worst, differing = 0.0, 0
     for i in range(0, len(test_clouds), 32):
         batch = {"points": test_clouds[i : i + 32]}

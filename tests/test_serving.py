@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pointkd.data.resample import resample
+from pointkd.runtime.tensorrt import tensorrt_status
 from serving import ServeSettings, create_app
 from serving.batcher import MicroBatcher
 from serving.predictor import Predictor
@@ -242,17 +243,17 @@ def test_tampered_artifact_refuses_to_load(tiny_artifact, tmp_path):
     shutil.copytree(tiny_artifact, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     (copy / manifest["model_file"]).write_bytes(b"not a model")
-    from pointkd.export import ManifestError
+    from pointkd.runtime.errors import ManifestError
 
     with pytest.raises(ManifestError, match="sha256"), TestClient(create_app(copy)):
         pass
 
 
-@pytest.mark.skipif(__import__("pointkd.export").export.tensorrt_status() is None, reason="TensorRT is installed")
+@pytest.mark.skipif(tensorrt_status() is None, reason="TensorRT is installed")
 def test_tensorrt_artifact_says_why_it_cannot_run_here(tiny_artifact, tmp_path):
     import shutil
 
-    from pointkd.export import write_manifest
+    from pointkd.runtime.manifest import write_manifest
 
     copy = tmp_path / "trt"
     shutil.copytree(tiny_artifact, copy)

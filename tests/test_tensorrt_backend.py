@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from pointkd.export import EngineSpec, TensorRTUnavailable, build_engine, tensorrt_status
-from pointkd.export.ort_session import RuntimeUnavailable, run_in_batches
-from pointkd.export.tensorrt_backend import TensorRTRunner
+from pointkd.export.tensorrt_engine import EngineSpec, build_engine
+from pointkd.runtime.errors import RuntimeUnavailable, TensorRTUnavailable
+from pointkd.runtime.ort import run_in_batches
+from pointkd.runtime.tensorrt import TensorRTRunner, tensorrt_status
 
 CLASSES = 5
 WEIGHTS = np.arange(3 * CLASSES, dtype=np.float32).reshape(3, CLASSES) / 7  # the stand-in engine's "model"

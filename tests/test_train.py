@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pointkd.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, slim_checkpoint
 from pointkd.config import load_config
 from pointkd.data import TrainAugment
 from pointkd.data.synthetic import make_synthetic
-from pointkd.train import (
-    CheckpointError,
-    load_checkpoint,
-    model_from_checkpoint,
-    predict,
-    save_checkpoint,
-    slim_checkpoint,
-    train,
-)
+from pointkd.train import predict, train
 from pointkd.train.trainer import cosine_lr
 
 

@@ -1,8 +1,8 @@
 """One benchmark row's measurements, in a process of its own: ``python -m pointkd.bench.measure SPEC OUT``.
 
 A fresh process per (model, format) keeps each runtime's thread pools, allocator state and peak memory apart
-from the others'. The spec (JSON) names the runtime (``torch`` checkpoint, ``onnx`` model file, ``trt`` engine,
-``torch-cuda`` / ``torch-cuda-graphs`` model file), the inputs file written by the parent (test clouds at the
+from the others'. The spec (JSON) names the format (a row of :mod:`pointkd.runtime.formats`), its model file (a
+checkpoint for ``torch``) and custom-op library if any, the inputs file written by the parent (test clouds at the
 model's point count, their labels, and the timing clouds, identical for every format), the thread counts and the
 timing settings. :func:`accuracy` and :func:`latency` are the measurements themselves, also used in-process by
 ``benchmarks/gpu_check.py``. The output (JSON) holds OA and
@@ -53,46 +53,31 @@ def reset_peak_rss() -> None:
 
 
 def _runner(spec: dict[str, Any], threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    kind = spec["kind"]
-    if kind == "torch":
-        import torch
+    from ..runtime.runner import RunOptions, open_runner
 
-        from ..train import load_checkpoint, model_from_checkpoint
-
-        model = model_from_checkpoint(load_checkpoint(spec["path"])).float().eval()
-
-        def run(x: np.ndarray) -> np.ndarray:
-            if torch.get_num_threads() != threads:  # torch's pool is per process, shared by both runners
-                torch.set_num_threads(threads)
-            with torch.inference_mode():
-                return model(torch.from_numpy(x)).numpy()
-
-        return run
-    if kind in ("onnx", "trt", "torch-cuda", "torch-cuda-graphs"):
-        from ..export.ort_session import open_runner
-
-        fmt = {"trt": "trt-fp16", "onnx": "onnx"}.get(kind, "torch-cuda")  # only the runtime matters here
-        return open_runner(
-            spec["path"],
-            input_name=spec.get("input_name", "points"),
-            output_name=spec.get("output_name", "logits"),
-            threads=threads,
-            fmt=fmt,
-            graphs=kind == "torch-cuda-graphs",
-        )
-    raise ValueError(f"unknown runtime kind {kind!r}")
+    opts = RunOptions(
+        spec.get("input_name", "points"), spec.get("output_name", "logits"), threads, library=spec.get("library")
+    )
+    return open_runner(spec["path"], spec["format"], opts)
 
 
 def accuracy(
     run: Callable[[np.ndarray], np.ndarray], clouds: np.ndarray, labels: np.ndarray, num_classes: int, batch: int
 ) -> dict[str, Any]:
-    """``{"oa", "macc", "logits"}`` of ``run`` over ``clouds`` in batches of ``batch``."""
-    from ..export.ort_session import run_in_batches
-    from ..train import ClassificationReport
+    """``{"oa", "macc", "logits"}`` of ``run`` over ``clouds`` in batches of ``batch`` (mAcc over the classes
+    present in ``labels``)."""
+    from ..runtime.ort import run_in_batches
 
     logits = run_in_batches(run, clouds, batch)
-    report = ClassificationReport.from_predictions(_tensor(logits.argmax(1)), _tensor(labels), num_classes)
-    return {"oa": report.oa, "macc": report.macc, "logits": logits}
+    pred, labels = logits.argmax(1), np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=num_classes)
+    right = np.bincount(labels[pred == labels], minlength=num_classes)
+    present = counts > 0
+    return {
+        "oa": float(right.sum()) / max(len(labels), 1),
+        "macc": float((right[present] / counts[present]).mean()) if present.any() else float("nan"),
+        "logits": logits,
+    }
 
 
 def latency(
@@ -126,7 +111,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(ImportError):  # not needed by the torch and torch-cuda rows
         import onnxruntime  # noqa: F401
 
-    from .. import export, train  # noqa: F401  (torch, onnx, the metrics)
+    import torch  # noqa: F401  (the torch runners)
+
+    from .. import models, runtime  # noqa: F401  (the runners and the model code they rebuild)
 
     inputs = np.load(spec["inputs"])
     clouds = np.ascontiguousarray(inputs["clouds"], dtype=np.float32)
@@ -162,12 +149,6 @@ def _cycling(run: Callable[[np.ndarray], np.ndarray], inputs: list[np.ndarray]) 
         return run(x)
 
     return call
-
-
-def _tensor(a: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..runtime.formats import FORMATS
+
 STATUS = {"ok": "✅", "check_failed": "❎", "failed": "❌"}
 STATUS_MEANING = {
     "ok": "ran, and its test-split accuracy was validated",
@@ -29,7 +31,7 @@ BUDGET_MS = 10.0
 @dataclass
 class BenchRow:
     model: str  # the label: a checkpoint's file stem or an artifact's folder name
-    format: str  # torch | onnx | onnx-int8 | torch-cuda | torch-cuda-graphs | trt-fp16 | trt-int8 | ...
+    format: str  # a format of pointkd.runtime.formats ("?" for a source that is neither checkpoint nor artifact)
     status: str  # a key of STATUS
     threads: int | None = None  # CPU threads; None for a GPU row and for a row that did not run
     reason: str = ""
@@ -108,15 +110,7 @@ def plot_accuracy_latency(rows: list[BenchRow], path: str | os.PathLike, budget_
     from ..plotting import pyplot, save_png
 
     fig, ax = pyplot().subplots(figsize=(8, 5.5))
-    markers = {
-        "torch": "o",
-        "onnx": "s",
-        "onnx-int8": "D",
-        "torch-cuda": "P",
-        "torch-cuda-graphs": "*",
-        "trt-fp16": "^",
-        "trt-int8": "v",
-    }
+    markers = {f.name: f.marker for f in FORMATS}
     ran = [r for r in rows if r.p50_ms is not None and r.oa is not None]
     for r in ran:
         label = f"{r.model} {r.format}" + (f" {r.threads}t" if r.threads else "")

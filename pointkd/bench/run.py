@@ -1,15 +1,19 @@
 """``pointkd bench``: checkpoints and artifacts in, one report per device out.
 
-A checkpoint is benchmarked in every requested format: ``torch`` runs it as is, the others are compiled first with
-``pointkd compile`` (cached under ``<out>/<device-id>/artifacts/`` and reused while the checkpoint's sha256 and the
-point count match), so they carry compile's own checks (fp32 parity, the int8 accuracy drop). An artifact folder is
-benchmarked in its own format. Every (model, format) is measured in a fresh worker process
-(:mod:`pointkd.bench.measure`) on the same test clouds and the same timing clouds, once per thread count; the GPU
-formats (``torch-cuda``, ``torch-cuda-graphs``, ``trt-*``) once, with no thread count (their row's is empty).
+A checkpoint is benchmarked in every requested format of the table (:mod:`pointkd.runtime.formats`): ``torch``
+runs it as is, the others are compiled first with ``pointkd compile`` (cached under ``<out>/<device-id>/artifacts/``
+and reused while the checkpoint's sha256 and the point count match), so they carry compile's own checks (fp32
+parity, the int8 accuracy drop). An artifact folder is benchmarked in every format that runs it. Every (model,
+format) is measured in a fresh worker process (:mod:`pointkd.bench.measure`) on the same test clouds and the same
+timing clouds, once per thread count; the GPU formats (``needs_gpu`` in the table) once, with no thread count
+(their row's is empty).
 
 ``torch-cuda`` and ``torch-cuda-graphs`` are two ways of running the same ``torch-cuda`` artifact: eagerly, and
-through a CUDA graph captured per batch size. Where there is no CUDA device (or no TensorRT) those rows fail with
-the reason, and the other rows are measured as usual.
+through a CUDA graph captured per batch size. A row's status comes from the type of what compile raised: a failed
+check (:class:`~pointkd.runtime.errors.ParityError`, :class:`~pointkd.runtime.errors.AccuracyDropError`) is
+``check_failed``; a runtime that cannot run here (:class:`~pointkd.runtime.errors.RuntimeUnavailable`: no CUDA
+device, no TensorRT, no fused-kNN library) and any other error is ``failed``, with the reason; the other rows are
+measured as usual.
 """
 
 from __future__ import annotations
@@ -26,19 +30,18 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.errors import AccuracyDropError, ParityError
+from ..runtime.formats import FORMAT_NAMES, get_format, runs_of
 from .device import device_id, device_info
 from .report import BenchRow, write_report
 
-ALL_FORMATS = ("torch", "onnx", "onnx-int8", "torch-cuda", "torch-cuda-graphs", "trt-fp16", "trt-int8")
-# bench format -> the compile format of the artifact it runs (the others are their own)
-ARTIFACT_FORMAT = {"torch-cuda-graphs": "torch-cuda"}
-GPU_KINDS = ("trt", "torch-cuda", "torch-cuda-graphs")  # measured once: a CPU thread count means nothing to them
+CHECK_FAILED = (ParityError, AccuracyDropError)  # compile errors that make a row check_failed (the rest: failed)
 OA_TOLERANCE = 0.002  # measured vs compile-time OA; ORT thread counts may resolve a kNN near-tie differently
 
 
 @dataclass
 class BenchOptions:
-    formats: tuple[str, ...] = ALL_FORMATS
+    formats: tuple[str, ...] = FORMAT_NAMES
     threads: tuple[int, ...] = (1, 2)
     data: str | None = None
     num_points: int | None = None  # None: each checkpoint's training point count / each artifact's input
@@ -54,9 +57,9 @@ class BenchOptions:
     log: Callable[[str], None] = field(default=print)
 
     def validate(self) -> None:
-        unknown = [f for f in self.formats if f not in ALL_FORMATS]
+        unknown = [f for f in self.formats if f not in FORMAT_NAMES]
         if unknown or not self.formats:
-            raise ValueError(f"unknown format(s) {unknown}; choose from {', '.join(ALL_FORMATS)}")
+            raise ValueError(f"unknown format(s) {unknown}; choose from {', '.join(FORMAT_NAMES)}")
         if not self.threads or any(t < 1 for t in self.threads):
             raise ValueError(f"thread counts must be >= 1, got {list(self.threads)}")
         if self.repeats < 10 or self.timing_clouds < 1 or self.batch_size < 1:
@@ -70,8 +73,8 @@ class Job:
     label: str
     fmt: str
     source: str
-    kind: str | None = None  # torch | onnx | trt | torch-cuda | torch-cuda-graphs
-    path: str | None = None
+    path: str | None = None  # the model file (a checkpoint for the torch format)
+    library: str | None = None  # the custom-op library the model needs, if any
     points: int | None = None
     model_name: str | None = None
     params: int | None = None
@@ -98,61 +101,37 @@ class Job:
         )
 
 
-def trt_unavailable() -> str | None:
-    """Why TensorRT cannot run here, in a few words, or None."""
-    from ..export import tensorrt_status
-
-    if tensorrt_status() is not None:
-        return "TensorRT: the tensorrt package is not installed here"
-    import torch
-
-    if not torch.cuda.is_available():
-        return "TensorRT: no CUDA device"
-    return None
+def status_of(err: Exception) -> str:
+    """A row's status from what compile raised: ``check_failed`` for a failed check, else ``failed``."""
+    return "check_failed" if isinstance(err, CHECK_FAILED) else "failed"
 
 
-def cuda_unavailable() -> str | None:
-    """Why the torch-cuda formats cannot run here, or None."""
-    from ..export import cuda_status
-
-    reason = cuda_status("cuda")
-    return None if reason is None else f"torch-cuda: {reason}"
-
-
-def unavailable(fmt: str) -> str | None:
-    """Why bench format ``fmt`` cannot run on this machine, or None (the CPU formats always can)."""
-    if fmt.startswith("trt-"):
-        return trt_unavailable()
-    if fmt.startswith("torch-cuda"):
-        return cuda_unavailable()
-    return None
-
-
-def _kind(fmt: str) -> str:
-    return "trt" if fmt.startswith("trt-") else fmt if fmt.startswith("torch-cuda") else "onnx"
+def measured_once(fmt: str) -> bool:
+    """Whether format ``fmt`` is measured once, without a thread count (a GPU runtime's)."""
+    return get_format(fmt).needs_gpu
 
 
 def _artifact_jobs(label: str, source: str, folder: Path) -> list[Job]:
-    """The jobs of an artifact folder given as a source: its own format (a torch-cuda artifact: eager and graphs)."""
-    from ..export import read_manifest
+    """The jobs of an artifact folder given as a source: every format that runs it (torch-cuda: eager and graphs)."""
+    from ..runtime.manifest import read_manifest
 
-    fmt = read_manifest(folder, verify=True)["artifact_format"]
-    fmts = [f for f, a in ARTIFACT_FORMAT.items() if a == fmt]
-    return [_artifact_job(label, source, folder, f) for f in [fmt, *fmts]]
+    runs = runs_of(read_manifest(folder, verify=True)["artifact_format"])
+    return [_artifact_job(label, source, folder, f.name) for f in runs]
 
 
 def _artifact_job(label: str, source: str, folder: Path, fmt: str | None = None) -> Job:
-    from ..export import read_manifest
+    from ..runtime.manifest import custom_op_library, read_manifest
 
     m = read_manifest(folder, verify=True)
     fmt = fmt or m["artifact_format"]
     model_file = folder / m["model_file"]
+    library = custom_op_library(folder, m)
     return Job(
         label=label,
         fmt=fmt,
         source=source,
-        kind=_kind(fmt),
         path=str(model_file),
+        library=None if library is None else str(library),
         points=int(m["input"]["num_points"]),
         model_name=(m.get("model") or {}).get("name"),
         params=(m.get("model") or {}).get("parameters"),
@@ -165,8 +144,8 @@ def _artifact_job(label: str, source: str, folder: Path, fmt: str | None = None)
 
 def plan_jobs(sources: list[str], opts: BenchOptions, artifacts_dir: Path) -> list[Job]:
     """Resolve every source into jobs, compiling checkpoints as needed; failures become decided rows."""
-    from ..export import CompileOptions, ExportError, ManifestError, compile_cached
-    from ..train import CheckpointError, load_checkpoint, model_from_checkpoint
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..runtime.errors import ManifestError
 
     jobs: list[Job] = []
     used: dict[str, str] = {}
@@ -194,44 +173,61 @@ def plan_jobs(sources: list[str], opts: BenchOptions, artifacts_dir: Path) -> li
         except (CheckpointError, OSError) as err:
             jobs.append(Job(label, "?", source, status="failed", reason=f"not a checkpoint or artifact: {err}"))
             continue
-        model = model_from_checkpoint(ckpt)
-        points = opts.num_points or int(ckpt.get("num_points") or 1024)
-        common = dict(points=points, model_name=ckpt.get("model_name"), params=model.num_parameters)
-        for fmt in opts.formats:
-            if fmt == "torch":
-                jobs.append(
-                    Job(
-                        label,
-                        fmt,
-                        source,
-                        kind="torch",
-                        path=str(path),
-                        size_mb=path.stat().st_size / 1e6,
-                        classes=list(ckpt.get("classes") or []) or None,
-                        **common,
-                    )
-                )
-                continue
-            if (why := unavailable(fmt)) is not None:
-                jobs.append(Job(label, fmt, source, status="failed", reason=why, **common))
-                continue
-            artifact_fmt = ARTIFACT_FORMAT.get(fmt, fmt)
-            folder = artifacts_dir / f"{label}-{points}-{artifact_fmt}"
-            opts.log(f"compiling {label} to {artifact_fmt} ({points} points)")
-            try:
-                copts = CompileOptions(artifact_fmt, points, opts.data, opts.calib_size, max_drop=opts.max_drop)
-                copts.log = lambda line: opts.log(f"  {line}")
-                compile_cached(path, folder, copts)
-                jobs.append(_artifact_job(label, source, folder, fmt))
-            except ExportError as err:
-                text = str(err)
-                checked = text.startswith(("ONNX parity failed", "torch-cuda parity failed", "int8 loses"))
-                jobs.append(
-                    Job(label, fmt, source, status="check_failed" if checked else "failed", reason=text, **common)
-                )
-            except (ValueError, OSError, RuntimeError) as err:
-                jobs.append(Job(label, fmt, source, status="failed", reason=f"{type(err).__name__}: {err}", **common))
+        jobs.extend(_checkpoint_jobs(label, source, ckpt, opts, artifacts_dir))
     return jobs
+
+
+def _checkpoint_jobs(label: str, source: str, ckpt: dict[str, Any], opts: BenchOptions, artifacts: Path) -> list[Job]:
+    """A checkpoint's job per requested format: itself for a checkpoint format, else its compiled artifact (or the
+    row that says why there is none)."""
+    from ..checkpoint import model_from_checkpoint
+    from ..runtime.runner import unavailable
+
+    path = Path(source)
+    points = opts.num_points or int(ckpt.get("num_points") or 1024)
+    common: dict[str, Any] = dict(
+        points=points, model_name=ckpt.get("model_name"), params=model_from_checkpoint(ckpt).num_parameters
+    )
+    jobs = []
+    for fmt in opts.formats:
+        row = get_format(fmt)
+        if row.artifact is None:  # the checkpoint as is
+            size = path.stat().st_size / 1e6
+            classes = list(ckpt.get("classes") or []) or None
+            jobs.append(Job(label, fmt, source, path=str(path), size_mb=size, classes=classes, **common))
+        elif (why := unavailable(fmt)) is not None:
+            jobs.append(Job(label, fmt, source, status="failed", reason=why, **common))
+        else:
+            jobs.append(_compiled_job(label, source, row.artifact, fmt, points, opts, artifacts, common))
+    return jobs
+
+
+def _compiled_job(
+    label: str,
+    source: str,
+    artifact_fmt: str,
+    fmt: str,
+    points: int,
+    opts: BenchOptions,
+    artifacts: Path,
+    common: dict[str, Any],
+) -> Job:
+    """The job of ``fmt`` on the checkpoint compiled to ``artifact_fmt`` (cached), or the row of why it failed: its
+    status from the error's type (:func:`status_of`)."""
+    from ..export.compile import CompileOptions, compile_cached
+    from ..runtime.errors import ExportError, RuntimeUnavailable
+
+    folder = artifacts / f"{label}-{points}-{artifact_fmt}"
+    opts.log(f"compiling {label} to {artifact_fmt} ({points} points)")
+    try:
+        copts = CompileOptions(artifact_fmt, points, opts.data, opts.calib_size, max_drop=opts.max_drop)
+        copts.log = lambda line: opts.log(f"  {line}")
+        compile_cached(source, folder, copts)
+        return _artifact_job(label, source, folder, fmt)
+    except (ExportError, RuntimeUnavailable) as err:
+        return Job(label, fmt, source, status=status_of(err), reason=str(err), **common)
+    except (ValueError, OSError, RuntimeError) as err:
+        return Job(label, fmt, source, status=status_of(err), reason=f"{type(err).__name__}: {err}", **common)
 
 
 def _write_inputs(data, points: int, opts: BenchOptions, folder: Path) -> Path:
@@ -261,10 +257,12 @@ def worker_env() -> dict[str, str]:
 def measure_job(job: Job, inputs: Path, num_classes: int, opts: BenchOptions, tmp: Path) -> list[BenchRow]:
     """Run the worker for ``job``; one row per thread count (one for a GPU format; one failed row if the worker
     failed)."""
-    worker_threads = [max(opts.threads)] if job.kind in GPU_KINDS else list(opts.threads)
+    once = measured_once(job.fmt)
+    worker_threads = [max(opts.threads)] if once else list(opts.threads)
     spec = {
-        "kind": job.kind,
+        "format": job.fmt,
         "path": job.path,
+        "library": job.library,
         "inputs": str(inputs),
         "num_classes": num_classes,
         "threads": worker_threads,
@@ -303,7 +301,7 @@ def measure_job(job: Job, inputs: Path, num_classes: int, opts: BenchOptions, tm
             job.row(
                 status=status,
                 reason=reason,
-                threads=None if job.kind in GPU_KINDS else threads,
+                threads=None if once else threads,
                 oa=result["oa"],
                 macc=result["macc"],
                 peak_mb=result["peak_mb"],

@@ -11,7 +11,6 @@ Sources, detected from the path:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -99,11 +98,3 @@ def load_modelnet40(
 
         return load_folder_tree(path, num_points=num_points, seed=seed)
     raise ValueError(f"unknown data format {fmt!r}")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .modelnet40 import SHARED_NPZ_SHA256, detect_format, load_modelnet40, resolve_data_path, sha256_file
+from ..hashing import sha256_file
+from .modelnet40 import SHARED_NPZ_SHA256, detect_format, load_modelnet40, resolve_data_path
 from .splits import PointCloudSplits
 
 

@@ -1,20 +1,30 @@
 """``pointkd compile``: checkpoint -> artifact folder (model file + manifest.json), checking accuracy at every step.
 
+The format's row in :mod:`pointkd.runtime.formats` decides the stages:
+
 1. Export the rewritten inference graph to ONNX (fp32) and run it with ONNX Runtime on the whole test split:
    max |Δlogit| against the torch model must be <= ``atol`` (1e-4) and the top-1 class identical on every cloud.
-2. ``onnx-int8``: calibrate on a stratified training-split set, quantize (QDQ, per-channel, kNN in float), run the
-   whole test split again, and refuse when OA drops by more than ``max_drop`` points, printing the per-node SQNR.
-3. ``trt-fp16`` / ``trt-int8``: build a TensorRT engine from the same ONNX (int8 from the symmetric Q/DQ graph) and
-   run the test split on it.
-4. ``torch-cuda`` (no ONNX): save the folded inference model (:mod:`pointkd.export.torch_backend`), run the test
+2. Quantized formats (``onnx-int8``, ``trt-int8``): calibrate on a stratified training-split set, quantize (QDQ,
+   per-channel, kNN in float; the format's flavour), run the whole test split again, and refuse when OA drops by
+   more than ``max_drop`` points, printing the per-node SQNR.
+3. Formats with a custom operator (``onnx-fused``): rewrite each kNN into the fused ``pointkd.KnnTopK``, copy the
+   operator's library (:func:`~pointkd.export.knn_op.build_knn_op`) into the artifact, and require the fp32
+   model's top-1 on every cloud and its logits within ``atol``.
+4. TensorRT formats (``trt-fp16`` / ``trt-int8``): build an engine from that ONNX and run the test split on it.
+5. ``torch-cuda`` (no ONNX): save the folded inference model (:mod:`pointkd.export.torch_export`), run the test
    split on the GPU with the same tie-aware parity check as the ONNX export, then through CUDA graphs, which must
    give the eager logits. Without a CUDA device it stops before anything is written.
-The artifact is assembled in a temporary folder beside ``out`` and renamed into place only when every check
-passed, so a failed or interrupted compile never leaves a half-written artifact.
+
+A runtime that cannot run here raises a :class:`~pointkd.runtime.errors.RuntimeUnavailable` before anything is
+computed; a failed check raises :class:`~pointkd.runtime.errors.ParityError` or
+:class:`~pointkd.runtime.errors.AccuracyDropError`. The artifact is assembled in a temporary folder beside ``out``
+and renamed into place only when every check passed, so a failed or interrupted compile never leaves a
+half-written artifact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shutil
@@ -27,26 +37,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import fixed_subset, load_modelnet40
-from ..data.modelnet40 import sha256_file
-from ..train import ClassificationReport, load_checkpoint, model_from_checkpoint, predict
-from .manifest import MANIFEST, input_contract, write_manifest
-from .onnx_export import (
-    EXPORT_REVISION,
-    INPUT_NAME,
-    OPSET,
-    OUTPUT_NAME,
+from ..checkpoint import load_checkpoint, model_from_checkpoint
+from ..data import PointCloudSplits, fixed_subset, load_modelnet40
+from ..hashing import sha256_file
+from ..models import DGCNN
+from ..runtime.errors import (
+    AccuracyDropError,
+    CudaUnavailable,
     ExportError,
-    export_onnx,
-    reference_model,
+    ManifestError,
+    ParityError,
+    TensorRTUnavailable,
 )
-from .ort_session import make_session, run_in_batches, run_logits
+from ..runtime.formats import ARTIFACT_FORMATS, Format, get_format
+from ..runtime.manifest import MANIFEST, input_contract, read_manifest, write_manifest
+from ..runtime.ort import make_session, run_in_batches, run_logits
+from ..runtime.tensorrt import TensorRTRunner, tensorrt_status
+from ..runtime.torch_runner import TorchRunner, cuda_status
+from ..train import ClassificationReport, predict
+from .onnx_export import EXPORT_REVISION, INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, reference_model
 from .parity import check_parity
 from .quantize import quantize_int8, sensitivity
-from .tensorrt_backend import TRT_FORMATS, EngineSpec, TensorRTRunner, build_engine, tensorrt_status
-from .torch_backend import TORCH_FORMATS, TorchRunner, cuda_status, save_torch_model
-
-FORMATS = ("onnx", "onnx-int8", *TORCH_FORMATS, *TRT_FORMATS)
+from .tensorrt_engine import EngineSpec, build_engine
+from .torch_export import save_torch_model
 
 
 @dataclass
@@ -64,6 +77,33 @@ class CompileOptions:
     log: Any = print
 
 
+@dataclass
+class Inputs:
+    """What every stage reads: the model, its torch reference and the test split with the reference's logits."""
+
+    checkpoint: dict[str, Any]
+    model: DGCNN
+    reference: DGCNN
+    data: PointCloudSplits
+    num_points: int
+    clouds: np.ndarray
+    labels: np.ndarray
+    ref: np.ndarray  # the reference's logits of ``clouds``
+    ref_acc: dict[str, float]
+
+
+@dataclass
+class Compiled:
+    """A stage's result: the model file (in the work folder), its test-split logits and the manifest records."""
+
+    model_file: str
+    logits: np.ndarray
+    parity: dict[str, Any]
+    calibration: dict[str, Any] | None = None
+    runtime: dict[str, Any] | None = None
+    custom_op: dict[str, Any] | None = None
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
     report = ClassificationReport.from_predictions(
         torch.from_numpy(logits.argmax(1)), torch.from_numpy(labels), num_classes
@@ -71,20 +111,46 @@ def accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[s
     return {"oa": report.oa, "macc": report.macc}
 
 
+def check_request(fmt: Format, opts: CompileOptions) -> None:
+    """Refuse, before any work, options that cannot work and runtimes that cannot run here (typed errors)."""
+    if fmt.needs_calibration and opts.calib_size < 1:
+        raise ValueError(f"--calib-size must be at least 1, got {opts.calib_size}")
+    if fmt.runtime == "tensorrt" and (reason := tensorrt_status()) is not None:
+        raise TensorRTUnavailable(f"cannot build {fmt.name} here: {reason}")
+    if fmt.runtime == "torch" and (reason := cuda_status(opts.device)) is not None:
+        raise CudaUnavailable(f"cannot build {fmt.name} here: {reason}")
+    if fmt.custom_op:
+        from ..runtime.knn_op import check_onnxruntime
+        from .knn_op import build_knn_op
+
+        check_onnxruntime()
+        build_knn_op()  # KnnOpUnavailable without a compiler or headers; a cache lookup once built
+
+
 def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
     """Compile ``checkpoint`` into the artifact folder ``out``; returns the manifest written there."""
-    if opts.fmt not in FORMATS:
-        raise ValueError(f"unknown format {opts.fmt!r}; choose from {', '.join(FORMATS)}")
-    if opts.fmt in ("onnx-int8", "trt-int8") and opts.calib_size < 1:
-        raise ValueError(f"--calib-size must be at least 1, got {opts.calib_size}")
-    if opts.fmt in TRT_FORMATS and (reason := tensorrt_status()) is not None:
-        raise ExportError(f"cannot build {opts.fmt} here: {reason}")
-    if opts.fmt in TORCH_FORMATS and (reason := cuda_status(opts.device)) is not None:
-        raise ExportError(f"cannot build {opts.fmt} here: {reason}")
+    fmt = get_format(opts.fmt, among=ARTIFACT_FORMATS)
+    check_request(fmt, opts)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
         raise ExportError(f"{out} exists and is not a pointkd artifact; choose another --out")
-    log = opts.log
+    inputs = load_inputs(checkpoint, opts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        result = run_stages(fmt, inputs, work, opts)
+        manifest = artifact_manifest(fmt, checkpoint, inputs, result, opts)
+        write_manifest(work, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def load_inputs(checkpoint: str | os.PathLike, opts: CompileOptions) -> Inputs:
+    """The checkpoint's model, the test split at its point count and the torch reference's logits of it."""
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).float()
     num_points = opts.num_points or int(ckpt.get("num_points") or 1024)
@@ -93,65 +159,67 @@ def compile_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, op
         raise ExportError("the checkpoint's class names differ from the data's; evaluate on the data it was trained on")
     clouds = fixed_subset(data.test_x, num_points).numpy().astype(np.float32)
     labels = data.test_y.numpy()
-    num_classes = data.num_classes
-
     t0 = time.perf_counter()
     reference = reference_model(model)
     ref = predict(reference, torch.from_numpy(clouds), num_points, opts.batch_size).numpy()
-    ref_acc = accuracy(ref, labels, num_classes)
-    log(
+    ref_acc = accuracy(ref, labels, data.num_classes)
+    opts.log(
         f"torch reference: OA {ref_acc['oa'] * 100:.2f} %  mAcc {ref_acc['macc'] * 100:.2f} %  "
         f"({len(clouds)} test clouds, {num_points} points, {time.perf_counter() - t0:.0f} s)"
     )
+    return Inputs(ckpt, model, reference, data, num_points, clouds, labels, ref, ref_acc)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        if opts.fmt in TORCH_FORMATS:
-            model_file, final, parity, runtime = _torch_stage(model, reference, work, clouds, ref, opts)
-            calibration = None
-        else:
-            model_file, final, parity, calibration = _onnx_stages(
-                model, reference, work, clouds, ref, ref_acc["oa"], data, num_points, opts
-            )
-            runtime = None
-        acc = accuracy(final, labels, num_classes)
-        log(f"{opts.fmt}: OA {acc['oa'] * 100:.2f} %  mAcc {acc['macc'] * 100:.2f} %")
-        manifest = {
-            "artifact_format": opts.fmt,
-            "model_file": model_file,
-            "model": {
-                "name": ckpt.get("model_name"),
-                "config": model.config.to_dict(),
-                "parameters": model.num_parameters,
-            },
-            "classes": list(data.classes),
-            "input": input_contract(num_points, INPUT_NAME),
-            "output": {"name": OUTPUT_NAME, "shape": ["batch", num_classes], "dtype": "float32", "kind": "logits"},
-            "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(Path(checkpoint))},
-            "accuracy": {
-                "split": "test",
-                "clouds": len(clouds),
-                "data": data.source,
-                **acc,
-                "reference": ref_acc,
-                "oa_drop_pt": (ref_acc["oa"] - acc["oa"]) * 100,
-            },
-            "parity": parity,
-            "calibration": calibration,
-            "runtime": runtime,
-            "versions": _versions(),
-            "opset": None if opts.fmt in TORCH_FORMATS else OPSET,
-            "export_revision": EXPORT_REVISION,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_manifest(work, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return manifest
+
+def run_stages(fmt: Format, inputs: Inputs, work: Path, opts: CompileOptions) -> Compiled:
+    """The stages ``fmt``'s row asks for (see the module docstring), each checked, into ``work``."""
+    if not fmt.onnx:
+        return _torch_stage(fmt, inputs, work, opts)
+    result = _export_stage(inputs, work, opts)
+    if fmt.quantization:
+        result = _quantize_stage(fmt, inputs, work, result, opts)
+    if fmt.custom_op:
+        result = _fuse_stage(fmt, inputs, work, result, opts)
+    if fmt.runtime == "tensorrt":
+        result = _engine_stage(fmt, inputs, work, result, opts)
+    return result
+
+
+def artifact_manifest(
+    fmt: Format, checkpoint: str | os.PathLike, inputs: Inputs, result: Compiled, opts: CompileOptions
+) -> dict[str, Any]:
+    """The manifest of a compiled artifact (``files`` is added by :func:`write_manifest`)."""
+    data, model = inputs.data, inputs.model
+    acc = accuracy(result.logits, inputs.labels, data.num_classes)
+    opts.log(f"{fmt.name}: OA {acc['oa'] * 100:.2f} %  mAcc {acc['macc'] * 100:.2f} %")
+    return {
+        "artifact_format": fmt.name,
+        "model_file": result.model_file,
+        "model": {
+            "name": inputs.checkpoint.get("model_name"),
+            "config": model.config.to_dict(),
+            "parameters": model.num_parameters,
+        },
+        "classes": list(data.classes),
+        "input": input_contract(inputs.num_points, INPUT_NAME),
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", data.num_classes], "dtype": "float32", "kind": "logits"},
+        "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(Path(checkpoint))},
+        "accuracy": {
+            "split": "test",
+            "clouds": len(inputs.clouds),
+            "data": data.source,
+            **acc,
+            "reference": inputs.ref_acc,
+            "oa_drop_pt": (inputs.ref_acc["oa"] - acc["oa"]) * 100,
+        },
+        "parity": result.parity,
+        "calibration": result.calibration,
+        "runtime": result.runtime,
+        "custom_op": result.custom_op,
+        "versions": _versions(),
+        "opset": OPSET if fmt.onnx else None,
+        "export_revision": EXPORT_REVISION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _log_parity(log: Any, what: str, report: Any) -> None:
@@ -163,76 +231,83 @@ def _log_parity(log: Any, what: str, report: Any) -> None:
     )
 
 
-def _onnx_stages(
-    model: Any,
-    reference: Any,
-    work: Path,
-    clouds: np.ndarray,
-    ref: np.ndarray,
-    ref_oa: float,
-    data: Any,
-    num_points: int,
-    opts: CompileOptions,
-) -> tuple[str, np.ndarray, dict[str, Any], dict[str, Any] | None]:
-    """ONNX fp32 with its parity check, then int8 and / or a TensorRT engine as ``opts.fmt`` asks; returns
-    ``(model file name, its test-split logits, the parity report, the calibration record or None)``."""
-    log = opts.log
-    labels = data.test_y.numpy()
-    fp32 = export_onnx(model, work / "model.onnx", num_points)
-    got = run_logits(make_session(fp32), clouds, opts.batch_size)
-    report = check_parity(reference, fp32, clouds, ref, got, opts.atol)
-    _log_parity(log, "onnx fp32", report)
+def _export_stage(inputs: Inputs, work: Path, opts: CompileOptions) -> Compiled:
+    """ONNX fp32 and its tie-aware parity check against the torch reference."""
+    fp32 = export_onnx(inputs.model, work / "model.onnx", inputs.num_points)
+    got = run_logits(make_session(fp32), inputs.clouds, opts.batch_size)
+    report = check_parity(inputs.reference, fp32, inputs.clouds, inputs.ref, got, opts.atol)
+    _log_parity(opts.log, "onnx fp32", report)
     if not report.ok:
-        raise ExportError(f"ONNX parity failed: {report.reason}")
-    model_file, final, calibration = fp32.name, got, None
-    if opts.fmt in ("onnx-int8", "trt-int8"):
-        from calibration import build_calibration_set
-
-        size = min(opts.calib_size, len(data.train_y))
-        if size < opts.calib_size:
-            log(f"calibration: the training split has only {size} clouds; using all of them")
-        calib = build_calibration_set(data, size, num_points, opts.calib_seed)
-        calib.save(work / "calibration.json")
-        flavour = "ort" if opts.fmt == "onnx-int8" else "tensorrt"
-        int8 = quantize_int8(fp32, work / "model.int8.onnx", calib.clouds, flavour)
-        calibration = {
-            "file": "calibration.json",
-            "size": len(calib.ids),
-            "seed": opts.calib_seed,
-            "split": "train",
-            "flavour": flavour,
-        }
-        q = run_logits(make_session(int8), clouds, opts.batch_size)
-        drop = (ref_oa - accuracy(q, labels, data.num_classes)["oa"]) * 100
-        log(f"onnx int8 ({flavour}): OA drop {drop:+.2f} pt against fp32")
-        if drop > opts.max_drop:
-            rows = sensitivity(fp32, int8, calib.clouds[:16])
-            table = "\n".join(f"  {r.tensor:<40} SQNR {r.sqnr_db:6.1f} dB" for r in rows)
-            raise ExportError(
-                f"int8 loses {drop:.2f} OA points (> --max-drop {opts.max_drop}); least accurate activations:\n{table}"
-            )
-        model_file, final = int8.name, q
-    if opts.fmt in TRT_FORMATS:
-        spec = EngineSpec("fp16" if opts.fmt == "trt-fp16" else "int8", num_points, max_batch=opts.batch_size)
-        engine = build_engine(work / model_file, work / f"model.{spec.precision}.engine", spec)
-        final = run_in_batches(TensorRTRunner(engine), clouds, opts.batch_size)
-        model_file = engine.name
-    return model_file, final, report.to_dict(), calibration
+        raise ParityError(f"ONNX parity failed: {report.reason}")
+    return Compiled(fp32.name, got, report.to_dict())
 
 
-def _torch_stage(
-    model: Any, reference: Any, work: Path, clouds: np.ndarray, ref: np.ndarray, opts: CompileOptions
-) -> tuple[str, np.ndarray, dict[str, Any], dict[str, Any]]:
+def _quantize_stage(fmt: Format, inputs: Inputs, work: Path, fp32: Compiled, opts: CompileOptions) -> Compiled:
+    """int8 (the format's flavour) from a stratified training-split calibration set, gated on the OA drop."""
+    from calibration import build_calibration_set
+
+    data = inputs.data
+    size = min(opts.calib_size, len(data.train_y))
+    if size < opts.calib_size:
+        opts.log(f"calibration: the training split has only {size} clouds; using all of them")
+    calib = build_calibration_set(data, size, inputs.num_points, opts.calib_seed)
+    calib.save(work / "calibration.json")
+    flavour = fmt.quantization
+    int8 = quantize_int8(work / fp32.model_file, work / "model.int8.onnx", calib.clouds, flavour)
+    record = {"file": "calibration.json", "size": len(calib.ids), "seed": opts.calib_seed, "split": "train"}
+    q = run_logits(make_session(int8), inputs.clouds, opts.batch_size)
+    drop = (inputs.ref_acc["oa"] - accuracy(q, inputs.labels, data.num_classes)["oa"]) * 100
+    opts.log(f"onnx int8 ({flavour}): OA drop {drop:+.2f} pt against fp32")
+    if drop > opts.max_drop:
+        rows = sensitivity(work / fp32.model_file, int8, calib.clouds[:16])
+        table = "\n".join(f"  {r.tensor:<40} SQNR {r.sqnr_db:6.1f} dB" for r in rows)
+        raise AccuracyDropError(
+            f"int8 loses {drop:.2f} OA points (> --max-drop {opts.max_drop}); least accurate activations:\n{table}"
+        )
+    return dataclasses.replace(fp32, model_file=int8.name, logits=q, calibration={**record, "flavour": flavour})
+
+
+def _fuse_stage(fmt: Format, inputs: Inputs, work: Path, fp32: Compiled, opts: CompileOptions) -> Compiled:
+    """The fused-kNN rewrite of the fp32 model, its operator library copied in, checked against the fp32 model."""
+    from ..runtime.knn_op import make_fused_session
+    from .knn_op import DOMAIN, OP_TYPE, build_knn_op, fuse_knn
+
+    library = work / str(fmt.custom_op)
+    shutil.copyfile(build_knn_op(), library)
+    fused = fuse_knn(work / fp32.model_file, work / str(fmt.model_file))
+    session = make_fused_session(work / str(fmt.model_file), library)
+    got = run_logits(session, inputs.clouds, opts.batch_size)
+    diff = float(np.abs(got - fp32.logits).max())
+    agree = float((got.argmax(1) == fp32.logits.argmax(1)).mean())
+    opts.log(f"fused kNN ({len(fused)} layers): max |Δlogit| {diff:.2e} against onnx fp32, top-1 {agree * 100:.2f} %")
+    if diff > opts.atol or agree < 1.0:
+        raise ParityError(f"fused kNN parity failed: max |Δlogit| {diff:.3g}, top-1 agreement {agree * 100:.2f} %")
+    record = {"library": library.name, "sha256": sha256_file(library), "domain": DOMAIN, "op_type": OP_TYPE}
+    parity = {**fp32.parity, "fused_vs_fp32": {"max_abs_logit_diff": diff, "top1_agreement": agree}}
+    return dataclasses.replace(
+        fp32, model_file=str(fmt.model_file), logits=got, parity=parity, custom_op={**record, "nodes": len(fused)}
+    )
+
+
+def _engine_stage(fmt: Format, inputs: Inputs, work: Path, onnx: Compiled, opts: CompileOptions) -> Compiled:
+    """A TensorRT engine built from the ONNX model (fp32, or the symmetric Q/DQ int8), run on the test split."""
+    spec = EngineSpec(fmt.precision, inputs.num_points, max_batch=opts.batch_size)
+    engine = build_engine(work / onnx.model_file, work / str(fmt.model_file), spec)
+    final = run_in_batches(TensorRTRunner(engine), inputs.clouds, opts.batch_size)
+    return dataclasses.replace(onnx, model_file=engine.name, logits=final)
+
+
+def _torch_stage(fmt: Format, inputs: Inputs, work: Path, opts: CompileOptions) -> Compiled:
     """The torch-cuda model file, checked eagerly on ``opts.device`` (tie-aware parity) and, on CUDA, replayed
-    through CUDA graphs; returns ``(model file name, its test-split logits, the parity report, the runtime
-    record)``."""
-    path = save_torch_model(model, work / "model.pt")
+    through CUDA graphs."""
+    clouds = inputs.clouds
+    path = save_torch_model(inputs.model, work / str(fmt.model_file))
     eager = TorchRunner(path, opts.device, graphs=False)
     got = run_in_batches(eager, clouds, opts.batch_size)
-    report = check_parity(reference, eager.logits_and_graphs, clouds, ref, got, opts.atol)
+    report = check_parity(inputs.reference, eager.logits_and_graphs, clouds, inputs.ref, got, opts.atol)
     _log_parity(opts.log, f"torch eager on {opts.device}", report)
     if not report.ok:
-        raise ExportError(f"torch-cuda parity failed: {report.reason}")
+        raise ParityError(f"torch-cuda parity failed: {report.reason}")
     runtime: dict[str, Any] = {"device": _device_name(opts.device), "seeded_topk": False, "cuda_graphs": None}
     if torch.device(opts.device).type == "cuda":
         graphs = TorchRunner(path, opts.device, graphs=True)
@@ -240,9 +315,9 @@ def _torch_stage(
         diff = float(np.abs(replayed - got).max())
         opts.log(f"CUDA graphs (batch sizes {graphs.captured_batches}): max |Δlogit| {diff:.2e} against eager")
         if diff > opts.atol:
-            raise ExportError(f"torch-cuda parity failed: CUDA graph replay differs from eager by {diff:.3g}")
+            raise ParityError(f"torch-cuda parity failed: CUDA graph replay differs from eager by {diff:.3g}")
         runtime["cuda_graphs"] = {"max_abs_diff_vs_eager": diff, "batches_checked": graphs.captured_batches}
-    return path.name, got, report.to_dict(), runtime
+    return Compiled(path.name, got, report.to_dict(), runtime=runtime)
 
 
 def _device_name(device: str) -> str:
@@ -254,8 +329,6 @@ def _device_name(device: str) -> str:
 def compile_cached(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: CompileOptions) -> dict[str, Any]:
     """:func:`compile_checkpoint`, unless ``out`` already holds a valid artifact of the same checkpoint (sha256),
     format, point count and export revision: then its manifest is returned and nothing is recompiled."""
-    from .manifest import ManifestError, read_manifest
-
     out = Path(out)
     if (out / MANIFEST).is_file():
         try:

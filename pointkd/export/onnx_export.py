@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..models import DGCNN
+from ..runtime.errors import ExportError
 from .deploy_model import DeployDGCNN
 
 OPSET = 18
@@ -24,10 +25,6 @@ OPSET = 18
 EXPORT_REVISION = 2
 INPUT_NAME = "points"
 OUTPUT_NAME = "logits"
-
-
-class ExportError(RuntimeError):
-    """An export, a parity check or an accuracy gate failed."""
 
 
 @dataclasses.dataclass

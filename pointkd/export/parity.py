@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..models import DGCNN
-from .ort_session import make_session
+from ..runtime.ort import make_session
 
 # ``x [1, N, 3] -> (logits [1, C], the graphs [1, N, k] of every layer that builds one, in order)``
 GraphsOf = Callable[[np.ndarray], tuple[np.ndarray, list[np.ndarray]]]

@@ -1,20 +1,17 @@
-"""Runtimes for compiled models (ONNX Runtime sessions, TensorRT engines, torch-cuda models) and batched inference
-over many clouds."""
+"""ONNX Runtime sessions (CPU or CUDA) for the ONNX formats, and batched inference over many clouds."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .errors import RuntimeUnavailable
+
 ORT_DEVICES = ("cpu", "cuda")
-
-
-class RuntimeUnavailable(RuntimeError):
-    """A compiled model's runtime cannot run on this machine (no TensorRT, no CUDA device, ...): the message says
-    which and why."""
 
 
 def ort_cuda_status() -> str | None:
@@ -31,7 +28,7 @@ def ort_cuda_status() -> str | None:
     return None
 
 
-def session_options(threads: int = 0, spin: bool = True):
+def session_options(threads: int = 0, spin: bool = True) -> Any:
     """The ``SessionOptions`` every pointkd session uses: all graph optimisations, ``threads`` intra-op threads
     (0 = ORT's default), one inter-op thread, sequential, quiet; ``spin=False`` as in :func:`make_session`."""
     import onnxruntime as ort
@@ -53,7 +50,7 @@ def make_session(
     profile_prefix: str | None = None,
     spin: bool = True,
     device: str = "cpu",
-):
+) -> Any:
     """An ``InferenceSession`` with all graph optimisations, ``threads`` intra-op threads (0 = ORT's default).
     ``spin=False`` stops idle pool threads from busy-waiting (they then take the CPU a server's event loop needs).
     ``device="cuda"`` puts the graph on the CUDA execution provider (raises :class:`RuntimeUnavailable` where
@@ -72,51 +69,13 @@ def make_session(
     return ort.InferenceSession(str(Path(path)), opts, providers=providers)
 
 
-def runtime_of(model_file: str | os.PathLike, fmt: str | None = None, engine: bool = False) -> str:
-    """Which runtime runs a compiled model: ``"tensorrt"``, ``"torch"`` or ``"onnxruntime"``, from the artifact
-    format when given (``trt-*``, ``torch-cuda``, else ONNX), else from ``engine`` and the file's suffix
-    (``.engine``, ``.pt``)."""
-    if fmt is not None:
-        return "tensorrt" if fmt.startswith("trt-") else "torch" if fmt.startswith("torch-cuda") else "onnxruntime"
-    suffix = Path(model_file).suffix
-    return "tensorrt" if engine or suffix == ".engine" else "torch" if suffix == ".pt" else "onnxruntime"
-
-
-def open_runner(
-    model_file: str | os.PathLike,
-    engine: bool = False,
-    input_name: str = "points",
-    output_name: str = "logits",
-    threads: int = 0,
-    spin: bool = True,
-    fmt: str | None = None,
-    graphs: bool = True,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """``run(batch [B, N, 3] float32) -> logits [B, C]`` for a compiled model file (see :func:`runtime_of`): a
-    TensorRT engine (the tensor names are the engine's), a torch-cuda model on the GPU (CUDA graphs per batch size
-    unless ``graphs`` is false), else an ONNX Runtime session (``threads``, ``spin`` as in :func:`make_session`;
-    its own input name). Raises a :class:`RuntimeUnavailable` where the runtime cannot run here."""
-    runtime = runtime_of(model_file, fmt, engine)
-    if runtime == "tensorrt":
-        from .tensorrt_backend import TensorRTRunner
-
-        return TensorRTRunner(model_file, input_name, output_name)
-    if runtime == "torch":
-        from .torch_backend import TorchRunner
-
-        return TorchRunner(model_file, "cuda", graphs=graphs)
-    session = make_session(model_file, threads=threads, spin=spin)
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[0]
-
-
 def run_in_batches(run: Callable[[np.ndarray], np.ndarray], clouds: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Logits ``[M, num_classes]`` of ``clouds`` ``[M, N, 3]`` (as float32), ``batch_size`` clouds per ``run``."""
     clouds = np.ascontiguousarray(clouds, dtype=np.float32)
     return np.concatenate([run(clouds[i : i + batch_size]) for i in range(0, len(clouds), batch_size)])
 
 
-def run_logits(session, clouds: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def run_logits(session: Any, clouds: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """:func:`run_in_batches` through an ONNX Runtime ``session``."""
     name = session.get_inputs()[0].name
     return run_in_batches(lambda batch: session.run(None, {name: batch})[0], clouds, batch_size)

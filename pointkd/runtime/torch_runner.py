@@ -1,8 +1,10 @@
-"""``torch-cuda``: the inference form run by PyTorch on an NVIDIA GPU, eagerly or as CUDA graphs, without ONNX.
+"""The PyTorch runners: ``torch-cuda`` (the inference form on an NVIDIA GPU, eagerly or as CUDA graphs, without ONNX)
+and ``torch`` (a training checkpoint as is, on the CPU: :class:`CheckpointRunner`).
 
-The artifact's model file (``model.pt``) holds the folded :class:`~pointkd.export.deploy_model.DeployDGCNN`
-weights and the model config (``torch.load(weights_only=True)`` reads it; rebuilding it needs torch and
-``pointkd.models``, not the training code, ONNX or TensorRT). On the GPU the TopK is *not* seeded: CUDA's TopK is
+The torch-cuda artifact's model file (``model.pt``, written by :func:`pointkd.export.torch_export.save_torch_model`)
+holds the folded :class:`~pointkd.export.deploy_model.DeployDGCNN` weights and the model config
+(``torch.load(weights_only=True)`` reads it; rebuilding it needs torch and ``pointkd.models``, not the training code,
+ONNX or TensorRT). On the GPU the TopK is *not* seeded: CUDA's TopK is
 no heap, so the seeds would only add a ``[B, N, k + N]`` concat (the neighbour sets are the same either way).
 
 :class:`TorchRunner` is the runtime. With ``graphs`` (the default on CUDA) the first call at each batch size
@@ -22,16 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models import DGCNN, model_from_config
-from .deploy_model import DeployDGCNN
-from .ort_session import RuntimeUnavailable
+from ..models import model_from_config
+from .errors import CudaUnavailable
 
-TORCH_FORMATS = ("torch-cuda",)
 MODEL_FORMAT = "pointkd-torch/1"
-
-
-class CudaUnavailable(RuntimeUnavailable):
-    """The torch-cuda format was asked for where torch sees no CUDA device."""
 
 
 def cuda_status(device: str | torch.device = "cuda") -> str | None:
@@ -45,24 +41,11 @@ def cuda_status(device: str | torch.device = "cuda") -> str | None:
     return None
 
 
-def save_torch_model(model: DGCNN, path: str | os.PathLike) -> Path:
-    """Write the torch-cuda model file of a trained ``model``: folded weights (float32) and its config."""
-    from .onnx_export import reference_model
+def load_torch_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The :class:`~pointkd.export.deploy_model.DeployDGCNN` in a torch-cuda model file, on ``device``, in eval
+    mode."""
+    from ..export.deploy_model import DeployDGCNN
 
-    deploy = DeployDGCNN(reference_model(model), seeded_topk=False)
-    payload = {
-        "format": MODEL_FORMAT,
-        "config": model.config.to_dict(),
-        "seeded_topk": False,
-        "state_dict": {k: v.detach().float().contiguous() for k, v in deploy.state_dict().items()},
-    }
-    path = Path(path)
-    torch.save(payload, path)
-    return path
-
-
-def load_torch_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> DeployDGCNN:
-    """The :class:`DeployDGCNN` in a torch-cuda model file, on ``device``, in eval mode."""
     payload: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a pointkd torch model file (format {MODEL_FORMAT!r})")
@@ -136,3 +119,20 @@ class TorchRunner:
         with torch.cuda.graph(graph, pool=self._pool):
             static_out = self.model(static_in)
         return graph, static_in, static_out
+
+
+class CheckpointRunner:
+    """``runner(batch [B, N, 3] float32) -> logits [B, C]`` for a training checkpoint (the ``torch`` format), on the
+    CPU with ``threads`` intra-op threads (torch's pool is per process: set on each call when it differs)."""
+
+    def __init__(self, checkpoint: str | os.PathLike, threads: int = 0):
+        from ..checkpoint import load_checkpoint, model_from_checkpoint
+
+        self.model = model_from_checkpoint(load_checkpoint(checkpoint)).float().eval()
+        self.threads = threads
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()

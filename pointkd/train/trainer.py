@@ -22,11 +22,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .. import __version__
+from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
 from ..process import progress_interval, show_bars
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .distributed import (
     DistContext,
     TrainStep,

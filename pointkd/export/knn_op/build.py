@@ -30,7 +30,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..ort_session import RuntimeUnavailable
+from ...runtime.errors import KnnOpUnavailable
 
 NPM_PACKAGE = "com.github.asus4.onnxruntime"
 NPM_VERSION = "0.4.9"
@@ -46,8 +46,6 @@ HEADERS = (
     "onnxruntime_error_code.h",
     "onnxruntime_float16.h",
 )
-ORT_API_VERSION = 29
-MIN_ORT = (1, 29)  # ONNX Runtime 1.x serves C API version x
 
 LIBRARY = "libpointkd_knn.so"
 CSRC = Path(__file__).resolve().parent / "csrc"
@@ -69,11 +67,6 @@ CXXFLAGS = (
     "-Wno-psabi",
 )
 BUILD_REVISION = 1  # bump when this script changes how the library is built
-
-
-class KnnOpUnavailable(RuntimeUnavailable):
-    """The fused kNN operator cannot be built or loaded here (no C++ compiler, no headers, an old ONNX Runtime);
-    the message says which. The stock ONNX model runs without it."""
 
 
 def cache_root() -> Path:
@@ -178,21 +171,6 @@ def build_key(compiler: str, headers: Path) -> str:
     for name in HEADERS:
         digest.update(name.encode() + b"\0" + (headers / name).read_bytes())
     return digest.hexdigest()[:16]
-
-
-def check_onnxruntime() -> None:
-    """Raise :class:`KnnOpUnavailable` unless the installed ONNX Runtime serves C API version 29."""
-    try:
-        import onnxruntime as ort
-    except Exception as err:
-        raise KnnOpUnavailable(f"onnxruntime is not importable ({type(err).__name__}: {err})") from err
-    parts = ort.__version__.split(".")
-    version = (int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0))
-    if version < MIN_ORT:
-        raise KnnOpUnavailable(
-            f"the fused kNN operator is built against ONNX Runtime's C API {ORT_API_VERSION}, which needs onnxruntime "
-            f">= {MIN_ORT[0]}.{MIN_ORT[1]}; installed: {ort.__version__}"
-        )
 
 
 def build_knn_op(compiler: str | None = None, cache: Path | None = None, verbose: bool = False) -> Path:

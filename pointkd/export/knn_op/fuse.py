@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..onnx_export import ExportError, knn_nodes
+from ...runtime.errors import ExportError
+from ..onnx_export import knn_nodes
 
 DOMAIN = "pointkd"
 OP_TYPE = "KnnTopK"
