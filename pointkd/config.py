@@ -56,15 +56,23 @@ class TrainSection:
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
 
 
-DISTILL_METHODS = ("scratch", "kd", "fitnet", "at", "lsp", "lsp+kd", "hkd", "hkd+kd", "stride")
+# The distill fields that only parameterise the ``distill.method`` presets (pointkd.distill.presets); a config with
+# ``distill.terms`` gives these in its terms instead.
+_SHARED_DISTILL_FIELDS = ("teacher", "method", "terms", "share_first_graph", "layer_map", "layer_weights")
 
 
 @dataclass
 class DistillSection:
-    """Distillation from a frozen teacher (see :mod:`pointkd.distill.objective` for the methods)."""
+    """Distillation from a frozen teacher: either a ``method`` preset with its flat parameters below, or a list of
+    ``terms`` of the loss registry (see :mod:`pointkd.distill.registry` and :mod:`pointkd.distill.presets`)."""
 
     teacher: str | None = None  # the teacher's pointkd checkpoint
-    method: str = "lsp"  # scratch | kd | fitnet | at | lsp | lsp+kd | hkd | hkd+kd | stride
+    method: str | None = None  # a preset (`pointkd distill --list-methods`); None: lsp, or distill.terms when given
+    terms: list[dict[str, Any]] | None = None  # [{loss: lsp, weight: 100, kernel: rbf, ...}, {loss: kd, ...}]
+    share_first_graph: bool = True  # student's xyz kNN graph = the first k of the teacher's (one top-k, not two)
+    layer_map: list[list[int]] | None = None  # [[teacher_layer, student_layer], ...]; None: every n-th layer
+    layer_weights: list[float] | None = None  # one per layer pair; None: all 1
+    # The presets' parameters:
     kernel: str = "rbf"  # LSP kernel: rbf | poly | linear | l2
     sigma: float = 1.0  # rbf bandwidth (sigma_rule fixed)
     sigma_rule: str = "fixed"  # fixed | median: per layer pair, the median teacher distance over the compared edges
@@ -75,7 +83,6 @@ class DistillSection:
     lsp_impl: str = "padded"  # padded | sparse | dense (reference)
     lsp_direction: str = "student||teacher"
     lsp_centres: int | None = None  # LSP over this many random centre nodes per step (unbiased); None: all
-    share_first_graph: bool = True  # student's xyz kNN graph = the first k of the teacher's (one top-k, not two)
     kd_alpha: float = 0.1
     kd_temperature: float = 4.0
     fitnet_weight: float = 1.0
@@ -85,22 +92,56 @@ class DistillSection:
     hkd_k: int = 4  # instance-graph neighbours within a batch
     hkd_queue: int = 4096  # rows of each memory bank
     hkd_temperature: float = 0.1
-    stride_weight: float = 1.0
+    stride_weight: float = 1.0  # layer_attention (first named stride): its weight β
     stride_dim: int = 64
     stride_rank: int | None = None  # low-rank embedding subspace; None: the full stride_dim
     stride_embedding_weight: float = 1.0
     stride_structural_weight: float = 100.0  # on the LSP term, as LSP's own λ
-    layer_map: list[list[int]] | None = None  # [[teacher_layer, student_layer], ...]; None: every n-th layer
-    layer_weights: list[float] | None = None  # one per layer pair; None: all 1
+
+    @property
+    def preset(self) -> str:
+        """The preset this section names (``lsp`` when none); meaningless when ``terms`` is set."""
+        return self.method or "lsp"
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.terms is not None or self.preset != "scratch"
 
     def validate(self) -> None:
         """Checks that need no files; the teacher checkpoint is checked when the run starts."""
-        if self.method not in DISTILL_METHODS:
-            raise ConfigError(f"distill.method must be one of {DISTILL_METHODS}, got {self.method!r}")
+        if self.terms is not None:
+            self._validate_terms()
+        else:
+            from .distill.registry import PRESETS  # the registry imports torch: only when a config is checked
+
+            if self.preset not in PRESETS:
+                raise ConfigError(f"distill.method must be one of {sorted(PRESETS)}, got {self.method!r}")
         if self.lsp_centres is not None and self.lsp_centres < 1:
             raise ConfigError(f"distill.lsp_centres must be >= 1 or null (all), got {self.lsp_centres}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ConfigError(f"distill.kd_alpha must be in [0, 1], got {self.kd_alpha}")
+
+    def _validate_terms(self) -> None:
+        from .distill.registry import LOSSES, check_spec, term_name
+
+        if self.method is not None:
+            raise ConfigError(
+                f"distill.method ({self.method!r}) and distill.terms are both set: give a preset or terms "
+                "(e.g. --set distill.method=null)"
+            )
+        preset_fields = [f for f in dataclasses.fields(self) if f.name not in _SHARED_DISTILL_FIELDS]
+        changed = [f.name for f in preset_fields if getattr(self, f.name) != f.default]
+        if changed:
+            raise ConfigError(f"distill.{changed} parameterise the distill.method presets; with terms, set them there")
+        if not isinstance(self.terms, list) or not self.terms:
+            raise ConfigError(f"distill.terms must be a non-empty list of term specs, got {self.terms!r}")
+        for spec in self.terms:
+            check_spec(spec)
+        names = [term_name(spec) for spec in self.terms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"distill.terms: two terms share a name in {names}; give one a 'name'")
+        if not any(LOSSES[spec["loss"]].reads_teacher for spec in self.terms):
+            raise ConfigError("distill.terms read nothing from the teacher; train without one (method: scratch)")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pointkd.checkpoint import load_checkpoint
 from pointkd.cli import main
 from pointkd.config import DistillSection
 from pointkd.distill import (
-    METHODS,
+    PRESETS,
     ATLoss,
     Distill,
     FitNetLoss,
@@ -85,12 +85,12 @@ def test_attention_transfer_matches_the_reference_scale():
     assert float(ATLoss()(z_s, z_t)) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "scratch"])
+@pytest.mark.parametrize("method", [m for m in PRESETS if m != "scratch"])
 def test_each_method_trains_the_student_only(method):
     teacher = create_model("dgcnn_teacher", widths=(16, 16, 32, 32), emb_dim=64, mlp=(32,), k=8).eval()
     student = create_model("dgcnn_student", widths=(8, 16), mlp=(16,), k=4)
     objective = Distill(teacher, student, DistillSection(teacher="t.pt", method=method, sigma=4.0))
-    assert objective.pairs == [(1, 0), (3, 1)]
+    assert all(term.pairs == [(1, 0), (3, 1)] for term in objective.losses.values() if hasattr(term, "pairs"))
     assert not any(p is q for p in objective.parameters() for q in teacher.parameters())
     out = objective(student, torch.randn(4, 32, 3), torch.randint(0, 40, (4,)))
     assert torch.isfinite(out.loss) and out.logits.shape == (4, 40)
@@ -102,7 +102,8 @@ def test_each_method_trains_the_student_only(method):
         "lsp+kd": {"lsp", "kd"},
         "hkd": {"hkd"},
         "hkd+kd": {"hkd", "kd"},
-        "stride": {"stride"},
+        "layer_attention": {"layer_attention"},
+        "stride": {"layer_attention"},
     }[method]
     assert set(out.terms) == expected and all(v >= 0 for v in out.terms.values())
     out.loss.backward()
@@ -127,17 +128,19 @@ def test_distill_cli_end_to_end(tmp_path, capsys):
     teacher_args += ["--set", "model.overrides={widths: [16, 16, 32, 32], k: 8, mlp: [32]}"]
     assert main(teacher_args) == 0
     student = ["--set", "model.overrides={widths: [8, 16], k: 4, mlp: [16]}"]
-    for method in ("lsp+kd", "fitnet", "hkd", "stride"):
+    for method in ("lsp+kd", "fitnet", "hkd", "stride"):  # stride: layer_attention's first name
         out = tmp_path / method
         args = ["distill", "--teacher", str(tmp_path / "t" / "best.pt"), "--method", method, "--out", str(out)]
         assert main([*args, *common, *student, "--set", "distill.sigma=4.0"]) == 0
         ckpt = load_checkpoint(out / "best.pt")
         assert ckpt["config"]["distill"]["method"] == method
         assert ckpt["teacher"] == str(tmp_path / "t" / "best.pt")
-        assert "test_oa" in ckpt["metrics"] and f"train_{method.split('+')[0]}" in ckpt["metrics"]
+        first_term = {"stride": "layer_attention"}.get(method, method.split("+")[0])
+        assert "test_oa" in ckpt["metrics"] and f"train_{first_term}" in ckpt["metrics"]
     assert "objective" in load_checkpoint(tmp_path / "fitnet" / "last.pt")  # the regressors resume too
     banks = load_checkpoint(tmp_path / "hkd" / "last.pt")["objective"]
-    assert int(banks["hkd.filled"]) > 0 and banks["hkd.bank_s"].shape == (4096, 128)  # HKD's banks resume too
+    assert int(banks["losses.hkd.hkd.filled"]) > 0  # HKD's banks resume too
+    assert banks["losses.hkd.hkd.bank_s"].shape == (4096, 128)
     assert (tmp_path / "stride" / "layer_attention.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["distill", "--method", "lsp", "--data", "synthetic", "--out", str(tmp_path / "x")]) == 2
     assert "needs a teacher" in capsys.readouterr().err
@@ -192,6 +195,7 @@ def test_lsp_kernel_options_reach_the_loss():
     teacher, student = _small_pair()
     settings = DistillSection(method="lsp", sigma_rule="median", lsp_normalize=True, lsp_centres=8)
     objective = Distill(teacher, student, settings)
-    assert objective.lsp.kernel.sigma_rule == "median" and objective.lsp.kernel.normalize
+    lsp = objective.losses["lsp"].lsp
+    assert lsp.kernel.sigma_rule == "median" and lsp.kernel.normalize and objective.losses["lsp"].centres == 8
     out = objective(student, torch.randn(4, 32, 3), torch.randint(0, 40, (4,)))
     assert torch.isfinite(out.loss) and out.terms["lsp"] > 0

@@ -1,6 +1,6 @@
-"""STRIDE-style layer attention: structure and embedding distillation over every (teacher layer, student layer)
-pair, weighted by a learned attention, so teachers and students of any depth and width can be matched without a
-hand-made layer map.
+"""Layer attention (the ``layer_attention`` loss and preset; after STRIDE, the name its preset first had):
+structure and embedding distillation over every (teacher layer, student layer) pair, weighted by a learned
+attention, so teachers and students of any depth and width can be matched without a hand-made layer map.
 
 Node features ``z^t_l`` ``[B, N, C^t_l]`` (``l < L_t``) and ``z^s_m`` ``[B, N, C^s_m]`` (``m < L_s``), mean-pooled
 over points to ``\\bar z`` ``[B, C]``:
@@ -36,6 +36,9 @@ from .lsp import LSPLoss
 
 
 class LayerAttentionLoss(nn.Module):
+    """``forward(features_s, graphs_s, features_t, graphs_t) -> scalar`` over lists of per-layer features
+    ``[B, N, C_l]`` and kNN graphs ``[B, N, k]`` of both models; see the module docstring."""
+
     def __init__(
         self,
         student_widths: list[int] | tuple[int, ...],
