@@ -10,8 +10,12 @@ __all__ = ["ServeSettings", "create_app"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from . import app
+    if name == "create_app":
+        from .app import create_app
 
-        return getattr(app, name)
+        return create_app
+    if name == "ServeSettings":
+        from .settings import ServeSettings
+
+        return ServeSettings
     raise AttributeError(f"module 'serving' has no attribute {name!r}")

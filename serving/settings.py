@@ -1,0 +1,21 @@
+"""The server's settings (``pointkd serve``'s options), shared by the app, its lifespan and its routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServeSettings:
+    threads: int = 0  # ONNX Runtime intra-op threads (0: one per core)
+    max_batch: int = 8
+    max_delay_ms: float = 0.0  # 0: batch whatever queued while the model ran (Triton's default), no added wait
+    max_body_bytes: int = 32 << 20
+    max_points: int = 1_000_000
+    top_k: int = 5
+    spin: bool = True  # ONNX Runtime pool threads busy-wait between runs
+    parse_workers: int = 2  # worker processes that parse and resample bodies; 0: threads of this process instead
+    parse_threads: int = 2  # with parse_workers=0: the threads that parse and resample bodies
+    parse_timeout_s: float = 10.0  # a body's parsing and resampling in a worker process, at most
+    worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
+    worker_faults: bool = False  # tests only (never the command line): workers obey FAULT_CTYPE bodies
