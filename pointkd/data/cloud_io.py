@@ -162,6 +162,16 @@ def _parse_off(data: bytes, label: str, max_points: int | None) -> tuple[np.ndar
 
     Parsed here rather than by open3d: open3d rejects the header glued to the counts (``OFF490 518 0``) that
     many ModelNet files have, and returns an empty or partial mesh on a corrupt file without raising."""
+    lines, body, nv, nf = _off_rows(data, label, max_points)
+    vertices = _off_vertices(lines[body : body + nv], nv, label)
+    if nf == 0:
+        raise DataError(f"{label}: OFF mesh has no faces to sample points from")
+    return vertices, _off_triangles(lines[body + nv : body + nv + nf], nf, nv, label)
+
+
+def _off_rows(data: bytes, label: str, max_points: int | None) -> tuple[list[str], int, int, int]:
+    """The non-empty rows of an OFF file without comments, the index of its first vertex row, and its vertex and
+    face counts (checked against the rows there are and ``max_points``)."""
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError as e:
@@ -190,8 +200,11 @@ def _parse_off(data: bytes, label: str, max_points: int | None) -> tuple[np.ndar
         raise DataError(
             f"{label}: truncated OFF: header says {nv} vertices + {nf} faces, file has {len(lines) - body} rows"
         )
-    vlines = lines[body : body + nv]
-    flines = lines[body + nv : body + nv + nf]
+    return lines, body, nv, nf
+
+
+def _off_vertices(vlines: list[str], nv: int, label: str) -> np.ndarray:
+    """``[nv, 3]`` float64 from the vertex rows (values past the third ignored)."""
     try:
         flat = " ".join(vlines).split()
         if len(flat) == 3 * nv:
@@ -202,8 +215,11 @@ def _parse_off(data: bytes, label: str, max_points: int | None) -> tuple[np.ndar
         raise DataError(f"{label}: bad OFF vertex row ({e})") from e
     if vertices.shape != (nv, 3):
         raise DataError(f"{label}: OFF vertex rows must have >=3 values")
-    if nf == 0:
-        raise DataError(f"{label}: OFF mesh has no faces to sample points from")
+    return vertices
+
+
+def _off_triangles(flines: list[str], nf: int, nv: int, label: str) -> np.ndarray:
+    """``[T, 3]`` int32 vertex indices from the face rows, polygons fan-triangulated, every index in ``0..nv-1``."""
     try:
         flat = " ".join(flines).split()
         rows = np.array(flat, dtype=np.int64).reshape(nf, 4) if len(flat) == 4 * nf else None
@@ -222,7 +238,7 @@ def _parse_off(data: bytes, label: str, max_points: int | None) -> tuple[np.ndar
         raise DataError(f"{label}: bad OFF face row ({e})") from e
     if triangles.size and (triangles.min() < 0 or triangles.max() >= nv):
         raise DataError(f"{label}: OFF face index out of range 0..{nv - 1}")
-    return vertices, triangles.astype(np.int32)
+    return triangles.astype(np.int32)
 
 
 def _sample_mesh(vertices: np.ndarray, triangles: np.ndarray, num_points: int, seed: int, label: str) -> np.ndarray:
