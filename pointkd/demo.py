@@ -18,10 +18,14 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .data import PointCloudSplits
 
 STAGES = ("teacher", "student", "compile", "bench", "serve")
 
@@ -93,6 +97,23 @@ def serve_check(
     }
 
 
+@dataclass
+class DemoRun:
+    """What every stage of one demo reads and adds to: the output folder, the data, and ``record`` (``demo.json``)."""
+
+    out: Path
+    source: str
+    splits: PointCloudSplits
+    overrides: tuple[str, ...]
+    progress: bool
+    log: Callable[[str], None]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def stage(self, i: int, name: str, what: str) -> float:
+        self.log(f"[{i}/{len(STAGES)}] {name}: {what}")
+        return time.perf_counter()
+
+
 def run_demo(
     out: str | os.PathLike,
     data: str | None = None,
@@ -104,81 +125,107 @@ def run_demo(
 ) -> Path:
     """Run every stage into ``out``; returns the path of ``out/report.md``. ``overrides`` (``key=value``) apply to
     both the teacher's and the student's config, e.g. ``train.epochs=1``."""
-    from .bench import BenchOptions, run_bench
-    from .config import load_config
-    from .data import load_modelnet40
-    from .export.compile import CompileOptions, compile_cached
-    from .train import train
-
     if requests < 1:
         raise ValueError(f"--requests must be at least 1, got {requests}")
-    out = Path(out)
+    run = start_demo(Path(out), data, tuple(overrides), progress, log)
+    started = time.perf_counter()
+    teacher_ckpt = train_stage(run, 1, "teacher")
+    student_ckpt = train_stage(run, 2, "student", teacher_ckpt)
+    artifacts = compile_stage(run, student_ckpt)
+    bench_md = bench_stage(run, [teacher_ckpt, student_ckpt, artifacts["onnx"], artifacts["onnx-int8"]], bench_repeats)
+    serve_stage(run, artifacts["onnx-int8"], requests)
+    run.record["total_seconds"] = time.perf_counter() - started
+    (run.out / "demo.json").write_text(json.dumps(run.record, indent=2) + "\n")
+    report = run.out / "report.md"
+    report.write_text(demo_report(run.record, bench_md))
+    log(report.read_text())
+    return report
+
+
+def start_demo(
+    out: Path, data: str | None, overrides: tuple[str, ...], progress: bool, log: Callable[[str], None]
+) -> DemoRun:
+    """The output folder made, the data source chosen and loaded as ``pointkd train`` loads it."""
+    from .config import load_config
+    from .data import load_modelnet40
+
     out.mkdir(parents=True, exist_ok=True)
     source = demo_data_source(data)
     log(f"data: {source}")
     points = load_config("demo_student", list(overrides)).data.num_points
     splits = load_modelnet40(source, num_points=points)  # as `pointkd train` loads it (npz: stored 1024 points)
     record: dict[str, Any] = {"data": str(splits.source), "stages": {}}
-    started = time.perf_counter()
+    return DemoRun(out, source, splits, overrides, progress, log, record)
 
-    def stage(i: int, name: str, what: str) -> float:
-        log(f"[{i}/{len(STAGES)}] {name}: {what}")
-        return time.perf_counter()
 
-    t = stage(1, "teacher", "train a small DGCNN teacher (demo_teacher)")
-    teacher_cfg = load_config("demo_teacher", [f"data.source={source}", *overrides])
-    teacher = train(teacher_cfg, out / "teacher", data=splits, resume=True, progress=progress, log=log)
-    teacher_ckpt = out / "teacher" / "best.pt"
-    record["stages"]["teacher"] = {"checkpoint": str(teacher_ckpt), "oa": teacher.best_oa}
-    record["stages"]["teacher"]["seconds"] = time.perf_counter() - t
+def train_stage(run: DemoRun, i: int, name: str, teacher_ckpt: Path | None = None) -> Path:
+    """Train the teacher (``demo_teacher``), or distil the student from ``teacher_ckpt`` (``demo_student``), resuming
+    an interrupted run; the best checkpoint's path."""
+    from .config import load_config
+    from .train import train
 
-    t = stage(2, "student", "distil the LSP paper student from it with LSP (demo_student)")
-    student_cfg = load_config("demo_student", [f"data.source={source}", f"distill.teacher={teacher_ckpt}", *overrides])
-    student = train(student_cfg, out / "student", data=splits, resume=True, progress=progress, log=log)
-    student_ckpt = out / "student" / "best.pt"
-    record["stages"]["student"] = {"checkpoint": str(student_ckpt), "oa": student.best_oa}
-    record["stages"]["student"]["seconds"] = time.perf_counter() - t
+    if teacher_ckpt is None:
+        t = run.stage(i, name, "train a small DGCNN teacher (demo_teacher)")
+        cfg = load_config("demo_teacher", [f"data.source={run.source}", *run.overrides])
+    else:
+        t = run.stage(i, name, "distil the LSP paper student from it with LSP (demo_student)")
+        extra = [f"data.source={run.source}", f"distill.teacher={teacher_ckpt}", *run.overrides]
+        cfg = load_config("demo_student", extra)
+    result = train(cfg, run.out / name, data=run.splits, resume=True, progress=run.progress, log=run.log)
+    ckpt = run.out / name / "best.pt"
+    run.record["stages"][name] = {"checkpoint": str(ckpt), "oa": result.best_oa}
+    run.record["stages"][name]["seconds"] = time.perf_counter() - t
+    return ckpt
 
-    t = stage(3, "compile", "the student to ONNX and int8, checking accuracy after each")
+
+def compile_stage(run: DemoRun, student_ckpt: Path) -> dict[str, Path]:
+    """The student compiled to ONNX and int8 (reused when already compiled from the same checkpoint)."""
+    from .export.compile import CompileOptions, compile_cached
+
+    t = run.stage(3, "compile", "the student to ONNX and int8, checking accuracy after each")
     artifacts = {}
     for fmt in ("onnx", "onnx-int8"):
-        folder = out / "artifacts" / f"student-{fmt}"
-        opts = CompileOptions(fmt, data=source, log=lambda line: log(f"  {line}"))
+        folder = run.out / "artifacts" / f"student-{fmt}"
+        opts = CompileOptions(fmt, data=run.source, log=lambda line: run.log(f"  {line}"))
         manifest = compile_cached(student_ckpt, folder, opts)
         artifacts[fmt] = folder
-        record["stages"].setdefault("compile", {})[fmt] = {
+        run.record["stages"].setdefault("compile", {})[fmt] = {
             "artifact": str(folder),
             "oa": manifest["accuracy"]["oa"],
             "oa_drop_pt": manifest["accuracy"]["oa_drop_pt"],
             "size_kib": (folder / manifest["model_file"]).stat().st_size / 1024,
         }
-    record["stages"]["compile"]["seconds"] = time.perf_counter() - t
+    run.record["stages"]["compile"]["seconds"] = time.perf_counter() - t
+    return artifacts
 
-    t = stage(4, "bench", "latency and accuracy per model and format (pointkd bench)")
+
+def bench_stage(run: DemoRun, sources: list[Path], repeats: int) -> str:
+    """``pointkd bench`` on the checkpoints and artifacts, 1 and 2 threads; its markdown report."""
+    from .bench import BenchOptions, run_bench
+
+    t = run.stage(4, "bench", "latency and accuracy per model and format (pointkd bench)")
     bench_opts = BenchOptions(
         formats=("torch",),
         threads=(1, 2),
-        data=source,
-        repeats=bench_repeats,
+        data=run.source,
+        repeats=repeats,
         max_seconds=10.0,
-        progress=progress,
-        log=log,
+        progress=run.progress,
+        log=run.log,
     )
-    sources = [str(teacher_ckpt), str(student_ckpt), str(artifacts["onnx"]), str(artifacts["onnx-int8"])]
-    paths, _ = run_bench(sources, out / "bench", bench_opts)
-    record["stages"]["bench"] = {"report": str(paths["md"]), "seconds": time.perf_counter() - t}
+    paths, _ = run_bench([str(s) for s in sources], run.out / "bench", bench_opts)
+    run.record["stages"]["bench"] = {"report": str(paths["md"]), "seconds": time.perf_counter() - t}
+    return paths["md"].read_text()
 
-    t = stage(5, "serve", f"pointkd serve on the int8 artifact; {requests} real test clouds over HTTP")
+
+def serve_stage(run: DemoRun, artifact: Path, requests: int) -> None:
+    """``pointkd serve`` on ``artifact``, ``requests`` test clouds (a fixed random choice) over HTTP."""
+    t = run.stage(5, "serve", f"pointkd serve on the int8 artifact; {requests} real test clouds over HTTP")
+    splits = run.splits
     ids = np.sort(np.random.default_rng(0).permutation(len(splits.test_y))[:requests])
     clouds = splits.test_x[ids].numpy()
-    served = serve_check(artifacts["onnx-int8"], clouds, splits.test_y[ids].numpy(), list(splits.classes), progress)
-    record["stages"]["serve"] = {**served, "seconds": time.perf_counter() - t}
-    record["total_seconds"] = time.perf_counter() - started
-    (out / "demo.json").write_text(json.dumps(record, indent=2) + "\n")
-    report = out / "report.md"
-    report.write_text(demo_report(record, paths["md"].read_text()))
-    log(report.read_text())
-    return report
+    served = serve_check(artifact, clouds, splits.test_y[ids].numpy(), list(splits.classes), run.progress)
+    run.record["stages"]["serve"] = {**served, "seconds": time.perf_counter() - t}
 
 
 def demo_report(record: dict[str, Any], bench_md: str) -> str:
