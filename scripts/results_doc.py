@@ -4,7 +4,8 @@
     python scripts/results_doc.py --check  # exit 1 if either differs from what the result files give
 
 Reads only JSON under benchmarks/results/ (never the .md beside them, never pointkd itself, whose modules move);
-every table names the file it comes from. Every source but the campaign summary is optional: a missing file drops
+every table names the file it comes from. In a git checkout only the files git tracks count (a record the campaign
+has just written counts once it is added). Every source but the campaign summary is optional: a missing file drops
 its table. Any number of campaign runs and of device folders (benchmarks/results/<device-id>/) is handled.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import difflib
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,38 @@ PAPER_STUDENT = "dgcnn_student"
 # ------------------------------------------------------------------ helpers
 
 
+_TRACKED: dict[Path, set[Path] | None] = {}
+
+
+def tracked(root: Path) -> set[Path] | None:
+    """The result files git tracks in root (None outside a git checkout: every file counts). A file the campaign or
+    a benchmark has just written counts once it is added, so the documents follow what is committed."""
+    if root not in _TRACKED:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), "ls-files", "-z", "--", str(RESULTS)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            _TRACKED[root] = {Path(p) for p in out.split("\0") if p} if (root / ".git").exists() else None
+        except (OSError, subprocess.CalledProcessError):
+            _TRACKED[root] = None
+    return _TRACKED[root]
+
+
+def exists(root: Path, rel: Path | str) -> bool:
+    known = tracked(root)
+    return (root / rel).is_file() and (known is None or Path(rel) in known)
+
+
+def glob(root: Path, pattern: str) -> list[Path]:
+    """Result files matching pattern under benchmarks/results/, relative to root, sorted."""
+    return sorted(p.relative_to(root) for p in (root / RESULTS).glob(pattern) if exists(root, p.relative_to(root)))
+
+
 def load(root: Path, rel: Path | str) -> Any | None:
-    path = root / rel
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads((root / rel).read_text()) if exists(root, rel) else None
 
 
 def link(rel: Path | str) -> str:
@@ -86,7 +117,7 @@ def table(header: list[str], rows: list[list[Any]], align: str | None = None) ->
 
 def device_dirs(root: Path, name: str) -> list[Path]:
     """benchmarks/results/<device-id>/<name>, relative to root, sorted."""
-    return sorted(p.relative_to(root) for p in (root / RESULTS).glob(f"*/{name}") if p.is_file())
+    return glob(root, f"*/{name}")
 
 
 def run_label(name: str) -> str:
@@ -98,8 +129,7 @@ def run_label(name: str) -> str:
 
 
 def campaign_records(root: Path) -> dict[str, dict]:
-    folder = root / RESULTS / "campaign" / "modelnet40" / "records"
-    records = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    records = {p.stem: load(root, p) for p in glob(root, "campaign/modelnet40/records/*.json")}
     return dict(sorted(records.items(), key=lambda kv: (kv[1].get("role") != "teacher", kv[0])))
 
 
@@ -474,7 +504,7 @@ def section_topk(root: Path) -> list[str]:
 
 
 def section_artifacts(root: Path) -> list[str]:
-    rels = sorted(p.relative_to(root) for p in (root / RESULTS).glob("**/manifest.json"))
+    rels = glob(root, "**/manifest.json")
     if not rels:
         return []
     rows = []
@@ -510,8 +540,7 @@ def section_artifacts(root: Path) -> list[str]:
 
 
 def load_test_files(root: Path) -> list[Path]:
-    rels = [RESULTS / "load_test.json", *sorted(p.relative_to(root) for p in (root / RESULTS).glob("*/load_test.json"))]
-    return [r for r in rels if (root / r).is_file()]
+    return glob(root, "load_test.json") + glob(root, "*/load_test.json")
 
 
 def section_load(root: Path) -> list[str]:
