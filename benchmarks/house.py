@@ -165,7 +165,6 @@ def measure_rev(rev: str | None, with_duplicates: bool = True) -> dict[str, Any]
     finally:
         if tree.exists():
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
-        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
