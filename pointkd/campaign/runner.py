@@ -16,6 +16,7 @@ from typing import Any
 
 from ..process import cpu_model
 from .plan import Plan, RunSpec
+from .report import write_summary
 from .state import CODE, plan_states, read_history, release_lock, take_lock
 
 Log = Callable[[str], None]
@@ -225,6 +226,7 @@ def run_campaign(
         if st.state != "trained":
             train_run(plan, st.spec, commit, log)
         finish_run(plan, st.spec, commit, log)
+        write_summary(plan)
         finished += 1
         log(f"[{st.spec.name}] {time.monotonic() - started:.0f} s in this sitting")
     return finished
