@@ -107,6 +107,7 @@ def test_campaign_runs_a_plan_end_to_end(tmp_path):
     logs: list[str] = []
     assert run_campaign(plan, WORKDIR, log=logs.append) == 2
     assert json.loads((tmp_path / "records" / "summary.json").read_text())["runs"][0]["method"] == "lsp"
+    assert "1024 points (k -) OA - / mAcc -; 512 points" in (tmp_path / "records" / "summary.md").read_text()
     assert (tmp_path / "t.pt").is_file()  # the teacher was shipped, and the student distilled from it
     student = json.loads(plan.record_path(plan.run("lsp-s1")).read_text())
     assert student["config"]["distill"]["teacher"] == str(tmp_path / "t.pt")

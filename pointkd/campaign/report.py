@@ -131,14 +131,18 @@ def _pct(values: list[float]) -> str:
     return f"{statistics.mean(values) * 100:.2f} ± {statistics.stdev(values) * 100:.2f}"
 
 
+def _given(*values: float | None) -> list[float]:
+    return [v for v in values if v is not None]
+
+
 def summary_markdown(s: dict[str, Any]) -> str:
     lines = ["# Campaign summary", "", "Last-epoch models (no selection on the test split); OA in %.", ""]
     t = s["teacher"]
     if t:
         lines += [
-            f"Teacher `{t['name']}` ({t['epochs']} epochs): 1024 points (k {t['k_1024']}) OA "
-            f"{t['last_epoch_oa_1024'] * 100:.2f} / mAcc {t['last_epoch_macc_1024'] * 100:.2f}; 512 points "
-            f"{t['oa_512'] * 100:.2f}; paper {PAPER_TABLE4['teacher'][0]} / {PAPER_TABLE4['teacher'][1]}.",
+            f"Teacher `{t['name']}` ({t['epochs']} epochs): 1024 points (k {t['k_1024'] or '-'}) OA "
+            f"{_pct(_given(t['last_epoch_oa_1024']))} / mAcc {_pct(_given(t['last_epoch_macc_1024']))}; 512 points "
+            f"{_pct(_given(t['oa_512']))}; paper {PAPER_TABLE4['teacher'][0]} / {PAPER_TABLE4['teacher'][1]}.",
             "",
         ]
     lines += ["| method | student | seeds | OA 1024 | mAcc 1024 | OA 512 | paper OA |", "|---|---|---|---|---|---|---|"]
@@ -149,9 +153,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
         paper = PAPER_TABLE4.get(label, (None,))[0] if student == "dgcnn_student" else None  # the paper's own rows
         lines.append(
             f"| {label} | {student} | {', '.join(str(r['seed']) for r in rows)} "
-            f"| {_pct([r['oa_1024'] for r in rows if r['oa_1024'] is not None])} "
-            f"| {_pct([r['macc_1024'] for r in rows if r['macc_1024'] is not None])} "
-            f"| {_pct([r['oa_512'] for r in rows if r['oa_512'] is not None])} | {paper or '-'} |"
+            f"| {_pct(_given(*(r['oa_1024'] for r in rows)))} | {_pct(_given(*(r['macc_1024'] for r in rows)))} "
+            f"| {_pct(_given(*(r['oa_512'] for r in rows)))} | {paper or '-'} |"
         )
     return "\n".join(lines) + "\n"
 
