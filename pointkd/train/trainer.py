@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +105,64 @@ def build_objective(cfg: RunConfig, model: DGCNN, classes: list[str]) -> nn.Modu
     from ..distill import Distill, Supervised
 
     d = cfg.distill
-    if d is None or d.method == "scratch":
+    if d is None or not d.needs_teacher:
         return Supervised(cfg.train.label_smoothing)
     if not d.teacher:
-        raise ConfigError(f"distill.method {d.method!r} needs a teacher checkpoint (--teacher)")
+        what = f"distill.method {d.preset!r}" if d.terms is None else "distill.terms"
+        raise ConfigError(f"{what} needs a teacher checkpoint (--teacher)")
     ckpt = load_checkpoint(d.teacher)
     if list(ckpt["classes"]) != list(classes):
         raise ValueError(f"teacher {d.teacher} was trained on other classes than this data set's")
     return Distill(model_from_checkpoint(ckpt), model, d, cfg.train.label_smoothing)
+
+
+@dataclass
+class _Run:
+    """One training run's set-up and its progress (``epoch``, ``batch``: the next step to take)."""
+
+    cfg: RunConfig
+    ctx: DistContext
+    out_dir: Path
+    data: PointCloudSplits
+    model: DGCNN
+    objective: nn.Module
+    train_step: TrainStep
+    step_module: nn.Module  # train_step itself, or DDP around it
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    augment: TrainAugment
+    n_steps: int  # steps per epoch
+    per_rank: int  # clouds per step on this rank
+    progress: bool
+    log: Callable[[str], None]
+    started: float = field(default_factory=time.perf_counter)
+    epoch: int = 0
+    batch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_oa: float = -1.0
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / LAST
+
+    @property
+    def total_steps(self) -> int:
+        return self.n_steps * self.cfg.train.epochs
+
+    @property
+    def n_train(self) -> int:
+        return self.data.train_x.shape[0]
+
+
+@dataclass
+class _EpochSums:
+    """Sums over one epoch's clouds on this rank (each term weighted by its batch size)."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    seen: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
 
 
 def train(
@@ -130,12 +180,31 @@ def train(
     ctx = init_distributed(cfg.train.device)
     if not ctx.is_main:
         progress, log = False, lambda *_: None
-    out_dir = Path(out_dir)
-    last_path = out_dir / LAST
-    if last_path.exists() and not resume:
+    run = _set_up(cfg, Path(out_dir), data, resume, ctx, progress, log)
+    final: dict[str, Any] = run.history[-1] if run.history else {}
+    while run.epoch < cfg.train.epochs:
+        final = _end_epoch(run, _train_epoch(run))
+    if ctx.is_main:
+        for figure in getattr(run.objective, "save_figures", lambda _: [])(run.out_dir):
+            log(f"wrote {figure}")
+    return TrainResult(run.out_dir, run.best_oa, final, run.history, time.perf_counter() - run.started, run.model)
+
+
+def _set_up(
+    cfg: RunConfig,
+    out_dir: Path,
+    data: PointCloudSplits | None,
+    resume: bool,
+    ctx: DistContext,
+    progress: bool,
+    log: Callable[[str], None],
+) -> _Run:
+    """Data, model, objective and optimizer, restored from ``out_dir/last.pt`` when resuming; writes config.yaml."""
+    if (out_dir / LAST).exists() and not resume:
         raise FileExistsError(f"{out_dir} already holds a run ({LAST}); pass --resume to continue it or choose --out")
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
     if data is None:
         data = load_modelnet40(
             cfg.data.source, num_points=max(cfg.data.num_points, cfg.data.eval_points), seed=cfg.seed
@@ -143,164 +212,194 @@ def train(
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(cfg, data.num_classes).to(ctx.device)
     objective = build_objective(cfg, model, data.classes).to(ctx.device)
-    t = cfg.train
     train_step = TrainStep(model, objective)
     step_module = wrap_for_training(train_step, ctx, t.sync_bn)  # train_step itself, or DDP around it
     params = list(model.parameters()) + list(objective.parameters())
-    optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    epoch, batch, history, best_oa = 0, 0, [], -1.0
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path)
-        if ckpt["model_config"] != model.config.to_dict():
-            raise ValueError(f"{last_path} holds a different model config than this run's; refusing to resume")
-        model.load_state_dict(ckpt["state_dict"])
-        objective.load_state_dict(ckpt.get("objective", {}))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        epoch, batch = ckpt["epoch"], ckpt["batch"]
-        history, best_oa = ckpt.get("history", []), ckpt.get("best_oa", -1.0)
-        log(f"resuming {out_dir} at epoch {epoch}, batch {batch}")
+    n_train, per_rank = data.train_x.shape[0], local_batch_size(t.batch_size, ctx)
+    n_steps = steps_per_epoch(n_train, cfg)
+    if ctx.distributed:
+        n_steps = min(n_steps, (n_train // ctx.world_size) // per_rank)
+    run = _Run(
+        cfg,
+        ctx,
+        out_dir,
+        data,
+        model,
+        objective,
+        train_step,
+        step_module,
+        params,
+        torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay),
+        TrainAugment(num_points=cfg.data.num_points, jitter_sigma=cfg.data.jitter_sigma, rotate_up=cfg.data.rotate_up),
+        n_steps,
+        per_rank,
+        progress,
+        log,
+    )
+    if resume and run.last_path.exists():
+        _restore(run)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-    augment = TrainAugment(
-        num_points=cfg.data.num_points, jitter_sigma=cfg.data.jitter_sigma, rotate_up=cfg.data.rotate_up
-    )
-    n_train = data.train_x.shape[0]
-    n_steps = steps_per_epoch(n_train, cfg)
-    per_rank = local_batch_size(t.batch_size, ctx)
     if ctx.distributed:
-        n_steps = min(n_steps, (n_train // ctx.world_size) // per_rank)
         log(f"distributed: {ctx.world_size} ranks x {per_rank} clouds per step ({ctx.device})")
-    total_steps = n_steps * t.epochs
-    started = time.perf_counter()
+    run.started = time.perf_counter()
+    return run
 
-    def snapshot(next_epoch: int, next_batch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "model_name": cfg.model.name,
-            "model_config": model.config.to_dict(),
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "objective": objective.state_dict(),
-            "classes": list(data.classes),
-            "num_points": cfg.data.eval_points,
-            "config": cfg.to_dict(),
-            "data_source": data.source,
-            "teacher": cfg.distill.teacher if cfg.distill else None,
-            "epoch": next_epoch,
-            "batch": next_batch,
-            "steps_per_epoch": n_steps,
-            "train_clouds": n_train,
-            "history": history,
-            "best_oa": best_oa,
-            "metrics": metrics or (history[-1] if history else {}),
-            "pointkd_version": __version__,
-        }
 
-    final: dict[str, Any] = history[-1] if history else {}
-    while epoch < t.epochs:
-        model.train()
-        if ctx.distributed:
-            order = rank_order(n_train, cfg, ctx, epoch)
-        else:
-            order = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
-        loss_sum = correct = seen = 0.0
-        term_sums: dict[str, float] = {}
-        last_save = time.monotonic()
-        bar = tqdm(
-            range(batch, n_steps),
-            desc=f"epoch {epoch + 1}/{t.epochs}",
-            disable=not show_bars(progress),
-            leave=False,
-            mininterval=progress_interval(),
-        )
-        try:
-            for b in bar:
-                step = epoch * n_steps + b
-                lr = cosine_lr(step, total_steps, t.lr, t.lr_min)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                sel = order[b * per_rank : (b + 1) * per_rank]
-                seed = rank_step_seed(cfg.seed, epoch, b, ctx)
-                x = augment(data.train_x[sel], torch.Generator().manual_seed(seed)).to(ctx.device)
-                y = data.train_y[sel].to(ctx.device)
-                torch.manual_seed(seed)  # dropout
-                loss, logits = step_module(x, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                # Gradients are all-reduced under DDP, so every rank takes this branch together.
-                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-                if not torch.isfinite(grad_norm):
-                    terms = {k: round(v, 4) for k, v in train_step.terms.items()}
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: loss {float(loss):.4g}, gradient "
-                        f"norm {float(grad_norm)} (terms {terms}). Nothing of this step was applied; {last_path} "
-                        "holds the last good state. Lower train.lr or the distillation weight (e.g. --lambda)."
-                    )
-                optimizer.step()
-                if not torch.isfinite(torch.nn.utils.get_total_norm(params)):
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: the weights became non-finite "
-                        f"(learning rate {lr:.3g}). {last_path} holds the last good state. Lower train.lr."
-                    )
-                loss_sum += float(loss.detach()) * len(sel)
-                correct += float((logits.argmax(-1) == y).sum())
-                seen += len(sel)
-                for name, value in train_step.terms.items():
-                    term_sums[name] = term_sums.get(name, 0.0) + value * len(sel)
-                shown = {k: f"{v / seen:.3f}" for k, v in term_sums.items()} if len(term_sums) > 1 else {}
-                bar.set_postfix(
-                    loss=f"{loss_sum / seen:.3f}", **shown, acc=f"{correct / seen:.3f}", lr=f"{lr:.4f}", refresh=False
-                )
-                batch = b + 1
-                if ctx.is_main and time.monotonic() - last_save > 60 * t.checkpoint_minutes and batch < n_steps:
-                    save_checkpoint(snapshot(epoch, batch), last_path)
-                    last_save = time.monotonic()
-        except KeyboardInterrupt:
-            if ctx.is_main:
-                save_checkpoint(snapshot(epoch, batch), last_path)
-                log(f"interrupted: saved {last_path} at epoch {epoch}, batch {batch}; continue with --resume")
-            raise
-        finally:
-            bar.close()
-        epoch, batch = epoch + 1, 0
-        names = sorted(term_sums)
-        loss_sum, correct, seen, *totals = _all_reduce_sums([loss_sum, correct, seen, *map(term_sums.get, names)], ctx)
-        term_sums = dict(zip(names, totals, strict=True))
-        entry: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            **{f"train_{k}": v / max(seen, 1) for k, v in term_sums.items()},
-            "lr": lr,
-            "elapsed_s": time.perf_counter() - started,
-        }
-        if ctx.is_main and (epoch % t.eval_every == 0 or epoch == t.epochs):
-            report = evaluate(
-                model,
-                data.test_x,
-                data.test_y,
-                cfg.data.eval_points,
-                data.num_classes,
-                t.eval_batch_size,
-                progress,
+def _restore(run: _Run) -> None:
+    """Continue from ``last.pt``: weights, the objective's heads and banks, optimizer, position and history."""
+    ckpt = load_checkpoint(run.last_path)
+    if ckpt["model_config"] != run.model.config.to_dict():
+        raise ValueError(f"{run.last_path} holds a different model config than this run's; refusing to resume")
+    run.model.load_state_dict(ckpt["state_dict"])
+    run.objective.load_state_dict(ckpt.get("objective", {}))
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.epoch, run.batch = ckpt["epoch"], ckpt["batch"]
+    run.history, run.best_oa = ckpt.get("history", []), ckpt.get("best_oa", -1.0)
+    run.log(f"resuming {run.out_dir} at epoch {run.epoch}, batch {run.batch}")
+
+
+def _snapshot(run: _Run, next_epoch: int, next_batch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg, history = run.cfg, run.history
+    return {
+        "model_name": cfg.model.name,
+        "model_config": run.model.config.to_dict(),
+        "state_dict": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "objective": run.objective.state_dict(),
+        "classes": list(run.data.classes),
+        "num_points": cfg.data.eval_points,
+        "config": cfg.to_dict(),
+        "data_source": run.data.source,
+        "teacher": cfg.distill.teacher if cfg.distill else None,
+        "epoch": next_epoch,
+        "batch": next_batch,
+        "steps_per_epoch": run.n_steps,
+        "train_clouds": run.n_train,
+        "history": history,
+        "best_oa": run.best_oa,
+        "metrics": metrics or (history[-1] if history else {}),
+        "pointkd_version": __version__,
+    }
+
+
+def _train_epoch(run: _Run) -> _EpochSums:
+    """The rest of epoch ``run.epoch`` from batch ``run.batch``, saving ``last.pt`` every ``checkpoint_minutes``
+    and on KeyboardInterrupt (then re-raised)."""
+    cfg, ctx, epoch = run.cfg, run.ctx, run.epoch
+    run.model.train()
+    if ctx.distributed:
+        order = rank_order(run.n_train, cfg, ctx, epoch)
+    else:
+        order = torch.randperm(run.n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
+    sums = _EpochSums(lr=cosine_lr(epoch * run.n_steps + run.batch, run.total_steps, cfg.train.lr, cfg.train.lr_min))
+    last_save = time.monotonic()
+    bar = tqdm(
+        range(run.batch, run.n_steps),
+        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=not show_bars(run.progress),
+        leave=False,
+        mininterval=progress_interval(),
+    )
+    try:
+        for b in bar:
+            _train_step(run, order, b, sums)
+            shown = {k: f"{v / sums.seen:.3f}" for k, v in sums.terms.items()} if len(sums.terms) > 1 else {}
+            bar.set_postfix(
+                loss=f"{sums.loss / sums.seen:.3f}",
+                **shown,
+                acc=f"{sums.correct / sums.seen:.3f}",
+                lr=f"{sums.lr:.4f}",
+                refresh=False,
             )
-            entry.update(test_oa=report.oa, test_macc=report.macc)
-        history.append(entry)
-        final = entry
+            run.batch = b + 1
+            due = time.monotonic() - last_save > 60 * cfg.train.checkpoint_minutes
+            if ctx.is_main and due and run.batch < run.n_steps:
+                save_checkpoint(_snapshot(run, epoch, run.batch), run.last_path)
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
         if ctx.is_main:
-            if entry.get("test_oa", -1.0) > best_oa:
-                best_oa = entry["test_oa"]
-                save_checkpoint(snapshot(epoch, 0, entry), out_dir / BEST)
-            save_checkpoint(snapshot(epoch, 0, entry), last_path)
-            with open(out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(entry) + "\n")
-            log(_format_entry(entry, t.epochs))
-        barrier(ctx)  # the other ranks wait for rank 0's evaluation and checkpoint
+            save_checkpoint(_snapshot(run, epoch, run.batch), run.last_path)
+            run.log(f"interrupted: saved {run.last_path} at epoch {epoch}, batch {run.batch}; continue with --resume")
+        raise
+    finally:
+        bar.close()
+    return sums
+
+
+def _train_step(run: _Run, order: Tensor, b: int, sums: _EpochSums) -> None:
+    """Batch ``b`` of the epoch's ``order``: forward, backward, a finite-gradient check, the SGD step; adds the
+    batch to ``sums``."""
+    cfg, ctx, epoch, t = run.cfg, run.ctx, run.epoch, run.cfg.train
+    lr = cosine_lr(epoch * run.n_steps + b, run.total_steps, t.lr, t.lr_min)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    sel = order[b * run.per_rank : (b + 1) * run.per_rank]
+    seed = rank_step_seed(cfg.seed, epoch, b, ctx)
+    x = run.augment(run.data.train_x[sel], torch.Generator().manual_seed(seed)).to(ctx.device)
+    y = run.data.train_y[sel].to(ctx.device)
+    torch.manual_seed(seed)  # dropout
+    loss, logits = run.step_module(x, y)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # Gradients are all-reduced under DDP, so every rank takes this branch together.
+    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in run.params if p.grad is not None])
+    if not torch.isfinite(grad_norm):
+        terms = {k: round(v, 4) for k, v in run.train_step.terms.items()}
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch + 1}, batch {b + 1}: loss {float(loss):.4g}, gradient "
+            f"norm {float(grad_norm)} (terms {terms}). Nothing of this step was applied; {run.last_path} "
+            "holds the last good state. Lower train.lr or the distillation weight (e.g. --lambda)."
+        )
+    run.optimizer.step()
+    if not torch.isfinite(torch.nn.utils.get_total_norm(run.params)):
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch + 1}, batch {b + 1}: the weights became non-finite "
+            f"(learning rate {lr:.3g}). {run.last_path} holds the last good state. Lower train.lr."
+        )
+    sums.lr = lr
+    sums.loss += float(loss.detach()) * len(sel)
+    sums.correct += float((logits.argmax(-1) == y).sum())
+    sums.seen += len(sel)
+    for name, value in run.train_step.terms.items():
+        sums.terms[name] = sums.terms.get(name, 0.0) + value * len(sel)
+
+
+def _end_epoch(run: _Run, sums: _EpochSums) -> dict[str, Any]:
+    """Close the epoch: sums over ranks, evaluation when due, history, ``best.pt`` / ``last.pt``, metrics.jsonl and
+    the log line (rank 0); returns the epoch's history entry."""
+    cfg, ctx, t = run.cfg, run.ctx, run.cfg.train
+    run.epoch, run.batch = run.epoch + 1, 0
+    names = sorted(sums.terms)
+    loss, correct, seen, *totals = _all_reduce_sums(
+        [sums.loss, sums.correct, sums.seen, *map(sums.terms.get, names)], ctx
+    )
+    entry: dict[str, Any] = {
+        "epoch": run.epoch,
+        "train_loss": loss / max(seen, 1),
+        "train_acc": correct / max(seen, 1),
+        **{f"train_{k}": v / max(seen, 1) for k, v in zip(names, totals, strict=True)},
+        "lr": sums.lr,
+        "elapsed_s": time.perf_counter() - run.started,
+    }
+    if ctx.is_main and (run.epoch % t.eval_every == 0 or run.epoch == t.epochs):
+        data = run.data
+        report = evaluate(
+            run.model, data.test_x, data.test_y, cfg.data.eval_points, data.num_classes, t.eval_batch_size, run.progress
+        )
+        entry.update(test_oa=report.oa, test_macc=report.macc)
+    run.history.append(entry)
     if ctx.is_main:
-        for figure in getattr(objective, "save_figures", lambda _: [])(out_dir):
-            log(f"wrote {figure}")
-    return TrainResult(out_dir, best_oa, final, history, time.perf_counter() - started, model)
+        if entry.get("test_oa", -1.0) > run.best_oa:
+            run.best_oa = entry["test_oa"]
+            save_checkpoint(_snapshot(run, run.epoch, 0, entry), run.out_dir / BEST)
+        save_checkpoint(_snapshot(run, run.epoch, 0, entry), run.last_path)
+        with open(run.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        run.log(_format_entry(entry, t.epochs))
+    barrier(ctx)  # the other ranks wait for rank 0's evaluation and checkpoint
+    return entry
 
 
 def _format_entry(e: dict[str, Any], epochs: int) -> str:
