@@ -48,7 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pointkd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (
+        add_data,
+        add_train,
+        add_distill,
+        add_eval,
+        add_slim,
+        add_models,
+        add_serve,
+        add_compile,
+        add_bench,
+        add_select,
+        add_demo,
+        add_campaign,
+    ):
+        add(sub)
+    return parser
 
+
+def add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="inspect and check a ModelNet40 source")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     info = data_sub.add_parser("info", help="per-split counts per class, and checks of the data")
@@ -56,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--num-points", type=int, default=1024, help="points per cloud for mesh/folder sources")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
 
+
+def add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train",
         help="train a model (supervised)",
@@ -68,21 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default=None, help="registered model name (overrides the config's model)")
     _run_args(train)
 
+
+def add_distill(sub: argparse._SubParsersAction) -> None:
     distill = sub.add_parser(
         "distill",
-        help="distil a trained teacher into a student (LSP, KD, FitNet, AT)",
-        description="Train a student against a frozen teacher checkpoint. Methods: scratch (no teacher), kd "
-        "(Hinton), fitnet, at (attention transfer), lsp (local structure preserving, over the union of the "
-        "teacher's and the student's kNN edges), lsp+kd, hkd and hkd+kd (holistic KD: instance graphs and "
-        "InfoNCE), stride (learned attention over every teacher/student layer pair, LSP as the structural term). "
-        "Shipped configs: distill_cpu (CPU budget), distill_paper (the paper's protocol). Writes the same run "
-        "folder as `train`. Runs under `torchrun --nproc_per_node=N -m pointkd distill ...` too (DDP).",
+        help="distil a trained teacher into a student (LSP, KD, FitNet, AT, HKD, layer attention)",
+        description="Train a student against a frozen teacher checkpoint. The objective is a weighted sum of "
+        "registered losses: a --method preset (scratch, kd, fitnet, at, lsp, lsp+kd, hkd, hkd+kd, layer_attention; "
+        "--list-methods shows what each expands to), or a config's distill.terms (pointkd/configs/"
+        "distill_terms.yaml). Shipped configs: distill_cpu (CPU budget), distill_paper (the paper's protocol), "
+        "distill_terms. Writes the same run folder as `train`. Runs under `torchrun --nproc_per_node=N -m pointkd "
+        "distill ...` too (DDP).",
     )
     distill.add_argument("--teacher", default=None, help="the teacher's checkpoint (required unless --method scratch)")
     distill.add_argument("--student", default=None, help="registered student model (default: the config's)")
     distill.add_argument("--config", default=None, help="shipped config name or YAML path (default: distill_cpu)")
+    distill.add_argument("--method", default=None, help="a preset of the loss registry (see --list-methods)")
     distill.add_argument(
-        "--method", default=None, help="scratch | kd | fitnet | at | lsp | lsp+kd | hkd | hkd+kd | stride"
+        "--list-methods", action="store_true", help="list the presets with the terms each expands to, and exit"
     )
     distill.add_argument("--kernel", default=None, help="LSP kernel: rbf (default) | poly | linear | l2")
     distill.add_argument("--lambda", dest="lsp_lambda", type=float, default=None, help="LSP weight λ (default 100)")
@@ -90,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--kd-temperature", type=float, default=None, help="KD temperature T (default 4)")
     _run_args(distill)
 
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval",
         help="evaluate a checkpoint on the test split",
@@ -107,13 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--no-progress", action="store_true")
 
+
+def add_slim(sub: argparse._SubParsersAction) -> None:
     slim = sub.add_parser("slim", help="write a small release copy of a checkpoint (fp16 weights, no optimizer)")
     slim.add_argument("checkpoint")
     slim.add_argument("output")
     slim.add_argument("--fp32", action="store_true", help="keep float32 weights")
 
+
+def add_models(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("models", help="list the registered model configs with their parameter counts")
 
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
         "serve",
         help="serve a compiled artifact over HTTP (FastAPI + uvicorn)",
@@ -156,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="warning")
 
+
+def add_compile(sub: argparse._SubParsersAction) -> None:
     comp = sub.add_parser(
         "compile",
         help="export a checkpoint to an ONNX / int8 / torch-cuda / TensorRT artifact, checking accuracy at every step",
@@ -184,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
     comp.add_argument("--atol", type=float, default=1e-4, help="fp32 parity: largest |Δlogit| (default 1e-4)")
 
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
         help="latency / accuracy report per model and format on this device",
@@ -212,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
     bench.add_argument("--no-progress", action="store_true")
 
+
+def add_select(sub: argparse._SubParsersAction) -> None:
     sel = sub.add_parser(
         "select",
         help="pick the most accurate benchmarked model within a latency budget, and say why",
@@ -228,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument("--json", action="store_true", help="print the chosen row as JSON")
 
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
         help="the whole pipeline end to end: teacher, LSP student, ONNX + int8, bench, server",
@@ -248,8 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a key of both training configs, e.g. --set train.epochs=4 for a longer, better demo",
     )
     demo.add_argument("--no-progress", action="store_true")
-    add_campaign(sub)
-    return parser
 
 
 def add_campaign(sub: argparse._SubParsersAction) -> None:
@@ -362,6 +399,9 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_distill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.list_methods:
+        print(list_methods())
+        return 0
     flags = {
         "teacher": "distill.teacher",
         "student": "model.name",
@@ -373,6 +413,19 @@ def cmd_distill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     }
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag) is not None]
     return _run(args, "distill_cpu", overrides)
+
+
+def list_methods() -> str:
+    """The ``distill.method`` presets of the registry, each with its doc line and its terms at the defaults."""
+    from .config import DistillSection
+    from .distill import PRESETS
+
+    lines = []
+    for name, expand in PRESETS.items():
+        doc = " ".join((expand.__doc__ or "").split("\n\n")[0].split())
+        terms = ", ".join(f"{t['weight']:g}·{t['loss']}" for t in expand(DistillSection(method=name)))
+        lines.append(f"{name:<16} {terms:<32} {doc}")
+    return "\n".join(lines)
 
 
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -159,3 +159,12 @@ def test_the_terms_example_config_loads_and_builds():
     teacher, student = _models()
     objective = Distill(teacher, student, cfg.distill, cfg.train.label_smoothing)
     assert list(objective.losses) == ["ce", "kd", "lsp"]
+
+
+def test_cli_lists_the_presets_from_the_registry(capsys):
+    from pointkd.cli import main
+
+    assert main(["distill", "--list-methods"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(rows) == set(PRESETS)
+    assert "0.9·ce, 0.1·kd, 100·lsp" in rows["lsp+kd"] and "layer_attention" in rows["stride"]
