@@ -98,6 +98,7 @@ def test_long_commands_reexec_under_jemalloc(monkeypatch):
     monkeypatch.delenv("POINTKD_JEMALLOC_ACTIVE", raising=False)
     monkeypatch.delenv("POINTKD_JEMALLOC", raising=False)
     monkeypatch.setattr(sys, "argv", ["pointkd", "train", "--config", "quickstart"])
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-m", "pointkd", "train", "--config", "quickstart"])
 
     def fake_execve(path, args, env):
         calls.append((args, env))
