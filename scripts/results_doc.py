@@ -773,7 +773,9 @@ def headline(root: Path) -> list[str]:
         t = s["teacher"]
         oa = t.get("last_epoch_oa_1024", t.get("oa_1024"))
         students = []
-        for (label, student), runs in campaign_groups(s).items():
+        order = list(PAPER_TABLE4)
+        groups = sorted(campaign_groups(s).items(), key=lambda kv: order.index(kv[0][0]) if kv[0][0] in order else 99)
+        for (label, student), runs in groups:
             if student == PAPER_STUDENT:
                 oas = [r["oa_1024"] for r in runs if r.get("oa_1024") is not None]
                 if oas:
