@@ -31,9 +31,11 @@ import aiohttp
 import numpy as np
 
 from pointkd.data import load_modelnet40
+from pointkd.data.resample import prepare_cloud
 from pointkd.process import busy_cores, cpu_model
 from pointkd.runtime.manifest import read_manifest
-from pointkd.timing import on_schedule, percentile
+from pointkd.runtime.runner import open_artifact
+from pointkd.timing import on_schedule, percentile, time_ms
 from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
@@ -137,6 +139,16 @@ def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
     }
 
 
+def model_only_ms(artifact: Path, clouds: np.ndarray, num_points: int, threads: int) -> dict[str, float]:
+    """The artifact's own batch-1 latency on this machine, now (same runtime, threads and resampled clouds as the
+    server), so that the server's figures read as a ratio measured in the same run."""
+    run = open_artifact(artifact, threads=threads).run
+    inputs = [prepare_cloud(c, num_points)[None] for c in clouds[:16]]
+    times = time_ms(lambda: [run(x) for x in inputs], repeats=40, warmup=3)
+    per_cloud = [t / len(inputs) for t in times]
+    return {"p50_ms": percentile(per_cloud, 50), "p99_ms": percentile(per_cloud, 99)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("artifact", type=Path)
@@ -150,6 +162,9 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-delay-ms", type=float, default=0.0)
     parser.add_argument("--no-spin", action="store_true", help="server ORT threads sleep between runs")
+    parser.add_argument(
+        "--parse-workers", type=int, default=2, help="server parse worker processes (0: threads in the server)"
+    )
     parser.add_argument("--payloads", nargs="+", choices=PAYLOADS, default=list(PAYLOADS))
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -163,9 +178,11 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     busy = busy_cores()
+    model_only = model_only_ms(args.artifact, clouds, manifest["input"]["num_points"], args.threads)
     port = free_port()
     serve_args = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
     serve_args += ["--max-delay-ms", str(args.max_delay_ms)] + (["--no-spin"] if args.no_spin else [])
+    serve_args += ["--parse-workers", str(args.parse_workers)]
     server = start_server(args.artifact, port, *serve_args)
     base = f"http://127.0.0.1:{port}"
     model = (manifest.get("model") or {}).get("name") or args.artifact.name
@@ -205,8 +222,10 @@ def main() -> None:
             "max_batch": args.max_batch,
             "max_delay_ms": args.max_delay_ms,
             "spin": not args.no_spin,
+            "parse_workers": args.parse_workers,
         },
         "cloud_points_sent": int(clouds.shape[1]),
+        "model_only": model_only,
         "batch_metrics": batch_line,
         "rows": rows,
     }
@@ -229,7 +248,9 @@ def main() -> None:
         "",
         f"Model {report['model']} ({report['format']}, {report['num_points']} points); clients send "
         f"{report['cloud_points_sent']}-point test clouds. Server: {args.threads} ORT thread(s), micro-batches of "
-        f"<= {args.max_batch} within {args.max_delay_ms} ms, ORT spinning {'off' if args.no_spin else 'on'}. "
+        f"<= {args.max_batch} within {args.max_delay_ms} ms, ORT spinning {'off' if args.no_spin else 'on'}, "
+        f"{args.parse_workers or 'no'} parse worker process(es). "
+        f"The model alone (batch 1, same threads, this run): p50 {model_only['p50_ms']:.2f} ms. "
         f"CPU: {report['cpu']} (client and server share it; busy cores before: {busy:.2f}).",
         "",
         "| payload | mode | concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",

@@ -16,6 +16,8 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     cmd += ["--out-dir", str(tmp_path)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "load_test.json").read_text())
+    assert 0 < report["model_only"]["p50_ms"] <= report["model_only"]["p99_ms"]
+    assert report["server"]["parse_workers"] == 2
     levels = [(r["payload"], r["mode"], r["concurrency"]) for r in report["rows"]]
     assert levels == [
         ("binary", "closed", 1),
