@@ -540,7 +540,7 @@ def section_artifacts(root: Path) -> list[str]:
 
 
 def load_test_files(root: Path) -> list[Path]:
-    return glob(root, "load_test.json") + glob(root, "*/load_test.json")
+    return glob(root, "load_test.json") + glob(root, "*/load_test.json") + glob(root, "*/*/load_test.json")
 
 
 def section_load(root: Path) -> list[str]:
@@ -554,7 +554,13 @@ def section_load(root: Path) -> list[str]:
             f"### Load test: {d.get('model', '?')} ({d.get('format', '?')}, {d.get('num_points', '?')} points)",
             "",
             f"{d.get('cpu', '?')}; `pointkd serve` with {srv.get('threads', '?')} threads, max batch "
-            f"{srv.get('max_batch', '?')}; {d.get('cloud_points_sent', '?')}-point clouds sent on 127.0.0.1; client "
+            f"{srv.get('max_batch', '?')}, {srv.get('parse_workers', 'no')} parse worker processes; "
+            + (
+                f"the model alone, batch 1, p50 {num(d['model_only']['p50_ms'])} ms in the same run; "
+                if "model_only" in d
+                else ""
+            )
+            + f"{d.get('cloud_points_sent', '?')}-point clouds sent on 127.0.0.1; client "
             f"{g.get('client', '?')} on the same cores. Goal: {g.get('target', '?')}: "
             f"**{'met' if g.get('met') else 'missed'}**, pooled p99 over {g.get('open_loop_requests', '?')} requests "
             + ", ".join(f"{k} {num(v)} ms" for k, v in pooled.items())
@@ -808,14 +814,17 @@ def headline(root: Path) -> list[str]:
                 f"smaller for {(fp['oa'] - q['oa']) * 100:.2f} OA points "
                 "([table](docs/results.md#pointkd-bench-amd-epyc-2c))."
             )
-    d = load(root, RESULTS / "load_test_student" / "load_test.json")
+    student_tests = glob(root, "*/load_test_student/load_test.json")
+    d = load(root, student_tests[-1]) if student_tests else None
     if d:
         g = d.get("goal") or {}
         errors = sum(r.get("errors", 0) for r in d.get("rows", []) if r.get("payload") == "binary")
         out.append(
             f"- **Server** (`pointkd serve`, {d.get('model')} at {d.get('num_points')} points, 50 requests/s): "
             f"p99 {g.get('pooled_p99_ms', {}).get('binary', float('nan')):.2f} ms over "
-            f"{g.get('open_loop_requests')} binary requests, {errors} errors "
+            f"{g.get('open_loop_requests')} binary requests, {errors} errors, goal p99 ≤ 10 ms "
+            f"{'met' if g.get('met') else 'missed'}; the model alone p50 "
+            f"{(d.get('model_only') or {}).get('p50_ms', float('nan')):.2f} ms in the same run "
             "([table](docs/results.md#load-test-dgcnn_student-onnx-512-points))."
         )
     d = load(root, RESULTS / "demo" / "demo.json")
