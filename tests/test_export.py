@@ -417,3 +417,14 @@ def test_torch_cuda_explains_why_it_cannot_run_without_cuda(tiny_checkpoint, tmp
 def test_make_session_refuses_an_unknown_device():
     with pytest.raises(ValueError, match="device must be one of"):
         make_session("a/model.onnx", device="tpu")
+
+
+def test_the_export_prints_no_third_party_warnings(tmp_path, capfd, recwarn):
+    from pointkd.export.onnx_export import export_onnx
+    from pointkd.models import create_model
+
+    model = create_model("dgcnn_student", widths=[8, 16], mlp=[16], k=4).eval()
+    export_onnx(model, tmp_path / "m.onnx", num_points=32)
+    out, err = capfd.readouterr()
+    assert "torchvision" not in out + err and "LeafSpec" not in out + err
+    assert not [w for w in recwarn if "LeafSpec" in str(w.message)]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -77,6 +80,21 @@ def naive_model(model: DGCNN) -> DGCNN:
     return naive.float().eval()
 
 
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's noise about things pointkd does not use: a warning per torchvision operator it cannot
+    register (torchvision is not installed) and pytree's LeafSpec deprecation, raised from torch's own code."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def export_onnx(model: DGCNN, path: str | os.PathLike, num_points: int, naive: bool = False) -> Path:
     """Write ``model`` as ONNX to ``path``: the :class:`DeployDGCNN` rewrite, or the trained graph with ``naive``."""
     path = Path(path)
@@ -87,7 +105,7 @@ def export_onnx(model: DGCNN, path: str | os.PathLike, num_points: int, naive: b
     log = io.StringIO()
     try:
         # The exporter narrates every stage on stdout; keep it for the error message only.
-        with contextlib.redirect_stdout(log), torch.inference_mode(False), torch.no_grad():
+        with contextlib.redirect_stdout(log), quiet_exporter(), torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(
                 module,
                 (example,),
