@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from pointkd.data import PointCloudSplits, fixed_subset
+from pointkd.documents import read_document
 from pointkd.hashing import sha256_file
 
 FORMAT = "pointkd-calibration/1"
@@ -74,7 +75,4 @@ def build_calibration_set(
 
 def load_calibration_ids(path: str | os.PathLike) -> dict:
     """Read a saved calibration set's metadata (ids, labels, seed, source)."""
-    meta = json.loads(Path(path).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a pointkd calibration set")
-    return meta
+    return read_document(path, FORMAT, "a pointkd calibration set")

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..documents import read_document
 from ..runtime.formats import FORMATS
 
 STATUS = {"ok": "✅", "check_failed": "❎", "failed": "❌"}
@@ -167,10 +168,5 @@ def read_report(path: str | os.PathLike) -> tuple[dict[str, Any], list[BenchRow]
         path = path / "bench.json"
     if not path.is_file():
         raise FileNotFoundError(f"no benchmark report at {path} (write one with `pointkd bench`)")
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if payload.get("format") != REPORT_FORMAT:
-        raise ValueError(f"{path} is not a pointkd bench report (format {payload.get('format')!r})")
+    payload = read_document(path, REPORT_FORMAT, "a pointkd bench report")
     return payload["device"], [BenchRow.from_dict(r) for r in payload["rows"]]

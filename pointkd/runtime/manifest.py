@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..documents import read_document
 from ..hashing import sha256_file as sha256_of
 from .errors import ManifestError
 
@@ -56,12 +57,7 @@ def read_manifest(folder: str | os.PathLike, verify: bool = True) -> dict[str, A
     path = folder / MANIFEST
     if not path.is_file():
         raise ManifestError(f"{folder} is not a pointkd artifact: no {MANIFEST} (make one with `pointkd compile`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ManifestError(f"{path} is not valid JSON: {err}") from err
-    if manifest.get("format") != FORMAT:
-        raise ManifestError(f"{path}: unknown manifest format {manifest.get('format')!r}, expected {FORMAT!r}")
+    manifest = read_document(path, FORMAT, "a pointkd artifact manifest", ManifestError)
     missing = [k for k in REQUIRED if k not in manifest]
     if missing:
         raise ManifestError(f"{path} lacks {missing}")
