@@ -76,13 +76,17 @@ def test_generator_handles_any_number_of_runs_and_missing_files(tmp_path):
         for m, seed, oa in [("lsp", 1, 0.90), ("lsp", 2, 0.92), ("kd", 1, 0.89), ("hkd", 1, 0.88)]
     ]
     runs.append({"name": "lsp_fast-s1", "method": "lsp", "seed": 1, "student": "dgcnn_student_fast", "oa_1024": 0.8})
-    (folder / "summary.json").write_text(json.dumps({"teacher": None, "runs": runs}))
+    paper = {
+        "student": "dgcnn_student",
+        "oa_macc": {"teacher": [92.4, 89.3], "fitnet": [91.1, None], "lsp": [91.9, 88.6]},
+    }
+    (folder / "summary.json").write_text(json.dumps({"teacher": None, "runs": runs, "paper": paper}))
     (folder / "records" / "lsp-s3.json").write_text(
         json.dumps({"name": "lsp-s3", "role": "student", "epochs": 8, "last": {"evals": {"1024": {"oa": 0.9}}}})
     )
     text = doc.render(tmp_path)
     assert "| lsp | dgcnn_student | 1, 2 | 91.00 ± 1.41 (k 20) |" in text
-    assert "| fitnet | dgcnn_student | – | not run yet |" in text  # a paper row the campaign has not reached
+    assert "| fitnet | dgcnn_student | – | not run yet | – | – | 91.1 |" in text  # a paper row not reached yet
     assert "| lsp_fast | dgcnn_student_fast | 1 |" in text and "| hkd | dgcnn_student | 1 |" in text
     assert "Not in summary.json yet: lsp-s3" in text
     assert "## Serving" not in text and "pointkd bench" not in text  # missing optional sources drop their tables

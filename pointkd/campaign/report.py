@@ -11,6 +11,7 @@ from .plan import Plan
 from .state import RunState, plan_states
 
 # Yang et al., CVPR 2020, Table 4 (ModelNet40, 1024 points): OA / mAcc in %; the student is their 0.1 M DGCNN.
+PAPER_STUDENT = "dgcnn_student"
 PAPER_TABLE4 = {
     "teacher": (92.4, 89.3),
     "scratch": (91.2, None),
@@ -18,6 +19,11 @@ PAPER_TABLE4 = {
     "at": (91.6, None),
     "kd": (91.6, None),
     "lsp": (91.9, 88.6),
+}
+PAPER = {
+    "source": "Yang et al., CVPR 2020, Table 4 (ModelNet40, 1024 points)",
+    "student": PAPER_STUDENT,
+    "oa_macc": {method: list(values) for method, values in PAPER_TABLE4.items()},
 }
 
 
@@ -102,7 +108,7 @@ def _student_row(record: dict[str, Any]) -> dict[str, Any]:
 def summary(plan: Plan) -> dict[str, Any]:
     """``{"teacher": {...}, "runs": [...]}`` from the committed records (the issue's schema)."""
     records = [json.loads(p.read_text()) for p in sorted((plan.records / "records").glob("*.json"))]
-    out: dict[str, Any] = {"teacher": None, "runs": []}
+    out: dict[str, Any] = {"teacher": None, "runs": [], "paper": PAPER}
     for rec in records:
         if rec["role"] == "teacher":
             last = rec["last"]["evals"]
@@ -150,7 +156,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
     for r in s["runs"]:
         groups.setdefault((r["student"], r["name"].rsplit("-s", 1)[0]), []).append(r)  # a run name is <label>-s<seed>
     for (student, label), rows in groups.items():
-        paper = PAPER_TABLE4.get(label, (None,))[0] if student == "dgcnn_student" else None  # the paper's own rows
+        paper = PAPER_TABLE4.get(label, (None,))[0] if student == PAPER_STUDENT else None  # the paper's own rows
         lines.append(
             f"| {label} | {student} | {', '.join(str(r['seed']) for r in rows)} "
             f"| {_pct(_given(*(r['oa_1024'] for r in rows)))} | {_pct(_given(*(r['macc_1024'] for r in rows)))} "
