@@ -54,6 +54,7 @@ class TrainSection:
     threads: int | None = None  # torch intra-op threads; None = all cores
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda; under torchrun, cuda:<LOCAL_RANK>
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
+    init: str | None = None  # start from this checkpoint's weights (same model config); optimizer and schedule anew
 
 
 # The distill fields that only parameterise the ``distill.method`` presets (pointkd.distill.presets); a config with

@@ -134,3 +134,19 @@ def test_a_non_finite_gradient_is_not_applied(tmp_path, monkeypatch):
     data = make_synthetic(num_points=64, seed=3, train_per_class=6, test_per_class=2)
     with pytest.raises(TrainingDiverged, match=r"batch 2: loss nan.*Nothing of this step was applied"):
         train(cfg, tmp_path, data=data, progress=False, log=lambda *_: None)
+
+
+def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tiny_data, tmp_path):
+    first = train(_cfg(epochs=1), tmp_path / "a", data=tiny_data, progress=False, log=lambda s: None)
+    cfg = _cfg(epochs=1)
+    cfg.train.init = str(tmp_path / "a" / "last.pt")
+    cfg.train.lr = cfg.train.lr_min = 0.0  # no step moves a weight: the run must end where the checkpoint was
+    logs: list[str] = []
+    second = train(cfg, tmp_path / "b", data=tiny_data, progress=False, log=logs.append)
+    assert f"initialised from {cfg.train.init}" in logs
+    for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert [h["epoch"] for h in second.history] == [1]  # a new run, not a resume
+    cfg.model.overrides = {**cfg.model.overrides, "k": 4}
+    with pytest.raises(ValueError, match="different model config"):
+        train(cfg, tmp_path / "c", data=tiny_data, progress=False, log=lambda s: None)

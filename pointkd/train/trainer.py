@@ -238,6 +238,8 @@ def _set_up(
     )
     if resume and run.last_path.exists():
         _restore(run)
+    elif t.init:
+        _initialise(run, t.init)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -245,6 +247,16 @@ def _set_up(
         log(f"distributed: {ctx.world_size} ranks x {per_rank} clouds per step ({ctx.device})")
     run.started = time.perf_counter()
     return run
+
+
+def _initialise(run: _Run, path: str) -> None:
+    """A warm start (``train.init``): the model's weights and BatchNorm statistics from ``path``; the optimizer, the
+    schedule, the history and the objective start afresh."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_config"] != run.model.config.to_dict():
+        raise ValueError(f"train.init {path} holds a different model config than this run's")
+    run.model.load_state_dict(ckpt["state_dict"])
+    run.log(f"initialised from {path}")
 
 
 def _restore(run: _Run) -> None:
