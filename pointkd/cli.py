@@ -611,8 +611,7 @@ def cmd_campaign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     else:
         log = lambda m: print(m, flush=True)  # noqa: E731
         n = run_campaign(plan, args.code, args.only, args.max_runs, log, wait_s=60.0 if args.wait else None)
-        print(status_table(plan))
-        write_summary(plan)
+        print(status_table(plan))  # summary.json/md: rewritten by the runner after each finished run
         print(f"{n} run(s) finished in this sitting")
     return 0
 

@@ -76,29 +76,27 @@ _NOT_OPTIONS = ("self", "teacher", "student")
 T = TypeVar("T", bound=type[Term])
 
 
-def register_loss(name: str) -> Callable[[T], T]:
-    """Class decorator: register a :class:`Term` subclass under ``name`` (the ``loss`` key of a spec)."""
+def _registrar(table: dict[str, Any], kind: str, name: str) -> Callable[[Any], Any]:
+    """A decorator that files what it decorates in ``table`` under ``name``, once."""
 
-    def register(cls: T) -> T:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered ({LOSSES[name].__name__})")
-        LOSSES[name] = cls
-        return cls
+    def register(obj: Any) -> Any:
+        if name in table:
+            raise ValueError(f"{kind} {name!r} is already registered ({table[name].__name__})")
+        table[name] = obj
+        return obj
 
     return register
+
+
+def register_loss(name: str) -> Callable[[T], T]:
+    """Class decorator: register a :class:`Term` subclass under ``name`` (the ``loss`` key of a spec)."""
+    return _registrar(LOSSES, "loss", name)
 
 
 def register_preset(name: str) -> Callable[[PresetFn], PresetFn]:
     """Function decorator: register a ``distill.method`` preset, a function of the flat ``distill.*`` fields that
     returns term specs."""
-
-    def register(fn: PresetFn) -> PresetFn:
-        if name in PRESETS:
-            raise ValueError(f"preset {name!r} is already registered")
-        PRESETS[name] = fn
-        return fn
-
-    return register
+    return _registrar(PRESETS, "preset", name)
 
 
 def loss_options(loss: str) -> dict[str, Any]:
