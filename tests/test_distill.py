@@ -123,7 +123,7 @@ def test_distill_settings_are_validated():
 
 def test_distill_cli_end_to_end(tmp_path, capsys):
     common = ["--data", "synthetic", "--epochs", "1", "--no-progress", "--set", "data.num_points=64"]
-    common += ["--set", "train.batch_size=16"]
+    common += ["--set", "train.batch_size=16", "--set", "train.max_batches_per_epoch=2"]
     teacher_args = ["train", "--config", "quickstart", "--out", str(tmp_path / "t"), *common]
     teacher_args += ["--set", "model.overrides={widths: [16, 16, 32, 32], k: 8, mlp: [32]}"]
     assert main(teacher_args) == 0

@@ -11,6 +11,7 @@ from pointkd.cli import main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_compare.py"
 TINY = ["--set", "data.num_points=64", "--set", "train.batch_size=16", "--set", "train.epochs=1"]
+TINY += ["--set", "train.max_batches_per_epoch=2"]
 
 
 def test_compare_runs_then_skips_and_reports(tmp_path):
