@@ -67,6 +67,7 @@ def test_train_eval_slim_round_trip(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--config", "quickstart", "--data", "synthetic", "--out", str(run), "--epochs", "1"]
     args += ["--set", "data.num_points=64", "--set", "train.batch_size=16", "--set", "model.overrides.k=6"]
+    args += ["--set", "train.max_batches_per_epoch=2"]
     assert main([*args, "--no-progress"]) == 0
     assert "best test OA" in capsys.readouterr().out
     assert main([*args, "--no-progress"]) == 2  # the run exists: refuse without --resume

@@ -15,6 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 def test_latency_report_has_a_row_per_format_batch_and_thread(tmp_path):
     args = ["train", "--config", "quickstart", "--data", "synthetic", "--out", str(tmp_path / "s"), "--no-progress"]
     args += ["--set", "data.num_points=64", "--set", "train.epochs=1", "--set", "train.batch_size=16"]
+    args += ["--set", "train.max_batches_per_epoch=2"]
     args += ["--set", "model.overrides={widths: [8, 16], k: 6, mlp: [16]}"]
     assert main(args) == 0
     cmd = [sys.executable, str(SCRIPT), "--model", f"student_fast={tmp_path / 's' / 'best.pt'}@64"]
