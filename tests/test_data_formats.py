@@ -14,7 +14,7 @@ import open3d as o3d
 import pytest
 import torch
 
-from pointkd.data import off_tree
+from pointkd.data import folder_tree, off_tree
 from pointkd.data.cloud_io import read_cloud, read_cloud_bytes
 from pointkd.data.folder_tree import load_folder_tree
 from pointkd.data.hdf5 import load_hdf5
@@ -318,7 +318,7 @@ def test_off_tree_samples_labels_and_caches(tmp_path: Path, monkeypatch: pytest.
     def no_sampling(*args: object, **kwargs: object) -> np.ndarray:
         raise AssertionError("sampled instead of loading the cache")
 
-    monkeypatch.setattr(off_tree, "read_cloud", no_sampling)
+    monkeypatch.setattr(folder_tree, "read_cloud", no_sampling)  # off_tree reads through folder_tree.read_class_tree
     again = load_off_tree(root, num_points=64, seed=0, cache_dir=cache, progress=False)
     assert_splits_equal(splits, again)
     assert again.source == str(root)

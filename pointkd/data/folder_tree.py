@@ -67,19 +67,33 @@ def load_folder_tree(root: Path, num_points: int = 1024, seed: int = 0, progress
     folder names."""
     root = Path(root)
     classes, files = scan_class_tree(root, CLOUD_SUFFIXES)
+    return read_class_tree(root, classes, files, num_points, seed, progress, (f"reading {root.name}", "cloud"), True)
+
+
+def read_class_tree(
+    root: Path,
+    classes: list[str],
+    files: dict[str, list[tuple[Path, int]]],
+    num_points: int,
+    seed: int,
+    progress: bool,
+    bar_words: tuple[str, str],
+    resampled: bool,
+) -> PointCloudSplits:
+    """Every file of ``files`` (per split, from :func:`scan_class_tree`) read with :func:`read_cloud` (a mesh is
+    sampled at ``num_points``), resampled to ``num_points`` when ``resampled`` (both seeded by the file stem), scaled
+    to the unit sphere, and stacked; ``bar_words``: the progress bar's description and unit."""
     clouds: dict[str, list[tuple[np.ndarray, int, str]]] = {s: [] for s in SPLITS}
     total = sum(len(v) for v in files.values())
+    desc, unit = bar_words
     with tqdm(
-        total=total,
-        desc=f"reading {root.name}",
-        unit="cloud",
-        disable=not show_bars(progress),
-        mininterval=progress_interval(),
+        total=total, desc=desc, unit=unit, disable=not show_bars(progress), mininterval=progress_interval()
     ) as bar:
         for s in SPLITS:
             for path, label in files[s]:
                 points = read_cloud(path, num_points_for_mesh=num_points, seed=name_seed(path.stem, seed))
-                points = resample(points, num_points, name_seed(path.stem, seed))
+                if resampled:
+                    points = resample(points, num_points, name_seed(path.stem, seed))
                 clouds[s].append((normalize_unit_sphere(points), label, path.stem))
                 bar.update()
     return stack_splits(classes, clouds, str(root))

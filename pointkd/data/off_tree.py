@@ -8,15 +8,9 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from ..process import progress_interval, show_bars
-from .cloud_io import read_cloud
-from .folder_tree import SPLITS, scan_class_tree, stack_splits
+from .folder_tree import SPLITS, read_class_tree, scan_class_tree
 from .npz_splits import load_npz, write_npz
-from .resample import normalize_unit_sphere
-from .splits import DataError, PointCloudSplits, name_seed
+from .splits import DataError, PointCloudSplits
 
 CACHE_VERSION = 1
 
@@ -82,19 +76,6 @@ def load_off_tree(
             splits.source = str(root)
             return splits
 
-    clouds: dict[str, list[tuple[np.ndarray, int, str]]] = {s: [] for s in SPLITS}
-    with tqdm(
-        total=len(all_files),
-        desc="sampling meshes",
-        unit="mesh",
-        disable=not show_bars(progress),
-        mininterval=progress_interval(),
-    ) as bar:
-        for s in SPLITS:
-            for path, label in files[s]:
-                points = read_cloud(path, num_points_for_mesh=num_points, seed=name_seed(path.stem, seed))
-                clouds[s].append((normalize_unit_sphere(points), label, path.stem))
-                bar.update()
-    splits = stack_splits(classes, clouds, str(root))
+    splits = read_class_tree(root, classes, files, num_points, seed, progress, ("sampling meshes", "mesh"), False)
     write_npz(cache, splits)
     return splits
