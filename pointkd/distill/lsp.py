@@ -92,6 +92,18 @@ def _check(z_s: Tensor, idx_s: Tensor, z_t: Tensor, idx_t: Tensor, direction: st
             raise ValueError(f"{name} graph {tuple(idx.shape)} does not match its features {tuple(z.shape)}")
 
 
+def _reference_kernel(
+    kernel: Kernel | None, z_s: Tensor, idx_s: Tensor, z_t: Tensor, idx_t: Tensor, direction: str
+) -> Kernel:
+    """``kernel`` (default :class:`Kernel`) for the sparse and dense references, after :func:`_check`; they take a
+    fixed sigma only."""
+    kernel = kernel or Kernel()
+    if kernel.sigma_rule != "fixed":
+        raise ValueError("the median sigma rule is implemented in lsp_loss_padded only")
+    _check(z_s, idx_s, z_t, idx_t, direction)
+    return kernel
+
+
 def lsp_loss_padded(
     z_s: Tensor,
     idx_s: Tensor,
@@ -137,10 +149,7 @@ def lsp_loss_sparse(
 ) -> Tensor:
     from torch_geometric.utils import coalesce, scatter
 
-    kernel = kernel or Kernel()
-    if kernel.sigma_rule != "fixed":
-        raise ValueError("the median sigma rule is implemented in lsp_loss_padded only")
-    _check(z_s, idx_s, z_t, idx_t, direction)
+    kernel = _reference_kernel(kernel, z_s, idx_s, z_t, idx_t, direction)
     b, n, _ = z_s.shape
     centres, nbrs = [], []
     for idx in (idx_t, idx_s):
@@ -175,10 +184,7 @@ def lsp_loss_dense(
     kernel: Kernel | None = None,
     direction: str = "student||teacher",
 ) -> Tensor:
-    kernel = kernel or Kernel()
-    if kernel.sigma_rule != "fixed":
-        raise ValueError("the median sigma rule is implemented in lsp_loss_padded only")
-    _check(z_s, idx_s, z_t, idx_t, direction)
+    kernel = _reference_kernel(kernel, z_s, idx_s, z_t, idx_t, direction)
     b, n, _ = z_s.shape
     mask = torch.zeros(b, n, n, dtype=torch.bool, device=z_s.device)
     mask.scatter_(2, idx_t, True)
