@@ -90,12 +90,10 @@ def signed(x: float | None) -> str:
 
 
 def mean_sd(values: list[float]) -> str:
-    """Percent, with the standard deviation when there are several seeds."""
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0] * 100:.2f}"
-    return f"{statistics.mean(values) * 100:.2f} ± {statistics.stdev(values) * 100:.2f}"
+    """Percent, with the standard deviation when there are several seeds (as the campaign summary writes it)."""
+    from pointkd.campaign.report import pct
+
+    return pct(values, empty="–")
 
 
 def table(header: list[str], rows: list[list[Any]], align: str | None = None) -> list[str]:

@@ -129,9 +129,10 @@ def summary(plan: Plan) -> dict[str, Any]:
     return out
 
 
-def _pct(values: list[float]) -> str:
+def pct(values: list[float], empty: str = "-") -> str:
+    """Percent, with the standard deviation when there are several seeds; ``empty`` for none."""
     if not values:
-        return "-"
+        return empty
     if len(values) == 1:
         return f"{values[0] * 100:.2f}"
     return f"{statistics.mean(values) * 100:.2f} ± {statistics.stdev(values) * 100:.2f}"
@@ -147,8 +148,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
     if t:
         lines += [
             f"Teacher `{t['name']}` ({t['epochs']} epochs): 1024 points (k {t['k_1024'] or '-'}) OA "
-            f"{_pct(_given(t['last_epoch_oa_1024']))} / mAcc {_pct(_given(t['last_epoch_macc_1024']))}; 512 points "
-            f"{_pct(_given(t['oa_512']))}; paper {PAPER_TABLE4['teacher'][0]} / {PAPER_TABLE4['teacher'][1]}.",
+            f"{pct(_given(t['last_epoch_oa_1024']))} / mAcc {pct(_given(t['last_epoch_macc_1024']))}; 512 points "
+            f"{pct(_given(t['oa_512']))}; paper {PAPER_TABLE4['teacher'][0]} / {PAPER_TABLE4['teacher'][1]}.",
             "",
         ]
     lines += ["| method | student | seeds | OA 1024 | mAcc 1024 | OA 512 | paper OA |", "|---|---|---|---|---|---|---|"]
@@ -159,8 +160,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
         paper = PAPER_TABLE4.get(label, (None,))[0] if student == PAPER_STUDENT else None  # the paper's own rows
         lines.append(
             f"| {label} | {student} | {', '.join(str(r['seed']) for r in rows)} "
-            f"| {_pct(_given(*(r['oa_1024'] for r in rows)))} | {_pct(_given(*(r['macc_1024'] for r in rows)))} "
-            f"| {_pct(_given(*(r['oa_512'] for r in rows)))} | {paper or '-'} |"
+            f"| {pct(_given(*(r['oa_1024'] for r in rows)))} | {pct(_given(*(r['macc_1024'] for r in rows)))} "
+            f"| {pct(_given(*(r['oa_512'] for r in rows)))} | {paper or '-'} |"
         )
     return "\n".join(lines) + "\n"
 
