@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,3 +41,21 @@ def tiny_artifact(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("artifact") / "student"
     compile_checkpoint(tiny_checkpoint, out, CompileOptions("onnx", data="synthetic", log=lambda *_: None))
     return out
+
+
+@pytest.fixture(scope="module")
+def client(tiny_artifact):
+    """An in-process server on the tiny artifact (1 thread, 1 MiB bodies); serving tests with other settings
+    define their own."""
+    from fastapi.testclient import TestClient
+
+    from serving import ServeSettings, create_app
+
+    with TestClient(create_app(tiny_artifact, ServeSettings(threads=1, max_body_bytes=1 << 20))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cloud(tiny_data):
+    """One test cloud as float32: 128 points, which serving reduces (FPS) to the tiny model's 64."""
+    return tiny_data.test_x[0].numpy().astype(np.float32)

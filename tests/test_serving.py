@@ -18,17 +18,6 @@ from serving.predictor import Predictor
 from serving.preprocess import BadCloud, prepare
 
 
-@pytest.fixture(scope="module")
-def client(tiny_artifact):
-    with TestClient(create_app(tiny_artifact, ServeSettings(threads=1, max_body_bytes=1 << 20))) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def cloud(tiny_data):
-    return tiny_data.test_x[0].numpy().astype(np.float32)  # 128 points: FPS down to the model's 64
-
-
 def probs_of(response) -> dict[str, float]:
     assert response.status_code == 200, response.text
     return {row["class"]: row["probability"] for row in response.json()["top_k"]}

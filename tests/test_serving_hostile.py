@@ -9,7 +9,6 @@ import json
 import httpx
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,17 +19,6 @@ from serving.middleware import BodyLimit, RequestMetrics
 from serving.preprocess import BadCloud, prepare
 
 INFER = "/v2/models/dgcnn_student/infer"
-
-
-@pytest.fixture(scope="module")
-def client(tiny_artifact):
-    with TestClient(create_app(tiny_artifact, ServeSettings(threads=1, max_body_bytes=1 << 20))) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def cloud(tiny_data):
-    return tiny_data.test_x[0].numpy().astype(np.float32)
 
 
 def post_json(client, text: str, url: str = "/predict"):

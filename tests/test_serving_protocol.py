@@ -30,11 +30,6 @@ def client(repo):
         yield c
 
 
-@pytest.fixture(scope="module")
-def cloud(tiny_data):
-    return tiny_data.test_x[0].numpy().astype(np.float32)
-
-
 def binary_infer(client, header: dict, data: bytes, url: str = "/v2/models/alpha/infer", length: int | None = None):
     head = json.dumps(header).encode()
     size = str(len(head) if length is None else length)

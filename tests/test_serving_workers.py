@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,11 +25,6 @@ def client(tiny_artifact):
     )
     with TestClient(create_app(tiny_artifact, settings)) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def cloud(tiny_data):
-    return tiny_data.test_x[0].numpy().astype(np.float32)
 
 
 def pool_of(client):
