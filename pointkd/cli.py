@@ -23,20 +23,18 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _set_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``overrides``."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     _data_arg(p)
     p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set data.num_points=256 --set model.overrides.k=16",
-    )
+    _set_arg(p, "override any config key, e.g. --set data.num_points=256 --set model.overrides.k=16")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -278,14 +276,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
     _data_arg(demo)
     demo.add_argument("--requests", type=int, default=200, help="test clouds sent to the server (default 200)")
-    demo.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of both training configs, e.g. --set train.epochs=4 for a longer, better demo",
-    )
+    _set_arg(demo, "override a key of both training configs, e.g. --set train.epochs=4 for a longer, better demo")
     demo.add_argument("--no-progress", action="store_true")
 
 
