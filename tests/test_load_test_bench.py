@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
 
@@ -58,8 +61,14 @@ def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_pat
     assert "median p99" in (tmp_path / "load_clients.md").read_text()
 
 
-def test_load_test_refuses_an_empty_open_loop(tiny_artifact, tmp_path):
-    cmd = [sys.executable, str(SCRIPT), str(tiny_artifact), "--rate-repeats", "0", "--out-dir", str(tmp_path)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--rate-repeats must be positive" in done.stderr
+def test_load_test_refuses_an_empty_open_loop(tiny_artifact, tmp_path, monkeypatch, capsys):
+    """In-process: the refusal comes from its argument checks, before any server or data is touched."""
+    spec = importlib.util.spec_from_file_location("load_test_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = [str(SCRIPT), str(tiny_artifact), "--rate-repeats", "0", "--out-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as done:
+        module.main()
+    assert done.value.code == 2 and "--rate-repeats must be positive" in capsys.readouterr().err
     assert not (tmp_path / "load_test.json").exists()
