@@ -4,12 +4,13 @@ and every relative link (and #anchor) in README.md and docs/*.md resolves."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "results_doc.py"
@@ -17,10 +18,7 @@ LINK = re.compile(r"\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^()\s]+)\)")
 
 
 def results_doc():
-    spec = importlib.util.spec_from_file_location("results_doc", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "results_doc")
 
 
 def slug(heading: str) -> str:

@@ -4,7 +4,6 @@ an independent evaluation of the three committed checkpoints."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scriptload import load_script
 
 from pointkd.bench import read_report, select_model
 from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
@@ -46,11 +46,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def _gpu_check(monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "gpu_check", lambda name, module: monkeypatch.setitem(sys.modules, name, module))
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,16 @@ duplicates parser and the merged report (the real measurement is committed in be
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def house():
-    spec = importlib.util.spec_from_file_location("house", ROOT / "benchmarks" / "house.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "house.py", "house")
 
 
 SOURCE = """\

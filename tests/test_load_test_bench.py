@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from scriptload import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
 
@@ -63,9 +63,7 @@ def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_pat
 
 def test_load_test_refuses_an_empty_open_loop(tiny_artifact, tmp_path, monkeypatch, capsys):
     """In-process: the refusal comes from its argument checks, before any server or data is touched."""
-    spec = importlib.util.spec_from_file_location("load_test_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT, "load_test_bench")
     argv = [str(SCRIPT), str(tiny_artifact), "--rate-repeats", "0", "--out-dir", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as done:

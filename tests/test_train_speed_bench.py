@@ -3,7 +3,6 @@ skipped and failed ones. Tiny settings on the synthetic set, one thread."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from scriptload import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
 TINY = ["--data", "synthetic", "--points", "64", "--batch-size", "4", "--steps", "2", "--warmup", "0"]
@@ -19,12 +19,7 @@ TINY = ["--data", "synthetic", "--points", "64", "--batch-size", "4", "--steps",
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_speed"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "train_speed", sys.modules.__setitem__)  # dataclasses look their module up by name
 
 
 def test_worker_in_process(bench: ModuleType) -> None:
