@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pointkd.data import EmptyCloud, fixed_subset, normalize_unit_sphere, prepare_cloud, resample
+from pointkd.data.resample import all_rows_differ, distinct_rows
 from serving.preprocess import BadCloud, prepare
 
 N = 64
@@ -106,3 +107,27 @@ def test_the_server_refuses_nan_and_degenerate_clouds_before_resampling():
         prepare(np.array([[0, 0, np.nan], [1, 1, 1]], np.float32), N, 1, 10**6)
     with pytest.raises(BadCloud, match="no extent"):
         prepare(np.full((10, 3), 0.1, np.float32), N, 1, 10**6)
+
+
+def _first_occurrences(points: np.ndarray) -> np.ndarray:
+    _, first = np.unique(points, axis=0, return_index=True)
+    return np.sort(first)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_distinct_rows_fast_path_equals_numpy_unique(name):
+    points = np.asarray(SHAPES[name], dtype=np.float32)
+    assert np.array_equal(distinct_rows(points), _first_occurrences(points))
+
+
+def test_distinct_rows_on_tie_heavy_clouds_and_signed_zeros():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        cloud = rng.standard_normal((300, 3)).astype(np.float32)
+        cloud[rng.integers(0, 300, 40)] = cloud[rng.integers(0, 300, 40)]  # copied rows
+        for points in (cloud, np.round(cloud * 2) / 2):  # and a grid-snapped cloud
+            assert np.array_equal(distinct_rows(points), _first_occurrences(points))
+    zeros = np.array([[0.0, 1, 2], [-0.0, 1, 2], [0.0, -0.0, 2], [0.0, 0.0, 2]], dtype=np.float32)
+    assert not all_rows_differ(zeros)  # -0.0 equals 0.0, as np.unique compares them
+    assert np.array_equal(distinct_rows(zeros), _first_occurrences(zeros)) and len(distinct_rows(zeros)) == 2
+    assert all_rows_differ(rng.standard_normal((1024, 3)).astype(np.float32))
