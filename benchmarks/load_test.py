@@ -181,7 +181,7 @@ def main() -> None:
     model_only = model_only_ms(args.artifact, clouds, manifest["input"]["num_points"], args.threads)
     port = free_port()
     serve_args = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
-    serve_args += ["--max-delay-ms", str(args.max_delay_ms)] + (["--no-spin"] if args.no_spin else [])
+    serve_args += ["--max-delay-ms", str(args.max_delay_ms)] + (["--no-spin"] if args.no_spin else ["--spin"])
     serve_args += ["--parse-workers", str(args.parse_workers)]
     server = start_server(args.artifact, port, *serve_args)
     base = f"http://127.0.0.1:{port}"

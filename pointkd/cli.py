@@ -156,6 +156,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         help="an artifact folder written by `pointkd compile` (with manifest.json), or a model repository: a folder "
         "of artifact folders, each served under its folder's name",
     )
+    from serving.settings import ServeSettings  # a dataclass only: the server itself is imported when it runs
+
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default 0: one per core)")
@@ -166,7 +168,11 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MiB)")
     serve.add_argument("--max-points", type=int, default=1_000_000, help="largest cloud (default 1e6 points)")
     serve.add_argument(
-        "--no-spin", action="store_true", help="ONNX Runtime threads sleep between runs instead of busy-waiting"
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=ServeSettings.spin,
+        help="ONNX Runtime threads busy-wait between runs (--spin) or sleep (--no-spin); "
+        f"default {'--spin' if ServeSettings.spin else '--no-spin'}",
     )
     serve.add_argument(
         "--parse-workers",
@@ -507,7 +513,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_delay_ms=args.max_delay_ms,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_points=args.max_points,
-        spin=not args.no_spin,
+        spin=args.spin,
         parse_workers=args.parse_workers,
         parse_timeout_s=args.parse_timeout_s,
         worker_memory_x=args.worker_memory_x,

@@ -584,6 +584,7 @@ def section_load(root: Path) -> list[str]:
         lines += ["### Load-test clients", "", "The same open-loop load sent by two clients on the same cores.", ""]
         header = ["client", "run", "requests", "errors", "p50 ms", "p95 ms", "p99 ms"]
         lines += [*table(header, rows, "lrrrrrr"), "", source(rel), ""]
+    lines += section_serve_tuning(root)
     for rel in device_dirs(root, "soak.json"):
         d = load(root, rel)
         v, h = d.get("valid") or {}, d.get("health") or {}
@@ -623,6 +624,41 @@ def section_load(root: Path) -> list[str]:
                 ),
             ]
         lines += ["", source(rel), ""]
+    return lines
+
+
+def section_serve_tuning(root: Path) -> list[str]:
+    lines = []
+    for rel in device_dirs(root, "serve_tuning.json"):
+        d = load(root, rel)
+        dev = d.get("device") or {}
+        lines += [
+            f"### Server settings under load: {rel.parent.name}",
+            "",
+            f"{dev.get('cpu', '?')}, {dev.get('cores', '?')} cores shared by client and server; raw float32 clouds to "
+            f"`/predict` at {num(d.get('rate'), 0)} requests/s, {d.get('rounds')} interleaved rounds of "
+            f"{num(d.get('seconds'), 0)} s per setting. CPU ms: the server's CPU time per request.",
+            "",
+        ]
+        rows = [
+            [
+                r["format"],
+                r["threads"],
+                "on" if r["spin"] else "off",
+                r.get("parse_workers", "?"),
+                r["requests"],
+                r["errors"],
+                num(r["p50_ms"]),
+                num(r["p99_ms"]),
+                num(r["worst_round_p99_ms"]),
+                num(r["cpu_main_ms_per_request"]),
+                num(r["cpu_workers_ms_per_request"]),
+            ]
+            for r in d.get("rows", [])
+        ]
+        header = ["format", "threads", "spin", "parse workers", "requests", "errors", "p50 ms", "p99 ms"]
+        header += ["worst round p99", "CPU main ms", "CPU workers ms"]
+        lines += [*table(header, rows, "lrlrrrrrrrr"), "", source(rel), ""]
     return lines
 
 
@@ -769,6 +805,20 @@ def paper_table(summary: dict[str, Any]) -> tuple[dict[str, tuple[float, float |
     return table, paper["student"]
 
 
+def int8_clause(root: Path) -> str:
+    """Why int8 is no faster, from the per-op profile (empty without one)."""
+    rel = RESULTS / "amd-epyc-2c" / "int8_profile.json"
+    d = load(root, rel)
+    if not d or not d.get("settings"):
+        return ""
+    speedups = [s["speedup_int8_p50"] for s in d["settings"]]
+    bound = max(s["quantized_layers"]["bound_if_free"] for s in d["settings"])
+    return (
+        f", and no faster (fp32/int8 p50 {min(speedups):.2f}–{max(speedups):.2f}×; at most {bound:.2f}× even if "
+        f"its quantized layers cost nothing: the kNN stays float, [profile]({rel.with_suffix('.md')}))"
+    )
+
+
 def headline(root: Path) -> list[str]:
     """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
     out = []
@@ -812,7 +862,7 @@ def headline(root: Path) -> list[str]:
                 f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads): p50 {fp['p50_ms']:.2f} ms, p99 "
                 f"{fp['p99_ms']:.2f} ms; int8 is {fp['size_mb'] / q['size_mb']:.1f}× "
                 f"smaller for {(fp['oa'] - q['oa']) * 100:.2f} OA points "
-                "([table](docs/results.md#pointkd-bench-amd-epyc-2c))."
+                "([table](docs/results.md#pointkd-bench-amd-epyc-2c))" + int8_clause(root) + "."
             )
     student_tests = glob(root, "*/load_test_student/load_test.json")
     d = load(root, student_tests[-1]) if student_tests else None

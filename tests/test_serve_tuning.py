@@ -1,0 +1,65 @@
+"""benchmarks/serve_tuning.py's pieces that need no server: the process tree it charges CPU to, the pooling of
+rounds, the report; and the --spin/--no-spin switch it passes to `pointkd serve`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from scriptload import ROOT, load_script
+
+from pointkd.cli import build_parser
+
+tuning = load_script(ROOT / "benchmarks" / "serve_tuning.py", "serve_tuning")
+
+
+def test_process_tree_finds_a_child_and_its_cpu_time():
+    child = subprocess.Popen([sys.executable, "-c", "import time; sum(range(3_000_000)); time.sleep(30)"])
+    try:
+        tree = tuning.process_tree(__import__("os").getpid())
+        assert child.pid in tree
+        assert tuning.cpu_seconds([child.pid, 2**22 + 7]).keys() == {child.pid}  # a gone pid is skipped
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _round(latencies, errors=0, main=2.0, workers=0.5):
+    lat = list(latencies)
+    return {"latencies": lat, "errors": errors, "p99_ms": max(lat), "cpu_main_ms": main, "cpu_workers_ms": workers}
+
+
+def test_pooled_percentiles_are_over_all_rounds_and_the_worst_round_is_kept():
+    rounds = [_round(range(1, 101)), _round([200.0] * 10, errors=1, main=4.0)]
+    p = tuning.pooled(rounds)
+    assert p["requests"] == 110 and p["errors"] == 1
+    assert p["p50_ms"] == pytest.approx(55.5, abs=1)
+    assert p["p99_ms"] == 200.0 and p["worst_round_p99_ms"] == 200.0 and p["round_p99_ms"] == [100, 200.0]
+    assert p["cpu_main_ms_per_request"] == 3.0
+
+
+def test_report_names_the_setting_with_the_lowest_pooled_p99():
+    row = {"requests": 10, "errors": 0, "p50_ms": 5.0, "p95_ms": 6.0, "worst_round_p99_ms": 9.0}
+    row |= {"cpu_main_ms_per_request": 3.0, "cpu_workers_ms_per_request": 1.0, "parse_workers": 2}
+    report = {
+        "device": {"cpu": "Test CPU", "cores": 2},
+        "busy_cores_before": 0.0,
+        "rate": 50.0,
+        "seconds": 15.0,
+        "rounds": 2,
+        "command": "a b",
+        "rows": [
+            {"format": "onnx", "threads": 2, "spin": True, "p99_ms": 12.0, **row},
+            {"format": "onnx-fused", "threads": 1, "spin": False, "p99_ms": 8.5, **row},
+        ],
+    }
+    md = tuning.markdown(report)
+    assert "Lowest pooled p99: onnx-fused, 1 thread(s), spinning off, 2 parse workers: 8.50 ms" in md
+    assert md.count("\n| onnx") == 2
+
+
+@pytest.mark.parametrize(("flag", "spin"), [([], True), (["--spin"], True), (["--no-spin"], False)])
+def test_serve_spin_switch(flag, spin):
+    args = build_parser().parse_args(["serve", "some/artifact", *flag])
+    assert args.spin is spin
