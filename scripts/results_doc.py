@@ -659,6 +659,24 @@ def section_serve_tuning(root: Path) -> list[str]:
         header = ["format", "threads", "spin", "parse workers", "requests", "errors", "p50 ms", "p99 ms"]
         header += ["worst round p99", "CPU main ms", "CPU workers ms"]
         lines += [*table(header, rows, "lrlrrrrrrrr"), "", source(rel), ""]
+    for rel in device_dirs(root, "idle_gap.json"):
+        d = load(root, rel)
+        lines += [
+            f"### The model after an idle gap: {rel.parent.name}",
+            "",
+            f"Batch-1 runs back to back vs each after a {num(d.get('gap_ms'), 0)} ms sleep (a server at 50 "
+            "requests/s); CPU ms per run, the gap included.",
+            "",
+        ]
+        rows = [
+            [r["format"], r["threads"], "on" if r["spin"] else "off", num(r["back_to_back"]["p50_ms"])]
+            + [num(r["after_gap"]["p50_ms"]), f"{r['slowdown_p50']:.2f}×", num(r["after_gap"]["p99_ms"])]
+            + [num(r["back_to_back"]["cpu_ms"]), num(r["after_gap"]["cpu_ms"])]
+            for r in d.get("rows", [])
+        ]
+        header = ["format", "threads", "spin", "p50 back to back", "p50 after gap", "slowdown", "p99 after gap"]
+        header += ["CPU ms back to back", "CPU ms with gap"]
+        lines += [*table(header, rows, "lrlrrrrrr"), "", source(rel), ""]
     return lines
 
 

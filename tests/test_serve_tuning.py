@@ -63,3 +63,25 @@ def test_report_names_the_setting_with_the_lowest_pooled_p99():
 def test_serve_spin_switch(flag, spin):
     args = build_parser().parse_args(["serve", "some/artifact", *flag])
     assert args.spin is spin
+
+
+idle_gap = load_script(ROOT / "benchmarks" / "idle_gap.py", "idle_gap")
+
+
+def test_idle_gap_times_each_run_without_the_gap_and_counts_cpu_per_run():
+    import time
+
+    calls = []
+
+    def run(x):
+        calls.append(x)
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:  # 2 ms of CPU
+            pass
+
+    start = time.perf_counter()
+    times, cpu = idle_gap.timed_runs(run, [1, 2, 3, 4, 5], gap_s=0.01)
+    assert calls == [1, 2, 3, 4, 5] and len(times) == 5
+    assert time.perf_counter() - start >= 5 * 0.012  # the gaps were slept
+    assert all(1.9 <= t < 10 for t in times)  # each time is the run alone, not its gap
+    assert 0 <= cpu < 10
