@@ -669,9 +669,17 @@ def section_serve_tuning(root: Path) -> list[str]:
             "",
         ]
         rows = [
-            [r["format"], r["threads"], "on" if r["spin"] else "off", num(r["back_to_back"]["p50_ms"])]
-            + [num(r["after_gap"]["p50_ms"]), f"{r['slowdown_p50']:.2f}×", num(r["after_gap"]["p99_ms"])]
-            + [num(r["back_to_back"]["cpu_ms"]), num(r["after_gap"]["cpu_ms"])]
+            [
+                r["format"],
+                r["threads"],
+                "on" if r["spin"] else "off",
+                num(r["back_to_back"]["p50_ms"]),
+                num(r["after_gap"]["p50_ms"]),
+                f"{r['slowdown_p50']:.2f}×",
+                num(r["after_gap"]["p99_ms"]),
+                num(r["back_to_back"]["cpu_ms"]),
+                num(r["after_gap"]["cpu_ms"]),
+            ]
             for r in d.get("rows", [])
         ]
         header = ["format", "threads", "spin", "p50 back to back", "p50 after gap", "slowdown", "p99 after gap"]
