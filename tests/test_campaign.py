@@ -202,3 +202,14 @@ def test_a_stopped_training_stops_the_campaign_without_an_error(tmp_path, monkey
         run_campaign(plan, WORKDIR, log=logs.append)
     assert logs[-1] == "[t] stopped; its checkpoint is kept and the same command resumes it"
     assert [s.state for s in plan_states(plan)] == ["todo", "waiting"]  # the lock is released
+
+
+@pytest.mark.parametrize("plan_file", sorted((Path(__file__).parents[1] / "benchmarks" / "campaign").glob("*.yaml")))
+def test_committed_plans_load_and_every_run_config_resolves(plan_file, tmp_path):
+    plan = load_plan(plan_file, runs_dir=tmp_path)
+    for spec in plan.runs:
+        cfg = load_config(spec.config, spec.set_args())
+        if cfg.train.init:
+            assert (plan.repo / cfg.train.init).is_file(), f"{spec.name}: train.init {cfg.train.init} is missing"
+        if spec.teacher and spec.teacher not in {r.name for r in plan.runs}:
+            assert (plan.repo / spec.teacher).is_file(), f"{spec.name}: teacher {spec.teacher} is missing"
