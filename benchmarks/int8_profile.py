@@ -546,14 +546,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The SIMD features int8 GEMM dispatch cares about (from /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile")
-    return sorted(f for f in set(flags) if f in wanted)
+    """The SIMD features int8 GEMM dispatch cares about."""
+    from pointkd.bench.device import cpu_flags as device_cpu_flags
+
+    return device_cpu_flags(("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from pointkd.bench.device import cpu_flags as device_cpu_flags
 from pointkd.bench.device import device_id, device_info
 from pointkd.checkpoint import model_from_checkpoint
 from pointkd.data import load_modelnet40
@@ -38,13 +39,8 @@ TARGETS = {1024: {"p50_ms": 5.0, "speedup": 1.4, "threads": 2}, 512: {"p50_ms": 
 
 
 def cpu_flags() -> list[str]:
-    """The SIMD features the operator dispatches on (from /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in set(flags) if f in ("avx2", "fma", "avx512f"))
+    """The SIMD features the operator dispatches on."""
+    return device_cpu_flags(("avx2", "fma", "avx512f"))
 
 
 def with_index_outputs(path: Path, names: list[str], out: Path) -> Path:

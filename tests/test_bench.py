@@ -263,3 +263,18 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert len((out / "teacher" / "metrics.jsonl").read_text().splitlines()) == 1
     assert len((out / "student" / "metrics.jsonl").read_text().splitlines()) == 1
     assert sum("reusing it" in line for line in logs) == 2
+
+
+def test_cpu_flags_reads_the_wanted_flags_of_proc_cpuinfo(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from pointkd.bench import device
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor : 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni\nbogomips : 1\n")
+    real_path = Path
+
+    monkeypatch.setattr(device, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    assert device.cpu_flags(("avx512_vnni", "avx2", "amx_int8")) == ["avx2", "avx512_vnni"]
+    monkeypatch.setattr(device, "Path", lambda p: tmp_path / "missing")
+    assert device.cpu_flags(("avx2",)) == []

@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from ..process import cpu_model
@@ -62,6 +63,17 @@ def device_info(threads: list[int] | None = None) -> dict[str, Any]:
 def _slug(text: str) -> str:
     text = re.sub(r"\((r|tm)\)|\b(processor|cpu|\d+-core)\b", " ", text.lower())
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+def cpu_flags(wanted: tuple[str, ...]) -> list[str]:
+    """Which of the ``wanted`` CPU feature flags (``/proc/cpuinfo`` names, e.g. ``avx2``, ``avx512_vnni``) this
+    CPU has, sorted; empty where /proc/cpuinfo cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted(f for f in set(flags) if f in wanted)
 
 
 def device_id(info: dict[str, Any]) -> str:
