@@ -85,3 +85,15 @@ def test_idle_gap_times_each_run_without_the_gap_and_counts_cpu_per_run():
     assert time.perf_counter() - start >= 5 * 0.012  # the gaps were slept
     assert all(1.9 <= t < 10 for t in times)  # each time is the run alone, not its gap
     assert 0 <= cpu < 10
+
+
+fresh_clone = load_script(ROOT / "benchmarks" / "fresh_clone.py", "fresh_clone")
+
+
+def test_fresh_clone_reads_pytests_last_summary_line():
+    out = "3 failed, 1 passed in 2.00s\n...\n603 passed, 3 skipped, 312 warnings in 241.22s (0:04:01)\n"
+    s = fresh_clone.pytest_summary(out)
+    assert s == {"counts": {"passed": 603, "skipped": 3, "warnings": 312}, "suite_seconds": 241.22}
+    assert fresh_clone.pytest_summary("make: *** [Makefile:19: test] Error 1") == {}
+    failed = fresh_clone.pytest_summary("== 1 failed, 578 passed, 3 skipped in 294.65s (0:04:54) ==")
+    assert failed["counts"] == {"failed": 1, "passed": 578, "skipped": 3}

@@ -1,0 +1,100 @@
+"""How long does the README's test command take on a fresh clone? The CI run, timed, on this machine.
+
+Clones this checkout's HEAD into a temporary folder with the shared data beside it (``../shared``, as CI has it),
+runs ``.ci/run`` there (the set-up, lint and the whole suite: ``make test``), and records the wall time of the whole
+run, the suite's own time and counts from pytest's summary line, the exit status, and how busy the cores were
+before -> ``benchmarks/results/<device-id>/fresh_clone.{json,md}``. The set-up reuses this machine's pip cache, as a
+CI runner with a warm cache would; a cold cache adds the downloads.
+
+    python benchmarks/fresh_clone.py      # pause any background job first, or say in the report that it ran
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from pointkd.bench.device import device_id, device_info
+from pointkd.process import busy_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+SUMMARY = re.compile(r"^(?:=+ )?((?:\d+ \w+, )*\d+ \w+) in ([\d.]+)s", re.MULTILINE)
+
+
+def pytest_summary(output: str) -> dict:
+    """Counts (passed, failed, skipped, ...) and seconds from pytest's last summary line, or ``{}``."""
+    found = SUMMARY.findall(output)
+    if not found:
+        return {}
+    counts_text, seconds = found[-1]
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", counts_text)}
+    return {"counts": counts, "suite_seconds": float(seconds)}
+
+
+def run_ci(shared: Path, keep: bool) -> dict:
+    """Clone HEAD beside a link to ``shared``, run ``.ci/run`` there; wall time, status and pytest's summary."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    work = Path(tempfile.mkdtemp(prefix="pointkd-fresh-"))
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(work / "main")], check=True)
+    (work / "shared").symlink_to(shared.resolve())
+    start = time.perf_counter()
+    done = subprocess.run([".ci/run"], cwd=work / "main", capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if not keep:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    tail = (done.stdout + done.stderr)[-4000:]
+    return {"commit": head.stdout.strip(), "status": done.returncode, "wall_seconds": wall, "tail": tail}
+
+
+def markdown(r: dict) -> str:
+    s = r.get("pytest") or {}
+    counts = ", ".join(f"{n} {w}" for w, n in (s.get("counts") or {}).items()) or "no pytest summary"
+    suite = f"{s['suite_seconds']:.0f} s" if s else "?"
+    return "\n".join(
+        [
+            "# Fresh clone: the README's test command, timed",
+            "",
+            f"{r['device']['cpu']}, {r['device']['cores']} cores (busy cores before: {r['busy_cores_before']:.2f}); "
+            f"commit `{r['commit'][:7]}`; warm pip cache.",
+            "",
+            "| what | value |",
+            "| --- | ---: |",
+            f"| `.ci/run` (set-up, lint, suite) | {r['wall_seconds'] / 60:.1f} min |",
+            f"| the suite (pytest's own time) | {suite} |",
+            f"| exit status | {r['status']} |",
+            f"| tests | {counts} |",
+            "",
+            "Command: `python benchmarks/fresh_clone.py`",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
+    parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    args = parser.parse_args(argv)
+    if not args.shared.is_dir():
+        parser.error(f"{args.shared} is not a folder: the clone needs the shared data beside it")
+    info, busy = device_info(), busy_cores()
+    result = run_ci(args.shared, args.keep)
+    report = {"device": info, "busy_cores_before": busy, **result, "pytest": pytest_summary(result["tail"])}
+    out = args.out or RESULTS / device_id(info)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fresh_clone.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "fresh_clone.md").write_text(markdown(report))
+    print(markdown(report))
+    if result["status"] != 0:
+        print(result["tail"])
+
+
+if __name__ == "__main__":
+    main()
