@@ -49,7 +49,14 @@ def run_ci(shared: Path, keep: bool) -> dict:
     if not keep:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     tail = (done.stdout + done.stderr)[-4000:]
-    return {"commit": head.stdout.strip(), "status": done.returncode, "wall_seconds": wall, "tail": tail}
+    summary = pytest_summary(done.stdout + "\n" + done.stderr)
+    return {
+        "commit": head.stdout.strip(),
+        "status": done.returncode,
+        "wall_seconds": wall,
+        "pytest": summary,
+        "tail": tail,
+    }
 
 
 def markdown(r: dict) -> str:
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{args.shared} is not a folder: the clone needs the shared data beside it")
     info, busy = device_info(), busy_cores()
     result = run_ci(args.shared, args.keep)
-    report = {"device": info, "busy_cores_before": busy, **result, "pytest": pytest_summary(result["tail"])}
+    report = {"device": info, "busy_cores_before": busy, **result}
     out = args.out or RESULTS / device_id(info)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fresh_clone.json").write_text(json.dumps(report, indent=2) + "\n")
