@@ -54,6 +54,21 @@ def tracked(root: Path) -> set[Path] | None:
     return _TRACKED[root]
 
 
+def untracked_results(root: Path) -> list[str]:
+    """Result JSON files under benchmarks/results/ that git does not track yet: the documents leave them out until
+    they are added (empty outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--others", "--exclude-standard", "--", str(RESULTS)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return sorted(p for p in out.split("\0") if p.endswith(".json"))
+
+
 def exists(root: Path, rel: Path | str) -> bool:
     known = tracked(root)
     return (root / rel).is_file() and (known is None or Path(rel) in known)
@@ -981,6 +996,12 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {rel}")
+    left_out = untracked_results(args.root)
+    if left_out:
+        print(
+            f"left out, not added to git: {', '.join(left_out)}; `git add` them and run this again",
+            file=sys.stderr,
+        )
     if stale:
         print(f"stale: {', '.join(map(str, stale))}; run `python scripts/results_doc.py`", file=sys.stderr)
         return 1

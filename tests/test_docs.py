@@ -95,3 +95,15 @@ def test_generator_handles_any_number_of_runs_and_missing_files(tmp_path):
     assert doc.main(["--check", "--root", str(tmp_path)]) == 0
     assert (tmp_path / "README.md").read_text().endswith(f"{doc.HEADLINE_END}\nrest\n")
     assert "old" not in (tmp_path / "README.md").read_text()
+
+
+def test_untracked_result_files_are_named_not_silently_left_out(tmp_path):
+    doc = results_doc()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    folder = tmp_path / "benchmarks" / "results" / "campaign"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text("{}")
+    (folder / "notes.md").write_text("not a result")
+    assert doc.untracked_results(tmp_path) == ["benchmarks/results/campaign/run.json"]
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    assert doc.untracked_results(tmp_path) == []
