@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -47,7 +48,7 @@ def run_ci(shared: Path, keep: bool) -> dict:
     done = subprocess.run([".ci/run"], cwd=work / "main", capture_output=True, text=True)
     wall = time.perf_counter() - start
     if not keep:
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
     tail = (done.stdout + done.stderr)[-4000:]
     summary = pytest_summary(done.stdout + "\n" + done.stderr)
     return {

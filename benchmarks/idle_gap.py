@@ -104,13 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     clouds = load_modelnet40(args.data).test_x[: args.runs].numpy()
     info, busy = device_info([max(args.threads)]), busy_cores()
     rows = []
-    for artifact, threads, spin in itertools.product(args.artifacts, args.threads, (True, False)):
-        num_points = read_manifest(artifact)["input"]["num_points"]
-        inputs = [prepare_cloud(c, num_points)[None] for c in clouds]
-        r = measure(artifact, threads, spin, inputs, args.gap_ms / 1000, args.rounds)
-        fmt = read_manifest(artifact)["artifact_format"]
-        rows.append({"format": fmt, "threads": threads, "spin": spin, **r})
-        print(json.dumps(rows[-1]), flush=True)
+    for artifact in args.artifacts:
+        manifest = read_manifest(artifact)
+        inputs = [prepare_cloud(c, manifest["input"]["num_points"])[None] for c in clouds]
+        for threads, spin in itertools.product(args.threads, (True, False)):
+            r = measure(artifact, threads, spin, inputs, args.gap_ms / 1000, args.rounds)
+            rows.append({"format": manifest["artifact_format"], "threads": threads, "spin": spin, **r})
+            print(json.dumps(rows[-1]), flush=True)
     report = {"device": info, "busy_cores_before": busy, "gap_ms": args.gap_ms, "runs": args.runs}
     report |= {"rounds": args.rounds, "command": " ".join(map(str, argv if argv is not None else sys.argv[1:]))}
     report["rows"] = rows

@@ -29,7 +29,7 @@ import numpy as np
 
 from pointkd.bench.device import device_id, device_info
 from pointkd.data import load_modelnet40
-from pointkd.process import busy_cores
+from pointkd.process import busy_cores, descendants
 from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import percentile
 from serving.launch import free_port, start_server, stop_server
@@ -39,24 +39,6 @@ from load_test import closed_loop, open_loop, payloads  # the load test's client
 
 RESULTS = Path(__file__).parent / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (the server's parse workers and their fork server)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
@@ -80,7 +62,7 @@ def one_round(artifact: Path, setting: dict, bodies: list, rate: float, seconds:
     try:
         url = f"http://127.0.0.1:{port}/predict"
         asyncio.run(closed_loop(url, bodies, 2, 100, 5))  # warm-up
-        pids = process_tree(server.pid)
+        pids = [server.pid, *descendants(server.pid)]  # the server and its parse workers
         before = cpu_seconds(pids)
         latencies: list[float] = []
         row = asyncio.run(open_loop(url, bodies, rate, seconds, latencies))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,6 +25,7 @@ import aiohttp
 import numpy as np
 
 from pointkd.bench.device import device_id, device_info
+from pointkd.process import descendants
 from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import on_schedule, percentile
 from serving.launch import free_port, start_server, stop_server
@@ -113,20 +113,7 @@ def v2_json(shape: list, data: list) -> bytes:
 
 def process_tree_rss_mb(root: int) -> tuple[float, float, int]:
     """RSS of ``root`` and the summed RSS of every process under it (the parse workers), in MiB; how many."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    below, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        below.append(pid)
-        todo.extend(children.get(pid, []))
+    below = descendants(root)
     return rss_mb(root), sum(rss_mb(p) for p in below), len(below)
 
 

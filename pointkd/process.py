@@ -91,6 +91,29 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), from each process's parent in /proc; empty
+    where /proc cannot be read. A server's parse workers and their fork server, for example."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    below, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        below.append(p)
+        todo.extend(children.get(p, []))
+    return below
+
+
 def busy_cores(seconds: float = 1.0) -> float:
     """How many cores other processes kept busy over the next ``seconds`` (from /proc/stat; 0.0 if unreadable).
 

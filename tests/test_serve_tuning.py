@@ -1,26 +1,38 @@
-"""benchmarks/serve_tuning.py's pieces that need no server: the process tree it charges CPU to, the pooling of
-rounds, the report; and the --spin/--no-spin switch it passes to `pointkd serve`."""
+"""The server-timing benchmarks' pieces that need no server (serve_tuning.py: the process tree it charges CPU to,
+the pooling of rounds, the report; idle_gap.py's timed runs; fresh_clone.py's pytest summary) and the
+--spin/--no-spin switch serve_tuning passes to `pointkd serve`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 from scriptload import ROOT, load_script
 
 from pointkd.cli import build_parser
+from pointkd.process import descendants
 
 tuning = load_script(ROOT / "benchmarks" / "serve_tuning.py", "serve_tuning")
 
 
-def test_process_tree_finds_a_child_and_its_cpu_time():
-    child = subprocess.Popen([sys.executable, "-c", "import time; sum(range(3_000_000)); time.sleep(30)"])
+def test_descendants_finds_children_and_grandchildren_and_cpu_seconds_skips_gone_pids():
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+    code += "time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
     try:
-        tree = tuning.process_tree(__import__("os").getpid())
-        assert child.pid in tree
+        deadline = time.monotonic() + 20
+        while len(descendants(child.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        below = descendants(child.pid)
+        assert len(below) == 1 and below[0] != child.pid  # the grandchild
+        assert set(descendants(os.getpid())) >= {child.pid, below[0]}
         assert tuning.cpu_seconds([child.pid, 2**22 + 7]).keys() == {child.pid}  # a gone pid is skipped
     finally:
+        for pid in descendants(child.pid):
+            os.kill(pid, 9)
         child.kill()
         child.wait()
 
@@ -69,8 +81,6 @@ idle_gap = load_script(ROOT / "benchmarks" / "idle_gap.py", "idle_gap")
 
 
 def test_idle_gap_times_each_run_without_the_gap_and_counts_cpu_per_run():
-    import time
-
     calls = []
 
     def run(x):

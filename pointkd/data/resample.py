@@ -82,8 +82,8 @@ _ROW_HASH = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
 def all_rows_differ(points: np.ndarray) -> bool:
     """True only if no two rows of ``points`` ``[P, 3]`` float32 are equal (as floats: ``-0.0 == 0.0``).
 
-    A fast path for :func:`distinct_rows` (``np.unique(axis=0)`` sorts the rows as records: ~0.6 ms for 1024
-    points, most of a request's preparation). Equal rows have equal 64-bit hashes of their bits, so when every
+    A fast path for :func:`distinct_rows` (``np.unique(axis=0)`` sorts the rows as records, the slow part of
+    preparing a request's cloud). Equal rows have equal 64-bit hashes of their bits, so when every
     hash differs every row does; a repeated hash (a duplicate or, rarely, a collision) answers False and the
     caller falls back to the exact ``np.unique``."""
     bits = np.ascontiguousarray(points + np.float32(0.0), dtype=np.float32).view(np.uint32)  # -0.0 + 0.0 is 0.0
