@@ -12,7 +12,6 @@ CI runner with a warm cache would; a cold cache adds the downloads.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from pointkd.bench.device import device_id, device_info
+from pointkd.documents import write_result
 from pointkd.process import busy_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_ci(args.shared, args.keep)
     report = {"device": info, "busy_cores_before": busy, **result}
     out = args.out or RESULTS / device_id(info)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fresh_clone.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "fresh_clone.md").write_text(markdown(report))
+    write_result(out, "fresh_clone", report, markdown(report))
     print(markdown(report))
     if result["status"] != 0:
         print(result["tail"])

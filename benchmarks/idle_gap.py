@@ -23,6 +23,7 @@ import numpy as np
 from pointkd.bench.device import device_id, device_info
 from pointkd.data import load_modelnet40
 from pointkd.data.resample import prepare_cloud
+from pointkd.documents import write_result
 from pointkd.process import busy_cores
 from pointkd.runtime.manifest import read_manifest
 from pointkd.runtime.runner import open_artifact
@@ -115,9 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     report |= {"rounds": args.rounds, "command": " ".join(map(str, argv if argv is not None else sys.argv[1:]))}
     report["rows"] = rows
     out = args.out or RESULTS / device_id(info)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "idle_gap.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "idle_gap.md").write_text(markdown(report))
+    write_result(out, "idle_gap", report, markdown(report))
     print(markdown(report))
 
 

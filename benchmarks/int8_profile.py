@@ -557,6 +557,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from pointkd.bench.device import device_id, device_info
     from pointkd.data import fixed_subset, load_modelnet40
+    from pointkd.documents import write_result
     from pointkd.process import busy_cores
     from pointkd.runtime.ort import make_session
 
@@ -629,9 +630,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     flush=True,
                 )
     report["why"] = why(report)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "int8_profile.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "int8_profile.md").write_text(markdown(report))
+    write_result(out_dir, "int8_profile", report, markdown(report))
     print(report["why"])
     print(f"wrote {out_dir / 'int8_profile.md'}")
     return report

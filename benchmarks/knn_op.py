@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pointkd.bench.device import cpu_flags as device_cpu_flags
 from pointkd.bench.device import device_id, device_info
 from pointkd.checkpoint import model_from_checkpoint
 from pointkd.data import load_modelnet40
+from pointkd.documents import write_result
 from pointkd.export.knn_op import build_knn_op, fuse_knn
 from pointkd.export.onnx_export import export_onnx
 from pointkd.process import busy_cores
@@ -183,9 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"fused {row['fused']['p50_ms']:.3f} ms ({row['speedup_p50']:.2f}x)",
                     flush=True,
                 )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "knn_op.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "knn_op.md").write_text(markdown(report))
+    write_result(out_dir, "knn_op", report, markdown(report))
     print(f"wrote {out_dir / 'knn_op.md'}")
     return report
 

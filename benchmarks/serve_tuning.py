@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import gc
 import itertools
-import json
 import os
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from pointkd.bench.device import device_id, device_info
 from pointkd.data import load_modelnet40
+from pointkd.documents import write_result
 from pointkd.process import busy_cores, descendants
 from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import percentile
@@ -174,9 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     out = args.out or RESULTS / device_id(info)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serve_tuning.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "serve_tuning.md").write_text(markdown(report))
+    write_result(out, "serve_tuning", report, markdown(report))
     print(markdown(report))
 
 

@@ -1,5 +1,6 @@
 """The versioned JSON documents pointkd writes (artifact manifests, bench reports, calibration sets): each carries a
-``"format"`` tag naming its schema, checked when it is read back."""
+``"format"`` tag naming its schema, checked when it is read back. And the benchmarks' result files: a JSON report
+and its Markdown beside it."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def read_document(path: str | os.PathLike, fmt: str, what: str, error: type[Exce
     if found != fmt:
         raise error(f"{path} is not {what} (format {found!r}, expected {fmt!r})")
     return doc
+
+
+def write_result(folder: str | os.PathLike, name: str, report: dict[str, Any], markdown: str) -> Path:
+    """``folder/name.json`` (``report``, indented) and ``folder/name.md`` (``markdown``), the folder made if needed;
+    returns the Markdown file's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = folder / f"{name}.md"
+    md.write_text(markdown)
+    return md

@@ -30,3 +30,12 @@ def test_anything_else_is_refused_with_the_callers_error(tmp_path, text, message
     path.write_text(text)
     with pytest.raises(ManifestError, match=message):
         read_document(path, "x/1", "an x", ManifestError)
+
+
+def test_write_result_writes_the_report_and_its_markdown_and_reads_back(tmp_path):
+    from pointkd.documents import write_result
+
+    report = {"rows": [{"p50_ms": 1.5}], "note": "ü"}
+    md = write_result(tmp_path / "new" / "device", "bench", report, "# Bench\n")
+    assert md == tmp_path / "new" / "device" / "bench.md" and md.read_text() == "# Bench\n"
+    assert json.loads((md.parent / "bench.json").read_text()) == report
