@@ -102,11 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.runs < 1 or args.rounds < 1 or args.gap_ms <= 0:
         parser.error("--runs, --rounds and --gap-ms must be positive")
+    try:
+        manifests = {a: read_manifest(a) for a in args.artifacts}  # refuse a bad folder before any timing
+    except ValueError as err:
+        parser.error(str(err))
     clouds = load_modelnet40(args.data).test_x[: args.runs].numpy()
     info, busy = device_info([max(args.threads)]), busy_cores()
     rows = []
     for artifact in args.artifacts:
-        manifest = read_manifest(artifact)
+        manifest = manifests[artifact]
         inputs = [prepare_cloud(c, manifest["input"]["num_points"])[None] for c in clouds]
         for threads, spin in itertools.product(args.threads, (True, False)):
             r = measure(artifact, threads, spin, inputs, args.gap_ms / 1000, args.rounds)

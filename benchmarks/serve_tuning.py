@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--rounds, --rate and --seconds must be positive")
+    try:
+        formats = {
+            a: read_manifest(a)["artifact_format"] for a in args.artifacts
+        }  # refuse a bad folder before any load
+    except ValueError as err:
+        parser.error(str(err))
     spins = {"on": [True], "off": [False], "both": [True, False]}[args.spin]
     settings = [
         {"artifact": a, "threads": t, "spin": s, "parse_workers": w}
@@ -161,8 +167,13 @@ def main(argv: list[str] | None = None) -> None:
             )
     rows = []
     for i, s in enumerate(settings):
-        fmt = read_manifest(s["artifact"])["artifact_format"]
-        rows.append({"format": fmt, **{k: s[k] for k in ("threads", "spin", "parse_workers")}, **pooled(results[i])})
+        rows.append(
+            {
+                "format": formats[s["artifact"]],
+                **{k: s[k] for k in ("threads", "spin", "parse_workers")},
+                **pooled(results[i]),
+            }
+        )
     report = {
         "device": info,
         "busy_cores_before": busy,

@@ -108,3 +108,12 @@ def test_fresh_clone_reads_pytests_last_summary_line():
     assert fresh_clone.pytest_summary("make: *** [Makefile:19: test] Error 1") == {}
     failed = fresh_clone.pytest_summary("== 1 failed, 578 passed, 3 skipped in 294.65s (0:04:54) ==")
     assert failed["counts"] == {"failed": 1, "passed": 578, "skipped": 3}
+
+
+@pytest.mark.parametrize("script", ["serve_tuning", "idle_gap"])
+def test_a_folder_that_is_not_an_artifact_is_refused_before_any_run(script, tmp_path, capsys):
+    module = {"serve_tuning": tuning, "idle_gap": idle_gap}[script]
+    with pytest.raises(SystemExit) as stop:
+        module.main([str(tmp_path), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "not a pointkd artifact" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
