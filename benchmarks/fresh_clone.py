@@ -26,6 +26,7 @@ from pointkd.process import busy_cores
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 SUMMARY = re.compile(r"^(?:=+ )?((?:\d+ \w+, )*\d+ \w+) in ([\d.]+)s", re.MULTILINE)
+DURATION = re.compile(r"^([\d.]+)s (setup|call|teardown) +(\S+)$", re.MULTILINE)
 
 
 def pytest_summary(output: str) -> dict:
@@ -36,6 +37,12 @@ def pytest_summary(output: str) -> dict:
     counts_text, seconds = found[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", counts_text)}
     return {"counts": counts, "suite_seconds": float(seconds)}
+
+
+def slowest(output: str) -> list[dict]:
+    """The rows of pytest's ``--durations`` table (seconds, phase, test id), slowest first, or ``[]``."""
+    rows = [{"seconds": float(t), "phase": phase, "test": test} for t, phase, test in DURATION.findall(output)]
+    return sorted(rows, key=lambda row: -row["seconds"])
 
 
 def run_ci(shared: Path, keep: bool) -> dict:
@@ -50,12 +57,13 @@ def run_ci(shared: Path, keep: bool) -> dict:
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     tail = (done.stdout + done.stderr)[-4000:]
-    summary = pytest_summary(done.stdout + "\n" + done.stderr)
+    output = done.stdout + "\n" + done.stderr
     return {
         "commit": head.stdout.strip(),
         "status": done.returncode,
         "wall_seconds": wall,
-        "pytest": summary,
+        "pytest": pytest_summary(output),
+        "slowest": slowest(output),
         "tail": tail,
     }
 
@@ -78,10 +86,23 @@ def markdown(r: dict) -> str:
             f"| exit status | {r['status']} |",
             f"| tests | {counts} |",
             "",
+            *_slowest_table(r.get("slowest") or []),
             "Command: `python benchmarks/fresh_clone.py`",
             "",
         ]
     )
+
+
+def _slowest_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "Slowest test phases (pytest `--durations`, per worker):",
+        "",
+        "| s | phase | test |",
+        "| ---: | --- | --- |",
+    ]
+    return lines + [f"| {r['seconds']:.1f} | {r['phase']} | `{r['test']}` |" for r in rows] + [""]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,6 +110,33 @@ def test_fresh_clone_reads_pytests_last_summary_line():
     assert failed["counts"] == {"failed": 1, "passed": 578, "skipped": 3}
 
 
+def test_fresh_clone_reads_the_durations_table_slowest_first():
+    out = (
+        "============================= slowest 3 durations ==============================\n"
+        "12.05s call     tests/test_bench.py::test_rows[onnx]\n"
+        "30.50s setup    tests/test_bench.py::test_rows[onnx]\n"
+        "0.51s teardown tests/test_cli.py::test_help\n"
+        "1.00s call tests/not a duration line\n"
+        "600 passed in 200.00s (0:03:20)\n"
+    )
+    rows = fresh_clone.slowest(out)
+    assert [(r["seconds"], r["phase"]) for r in rows] == [(30.5, "setup"), (12.05, "call"), (0.51, "teardown")]
+    assert rows[0]["test"] == "tests/test_bench.py::test_rows[onnx]"
+    table = fresh_clone.markdown(
+        {
+            "device": {"cpu": "x", "cores": 2},
+            "busy_cores_before": 0.0,
+            "commit": "0" * 40,
+            "wall_seconds": 60,
+            "status": 0,
+            "pytest": fresh_clone.pytest_summary(out),
+            "slowest": rows,
+        }
+    )
+    assert "| 30.5 | setup | `tests/test_bench.py::test_rows[onnx]` |" in table and "200 s" in table
+    assert fresh_clone.slowest("no table here") == []
+
+
 @pytest.mark.parametrize("script", ["serve_tuning", "idle_gap"])
 def test_a_folder_that_is_not_an_artifact_is_refused_before_any_run(script, tmp_path, capsys):
     module = {"serve_tuning": tuning, "idle_gap": idle_gap}[script]
