@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
 
 def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     cmd = [sys.executable, str(SCRIPT), str(tiny_artifact), "--data", "synthetic", "--concurrency", "1", "3"]
-    cmd += ["--requests", "12", "--seconds", "5", "--rate", "20", "--rate-seconds", "1", "--rate-repeats", "2"]
+    cmd += ["--requests", "12", "--seconds", "5", "--rate", "40", "--rate-seconds", "0.5", "--rate-repeats", "2"]
     cmd += ["--out-dir", str(tmp_path)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     report = json.loads((tmp_path / "load_test.json").read_text())
@@ -25,16 +25,16 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     assert levels == [
         ("binary", "closed", 1),
         ("binary", "closed", 3),
-        ("binary", "open 20/s #1", None),
-        ("binary", "open 20/s #2", None),
+        ("binary", "open 40/s #1", None),
+        ("binary", "open 40/s #2", None),
         ("json", "closed", 1),
         ("json", "closed", 3),
-        ("json", "open 20/s #1", None),
-        ("json", "open 20/s #2", None),
+        ("json", "open 40/s #1", None),
+        ("json", "open 40/s #2", None),
         ("v2-binary", "closed", 1),
         ("v2-binary", "closed", 3),
-        ("v2-binary", "open 20/s #1", None),
-        ("v2-binary", "open 20/s #2", None),
+        ("v2-binary", "open 40/s #1", None),
+        ("v2-binary", "open 40/s #2", None),
     ]
     for r in report["rows"]:
         assert r["errors"] == 0 and r["requests"] >= 12 and 0 < r["p50_ms"] <= r["p99_ms"]

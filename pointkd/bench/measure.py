@@ -89,14 +89,15 @@ def latency(
     max_seconds: float,
 ) -> dict[str, Any]:
     """p50/p95/p99 ms of ``run`` at batch 1, cycling over the ``timing`` clouds (after ``warmup`` runs, at most
-    ``repeats`` runs or ``max_seconds``), and clouds/s at batch ``batch`` from the median of up to 30 runs."""
+    ``repeats`` runs or ``max_seconds``), and clouds/s at batch ``batch`` from the median of up to 30 runs (fewer
+    when ``repeats`` asks for fewer)."""
     from ..timing import percentile, time_ms
 
     times = time_ms(
         _cycling(run, [timing[i : i + 1] for i in range(len(timing))]), repeats, warmup=warmup, max_seconds=max_seconds
     )
     big = np.ascontiguousarray(np.resize(timing, (batch, *timing.shape[1:])))
-    batch_times = time_ms(lambda: run(big), 30, warmup=2, max_seconds=max_seconds / 2)
+    batch_times = time_ms(lambda: run(big), min(30, repeats), warmup=2, max_seconds=max_seconds / 2)
     return {
         "p50_ms": percentile(times, 50),
         "p95_ms": percentile(times, 95),
