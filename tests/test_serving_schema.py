@@ -10,6 +10,9 @@ from schemathesis.checks import not_a_server_error
 
 from serving import ServeSettings, create_app
 
+# schemathesis passes cookies per request to Starlette's TestClient, which deprecates that (one warning per case).
+pytestmark = pytest.mark.filterwarnings("ignore:Setting per-request cookies:DeprecationWarning")
+
 
 @pytest.fixture(scope="module")
 def live_client(tiny_artifact):

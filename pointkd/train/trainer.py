@@ -360,7 +360,7 @@ def _train_step(run: _Run, order: Tensor, b: int, sums: _EpochSums) -> None:
     if not torch.isfinite(grad_norm):
         terms = {k: round(v, 4) for k, v in run.train_step.terms.items()}
         raise TrainingDiverged(
-            f"training diverged at epoch {epoch + 1}, batch {b + 1}: loss {float(loss):.4g}, gradient "
+            f"training diverged at epoch {epoch + 1}, batch {b + 1}: loss {float(loss.detach()):.4g}, gradient "
             f"norm {float(grad_norm)} (terms {terms}). Nothing of this step was applied; {run.last_path} "
             "holds the last good state. Lower train.lr or the distillation weight (e.g. --lambda)."
         )
