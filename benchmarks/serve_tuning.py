@@ -90,6 +90,15 @@ def pooled(rounds: list[dict]) -> dict:
     }
 
 
+def _name(row: dict) -> str:
+    """The artifact folder and its format (older reports named the format only)."""
+    return f"{row['artifact']} ({row['format']})" if "artifact" in row else row["format"]
+
+
+def _percent(oa: float | None) -> str:
+    return "–" if oa is None else f"{oa * 100:.2f}"
+
+
 def markdown(report: dict) -> str:
     lines = [
         "# `pointkd serve` settings under open-loop load",
@@ -100,22 +109,22 @@ def markdown(report: dict) -> str:
         "per setting. CPU ms: the server's CPU time per request (main process; parse "
         "workers).",
         "",
-        "| format | threads | spin | parse workers | requests | errors | p50 ms | p95 ms | p99 ms | worst round p99 | "
-        "CPU main | CPU workers |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| artifact | format | OA % | threads | spin | parse workers | requests | errors | p50 ms | p95 ms | p99 ms | "
+        "worst round p99 | CPU main | CPU workers |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['format']} | {r['threads']} | {'on' if r['spin'] else 'off'} | {r['parse_workers']} | "
-            f"{r['requests']} | {r['errors']} | "
+            f"| {r.get('artifact', '–')} | {r['format']} | {_percent(r.get('oa'))} | {r['threads']} | "
+            f"{'on' if r['spin'] else 'off'} | {r['parse_workers']} | {r['requests']} | {r['errors']} | "
             f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['worst_round_p99_ms']:.2f} | "
             f"{r['cpu_main_ms_per_request']:.2f} | {r['cpu_workers_ms_per_request']:.2f} |"
         )
     best = min(report["rows"], key=lambda r: r["p99_ms"])
     lines += [
         "",
-        f"Lowest pooled p99: {best['format']}, {best['threads']} thread(s), spinning "
-        f"{'on' if best['spin'] else 'off'}, {best['parse_workers']} parse workers: {best['p99_ms']:.2f} ms "
+        f"Lowest pooled p99: {_name(best)}, {best['threads']} thread(s), spinning {'on' if best['spin'] else 'off'}"
+        f", {best['parse_workers']} parse workers: {best['p99_ms']:.2f} ms "
         "(goal: p99 <= 10 ms at 50 requests/s).",
         "",
         f"Command: `python benchmarks/serve_tuning.py {report['command']}`",
@@ -139,9 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds < 1 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--rounds, --rate and --seconds must be positive")
     try:
-        formats = {
-            a: read_manifest(a)["artifact_format"] for a in args.artifacts
-        }  # refuse a bad folder before any load
+        manifests = {a: read_manifest(a) for a in args.artifacts}  # refuse a bad folder before any load
     except ValueError as err:
         parser.error(str(err))
     spins = {"on": [True], "off": [False], "both": [True, False]}[args.spin]
@@ -169,7 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     for i, s in enumerate(settings):
         rows.append(
             {
-                "format": formats[s["artifact"]],
+                "artifact": s["artifact"].name,
+                "model": manifests[s["artifact"]]["model"]["name"],
+                "format": manifests[s["artifact"]]["artifact_format"],
+                "oa": manifests[s["artifact"]]["accuracy"]["oa"],
                 **{k: s[k] for k in ("threads", "spin", "parse_workers")},
                 **pooled(results[i]),
             }
