@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pointkd.campaign import load_plan, run_campaign, status_table, summary
-from pointkd.campaign.runner import WORKDIR, pointkd_command, teacher_checkpoint, train_args
+from pointkd.campaign.runner import WORKDIR, pointkd_command, run_checkpoint, train_args
 from pointkd.campaign.state import plan_states, take_lock
 from pointkd.config import ConfigError, load_config
 
@@ -70,6 +70,7 @@ def test_plan_is_checked(tmp_path):
         ([{**runs[1], "after": ["later"]}], "not earlier runs"),
         ([{**runs[0], "role": "mentor"}], "role"),
         ([{"name": "x"}], "'config'"),
+        ([runs[0], {**runs[1], "init": "t", "after": []}], "list it in 'after'"),
     ]:
         with pytest.raises(ConfigError, match=match):
             load_plan(_write(tmp_path, bad))
@@ -97,9 +98,24 @@ def test_states_locks_and_resume_arguments(tmp_path):
     (folder / "last.pt").write_bytes(b"")
     assert plan_states(plan)[0].state == "partial"
     assert train_args(plan, plan.run("t"))[-1] == "--resume"
-    assert teacher_checkpoint(plan, "t") == folder / "last.pt"  # not shipped yet: the run's own last.pt
+    assert run_checkpoint(plan, "t") == folder / "last.pt"  # not shipped yet: the run's own last.pt
     with pytest.raises(RuntimeError, match="exists"):
-        teacher_checkpoint(plan, str(tmp_path / "missing.pt"))
+        run_checkpoint(plan, str(tmp_path / "missing.pt"))
+
+
+def test_a_warm_start_from_a_run_reaches_train_init(tmp_path):
+    runs = _runs(tmp_path)
+    tail = {"name": "t-tail", "config": runs[0]["config"], "role": "teacher", "init": "t", "after": ["t"]}
+    plan = load_plan(_write(tmp_path, [*runs, {**tail, "set": {"model.overrides.k": 8}}]))
+    spec = plan.run("t-tail")
+    assert spec.init == "t" and "train.init" not in " ".join(train_args(plan, plan.run("t")))
+    with pytest.raises(RuntimeError, match="none of"):  # t has neither shipped nor started
+        train_args(plan, spec)
+    (tmp_path / "t.pt").write_bytes(b"")  # t's shipped copy comes first
+    args = train_args(plan, spec)
+    assert args[args.index(f"train.init={tmp_path / 't.pt'}") - 1] == "--set"
+    path = load_plan(_write(tmp_path, [*runs, {**tail, "init": str(tmp_path / "t.pt"), "after": []}]))
+    assert f"train.init={tmp_path / 't.pt'}" in train_args(path, path.run("t-tail"))  # a checkpoint path
 
 
 def test_campaign_runs_a_plan_end_to_end(tmp_path):
@@ -211,5 +227,7 @@ def test_committed_plans_load_and_every_run_config_resolves(plan_file, tmp_path)
         cfg = load_config(spec.config, spec.set_args())
         if cfg.train.init:
             assert (plan.repo / cfg.train.init).is_file(), f"{spec.name}: train.init {cfg.train.init} is missing"
+        if spec.init and spec.init not in {r.name for r in plan.runs}:
+            assert (plan.repo / spec.init).is_file(), f"{spec.name}: init {spec.init} is missing"
         if spec.teacher and spec.teacher not in {r.name for r in plan.runs}:
             assert (plan.repo / spec.teacher).is_file(), f"{spec.name}: teacher {spec.teacher} is missing"

@@ -147,6 +147,14 @@ def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tiny_data,
     for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert [h["epoch"] for h in second.history] == [1]  # a new run, not a resume
-    cfg.model.overrides = {**cfg.model.overrides, "k": 4}
-    with pytest.raises(ValueError, match="different model config"):
-        train(cfg, tmp_path / "c", data=tiny_data, progress=False, log=lambda s: None)
+    # k holds no weights: the same weights start a run with another k (a warm start at another point count)
+    k = cfg.model.overrides.get("k", 6)
+    cfg.model.overrides = {**cfg.model.overrides, "k": k - 2}
+    logs.clear()
+    third = train(cfg, tmp_path / "c", data=tiny_data, progress=False, log=logs.append)
+    assert f"initialised from {cfg.train.init} (k {k} -> {k - 2})" in logs
+    for p, q in zip(first.model.parameters(), third.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    cfg.model.overrides = {**cfg.model.overrides, "widths": [w * 2 for w in cfg.model.overrides["widths"]]}
+    with pytest.raises(ValueError, match=r"holds a different model \(widths\)"):
+        train(cfg, tmp_path / "d", data=tiny_data, progress=False, log=lambda s: None)

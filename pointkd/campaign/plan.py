@@ -14,6 +14,10 @@
         teacher: teacher_short              # a run of this plan (its shipped copy) or a checkpoint path
         set: {distill.method: lsp, seed: 1}
         after: [teacher_short]
+      - name: teacher_tail
+        config: teacher_tail                # a warm start: train.init from a run of this plan (listed in 'after')
+        init: teacher_short                 # or a checkpoint path
+        after: [teacher_short]
 
 Run folders live outside the checkout (``runs_dir``, default ``$POINTKD_CAMPAIGNS`` or
 ``~/.cache/pointkd/campaigns``, then the plan's name); only the small records are committed.
@@ -46,6 +50,7 @@ class RunSpec:
     role: str = "student"  # teacher | student
     ship: str | None = None
     eval_points: tuple[int, ...] = EVAL_POINTS
+    init: str | None = None  # train.init: a run of the plan (its shipped copy, else its last.pt) or a checkpoint
 
     def set_args(self) -> list[str]:
         """The overrides as ``pointkd train --set`` arguments (JSON values, which YAML reads back unchanged)."""
@@ -105,7 +110,7 @@ def load_plan(path: str | Path, runs_dir: str | Path | None = None) -> Plan:
 
 
 def _parse_runs(items: list[Any], path: Path) -> tuple[RunSpec, ...]:
-    keys = {"name", "config", "set", "after", "teacher", "role", "ship", "eval_points"}
+    keys = {"name", "config", "set", "after", "teacher", "role", "ship", "eval_points", "init"}
     runs: list[RunSpec] = []
     for i, item in enumerate(items):
         where = f"{path}: run {i + 1}"
@@ -127,8 +132,11 @@ def _parse_runs(items: list[Any], path: Path) -> tuple[RunSpec, ...]:
         if not isinstance(overrides, dict):
             raise ConfigError(f"{where}: 'set' must be a mapping of config keys to values")
         points = tuple(int(p) for p in item.get("eval_points", EVAL_POINTS))
-        teacher = item.get("teacher")
-        runs.append(RunSpec(name, str(item["config"]), dict(overrides), after, teacher, role, item.get("ship"), points))
+        teacher, init = item.get("teacher"), item.get("init")
+        if init in {r.name for r in runs} and init not in after:
+            raise ConfigError(f"{where}: 'init' starts from run {init!r}: list it in 'after' too")
+        spec = RunSpec(name, str(item["config"]), dict(overrides), after, teacher, role, item.get("ship"), points, init)
+        runs.append(spec)
     return tuple(runs)
 
 

@@ -99,25 +99,26 @@ def train_args(plan: Plan, spec: RunSpec) -> list[str]:
     for item in spec.set_args():
         args += ["--set", item]
     if spec.teacher:
-        args += ["--set", f"distill.teacher={teacher_checkpoint(plan, spec.teacher)}"]
+        args += ["--set", f"distill.teacher={run_checkpoint(plan, spec.teacher)}"]
+    if spec.init:
+        args += ["--set", f"train.init={run_checkpoint(plan, spec.init)}"]
     if (plan.folder(spec) / "last.pt").is_file():
         args.append("--resume")
     return args
 
 
-def teacher_checkpoint(plan: Plan, teacher: str) -> Path:
-    """A run of the plan (its shipped copy, else its last.pt) or a checkpoint path."""
-    names = {r.name for r in plan.runs}
-    if teacher in names:
-        spec = plan.run(teacher)
+def run_checkpoint(plan: Plan, name: str) -> Path:
+    """A run of the plan (its shipped copy, else its last.pt) or a checkpoint path: a teacher or a warm start."""
+    if name in {r.name for r in plan.runs}:
+        spec = plan.run(name)
         candidates = [plan.resolve(spec.ship)] if spec.ship else []
         candidates.append(plan.folder(spec) / "last.pt")
     else:
-        candidates = [plan.resolve(teacher)]
+        candidates = [plan.resolve(name)]
     for path in candidates:
         if path.is_file():
             return path
-    raise CampaignError(f"teacher {teacher!r}: none of {[str(p) for p in candidates]} exists")
+    raise CampaignError(f"checkpoint {name!r}: none of {[str(p) for p in candidates]} exists")
 
 
 def run_code(plan: Plan, spec: RunSpec, commit: str) -> tuple[str, Path]:

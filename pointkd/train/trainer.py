@@ -249,14 +249,24 @@ def _set_up(
     return run
 
 
+# Model settings that hold no weights: a warm start may change them (e.g. k with the training point count).
+WEIGHTLESS = frozenset({"k", "knn_layers", "knn_backend", "edgeconv_impl", "dropout", "description"})
+
+
 def _initialise(run: _Run, path: str) -> None:
     """A warm start (``train.init``): the model's weights and BatchNorm statistics from ``path``; the optimizer, the
-    schedule, the history and the objective start afresh."""
+    schedule, the history and the objective start afresh. The model config must match but for :data:`WEIGHTLESS`
+    settings (each change is logged)."""
     ckpt = load_checkpoint(path)
-    if ckpt["model_config"] != run.model.config.to_dict():
-        raise ValueError(f"train.init {path} holds a different model config than this run's")
+    ours = run.model.config.to_dict()
+    changed = sorted(
+        key for key in set(ours) | set(ckpt["model_config"]) if ours.get(key) != ckpt["model_config"].get(key)
+    )
+    if set(changed) - WEIGHTLESS:
+        raise ValueError(f"train.init {path} holds a different model ({', '.join(sorted(set(changed) - WEIGHTLESS))})")
     run.model.load_state_dict(ckpt["state_dict"])
-    run.log(f"initialised from {path}")
+    moved = ", ".join(f"{key} {ckpt['model_config'].get(key)} -> {ours.get(key)}" for key in changed)
+    run.log(f"initialised from {path}" + (f" ({moved})" if moved else ""))
 
 
 def _restore(run: _Run) -> None:
