@@ -133,8 +133,11 @@ def run_label(name: str) -> str:
 # ------------------------------------------------------------------ campaign
 
 
-def campaign_records(root: Path) -> dict[str, dict]:
-    records = {p.stem: load(root, p) for p in glob(root, "campaign/modelnet40/records/*.json")}
+MAIN_PLAN = "modelnet40"  # the comparison against the paper; other plans get a table of their runs
+
+
+def campaign_records(root: Path, plan: str = MAIN_PLAN) -> dict[str, dict]:
+    records = {p.stem: load(root, p) for p in glob(root, f"campaign/{plan}/records/*.json")}
     return dict(sorted(records.items(), key=lambda kv: (kv[1].get("role") != "teacher", kv[0])))
 
 
@@ -212,14 +215,21 @@ def section_campaign(root: Path) -> list[str]:
     lines += table(header, rows, "lllrrrrrr")
     lines += ["", source(rel), ""]
     lines += section_campaign_runs(root)
+    lines += section_other_campaigns(root)
     return lines
 
 
-def section_campaign_runs(root: Path) -> list[str]:
-    records = campaign_records(root)
+def section_other_campaigns(root: Path) -> list[str]:
+    """A runs table per campaign plan other than the comparison (e.g. the long teacher and student)."""
+    plans = sorted({p.parts[-3] for p in glob(root, "campaign/*/records/*.json")} - {MAIN_PLAN})
+    return [line for plan in plans for line in section_campaign_runs(root, plan)]
+
+
+def section_campaign_runs(root: Path, plan: str = MAIN_PLAN) -> list[str]:
+    records = campaign_records(root, plan)
     if not records:
         return []
-    folder = RESULTS / "campaign" / "modelnet40" / "records"
+    folder = RESULTS / "campaign" / plan / "records"
     rows = []
     for name, rec in records.items():
         evals = (rec.get("last") or {}).get("evals") or {}
@@ -242,16 +252,18 @@ def section_campaign_runs(root: Path) -> list[str]:
             ]
         )
     header = ["run", "role", "model", "method", "epochs", "train min", "OA 512", "OA 1024", "commit", "device"]
-    summary = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json") or {}
-    summarised = {r["name"] for r in summary.get("runs") or []} | {(summary.get("teacher") or {}).get("name")}
+    summary = load(root, RESULTS / "campaign" / plan / "summary.json") or {}
+    teachers = summary.get("teachers") or [summary.get("teacher") or {}]
+    summarised = {r["name"] for r in summary.get("runs") or []} | {t.get("name") for t in teachers}
     newer = [n for n in records if n not in summarised]
-    lines = ["### Campaign runs", "", "One row per finished run (its record), last epoch.", ""]
+    title = "Campaign runs" if plan == MAIN_PLAN else f"Campaign runs: plan `{plan}`"
+    lines = [f"### {title}", "", "One row per finished run (its record), last epoch.", ""]
     lines += table(header, rows, "llllrrrrll")
     if newer:
         lines += [
             "",
             f"Not in summary.json yet: {', '.join(newer)} "
-            "(`pointkd campaign summary benchmarks/campaign/modelnet40.yaml`).",
+            f"(`pointkd campaign summary benchmarks/campaign/{plan}.yaml`).",
         ]
     lines += ["", f"Source: {link(str(folder) + '/')} (one JSON record per run).", ""]
     return lines

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from pointkd.campaign import load_plan, run_campaign, status_table, summary
+from pointkd.campaign.report import summary_markdown
 from pointkd.campaign.runner import WORKDIR, pointkd_command, run_checkpoint, train_args
 from pointkd.campaign.state import plan_states, take_lock
 from pointkd.config import ConfigError, load_config
@@ -136,6 +137,23 @@ def test_campaign_runs_a_plan_end_to_end(tmp_path):
     assert "2/2 done" in status_table(plan)
     assert run_campaign(plan, WORKDIR, log=logs.append) == 0  # finished runs are skipped
     assert any("done: OA" in line for line in logs)
+
+
+def test_a_plan_with_two_teachers_summarises_both_in_plan_order(tmp_path):
+    runs = _runs(tmp_path)
+    tail = {"name": "a-tail", "config": runs[0]["config"], "role": "teacher", "init": "t", "after": ["t"]}
+    plan = load_plan(_write(tmp_path, [runs[0], tail]))
+    folder = plan.records / "records"
+    folder.mkdir(parents=True)
+    for name, oa in [("a-tail", 0.91), ("t", 0.88)]:  # "a-tail" sorts first by name, but runs second in the plan
+        evals = {"1024": {"oa": oa, "macc": oa - 0.05, "k": 40}, "512": {"oa": oa + 0.01}}
+        record = {"name": name, "role": "teacher", "epochs": 2, "last": {"evals": evals}, "best": {"epoch": 2}}
+        (folder / f"{name}.json").write_text(json.dumps(record))
+    s = summary(plan)
+    assert [t["name"] for t in s["teachers"]] == ["t", "a-tail"] and s["teacher"]["name"] == "t"
+    assert s["teachers"][1]["last_epoch_oa_1024"] == 0.91 and s["runs"] == []
+    md = summary_markdown(s)
+    assert md.index("Teacher `t` (2 epochs): 1024 points (k 40) OA 88.00") < md.index("Teacher `a-tail`")
 
 
 def test_wait_polls_while_another_process_holds_a_run(tmp_path, monkeypatch):

@@ -82,7 +82,16 @@ def test_generator_handles_any_number_of_runs_and_missing_files(tmp_path):
     (folder / "records" / "lsp-s3.json").write_text(
         json.dumps({"name": "lsp-s3", "role": "student", "epochs": 8, "last": {"evals": {"1024": {"oa": 0.9}}}})
     )
+    other = tmp_path / "benchmarks" / "results" / "campaign" / "modelnet40_long" / "records"
+    other.mkdir(parents=True)
+    evals = {"512": {"oa": 0.9, "k": 20}, "1024": {"oa": 0.89, "k": 40}}
+    (other / "teacher_long.json").write_text(
+        json.dumps({"name": "teacher_long", "role": "teacher", "epochs": 25, "last": {"evals": evals}})
+    )
     text = doc.render(tmp_path)
+    assert "### Campaign runs: plan `modelnet40_long`" in text  # another plan: a table of its runs
+    assert "| teacher_long | teacher | – | – | 25 | – | 90.00 (k 20) | 89.00 (k 40) |" in text
+    assert "campaign summary benchmarks/campaign/modelnet40_long.yaml" in text
     assert "| lsp | dgcnn_student | 1, 2 | 91.00 ± 1.41 (k 20) |" in text
     assert "| fitnet | dgcnn_student | – | not run yet | – | – | 91.1 |" in text  # a paper row not reached yet
     assert "| lsp_fast | dgcnn_student_fast | 1 |" in text and "| hkd | dgcnn_student | 1 |" in text

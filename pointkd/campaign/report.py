@@ -107,26 +107,29 @@ def _student_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def summary(plan: Plan) -> dict[str, Any]:
     """``{"teacher": {...}, "runs": [...]}`` from the committed records (the issue's schema)."""
-    records = [json.loads(p.read_text()) for p in sorted((plan.records / "records").glob("*.json"))]
-    out: dict[str, Any] = {"teacher": None, "runs": [], "paper": PAPER}
-    for rec in records:
-        if rec["role"] == "teacher":
-            last = rec["last"]["evals"]
-            best_1024 = rec["best"].get("evals", {}).get("1024", last.get("1024", {}))
-            out["teacher"] = {
-                "name": rec["name"],
-                "epochs": rec["epochs"],
-                "oa_1024": best_1024.get("oa"),
-                "macc_1024": best_1024.get("macc"),
-                "k_1024": last.get("1024", {}).get("k"),
-                "oa_512": last.get("512", {}).get("oa"),
-                "best_epoch": rec["best"]["epoch"],
-                "last_epoch_oa_1024": last.get("1024", {}).get("oa"),
-                "last_epoch_macc_1024": last.get("1024", {}).get("macc"),
-            }
-        else:
-            out["runs"].append(_student_row(rec))
-    return out
+    order = {spec.name: i for i, spec in enumerate(plan.runs)}
+    records = [json.loads(p.read_text()) for p in (plan.records / "records").glob("*.json")]
+    records.sort(key=lambda rec: (order.get(rec["name"], len(order)), rec["name"]))  # plan order
+    teachers = [_teacher_row(rec) for rec in records if rec["role"] == "teacher"]
+    runs = [_student_row(rec) for rec in records if rec["role"] != "teacher"]
+    # "teacher": the plan's first teacher, the one its comparison distils from; "teachers": every teacher run
+    return {"teacher": teachers[0] if teachers else None, "teachers": teachers, "runs": runs, "paper": PAPER}
+
+
+def _teacher_row(rec: dict[str, Any]) -> dict[str, Any]:
+    last = rec["last"]["evals"]
+    best_1024 = rec["best"].get("evals", {}).get("1024", last.get("1024", {}))
+    return {
+        "name": rec["name"],
+        "epochs": rec["epochs"],
+        "oa_1024": best_1024.get("oa"),
+        "macc_1024": best_1024.get("macc"),
+        "k_1024": last.get("1024", {}).get("k"),
+        "oa_512": last.get("512", {}).get("oa"),
+        "best_epoch": rec["best"]["epoch"],
+        "last_epoch_oa_1024": last.get("1024", {}).get("oa"),
+        "last_epoch_macc_1024": last.get("1024", {}).get("macc"),
+    }
 
 
 def pct(values: list[float], empty: str = "-") -> str:
@@ -144,8 +147,7 @@ def _given(*values: float | None) -> list[float]:
 
 def summary_markdown(s: dict[str, Any]) -> str:
     lines = ["# Campaign summary", "", "Last-epoch models (no selection on the test split); OA in %.", ""]
-    t = s["teacher"]
-    if t:
+    for t in s.get("teachers") or ([s["teacher"]] if s["teacher"] else []):
         lines += [
             f"Teacher `{t['name']}` ({t['epochs']} epochs): 1024 points (k {t['k_1024'] or '-'}) OA "
             f"{pct(_given(t['last_epoch_oa_1024']))} / mAcc {pct(_given(t['last_epoch_macc_1024']))}; 512 points "
