@@ -14,8 +14,8 @@
         teacher: teacher_short              # a run of this plan (its shipped copy) or a checkpoint path
         set: {distill.method: lsp, seed: 1}
         after: [teacher_short]
-      - name: teacher_tail
-        config: teacher_tail                # a warm start: train.init from a run of this plan (listed in 'after')
+      - name: teacher_tail1024
+        config: teacher_tail1024            # a warm start: train.init from a run of this plan (listed in 'after')
         init: teacher_short                 # or a checkpoint path
         after: [teacher_short]
 

@@ -106,7 +106,8 @@ def _student_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(plan: Plan) -> dict[str, Any]:
-    """``{"teacher": {...}, "runs": [...]}`` from the committed records (the issue's schema)."""
+    """``{"teacher": {...}, "teachers": [...], "runs": [...]}`` from the committed records, in plan order (the
+    issue's schema, plus every teacher run when a plan has several)."""
     order = {spec.name: i for i, spec in enumerate(plan.runs)}
     records = [json.loads(p.read_text()) for p in (plan.records / "records").glob("*.json")]
     records.sort(key=lambda rec: (order.get(rec["name"], len(order)), rec["name"]))  # plan order
