@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -561,6 +562,21 @@ def load_test_files(root: Path) -> list[Path]:
     return glob(root, "load_test.json") + glob(root, "*/load_test.json") + glob(root, "*/*/load_test.json")
 
 
+def binary_p99(d: dict) -> float:
+    return ((d.get("goal") or {}).get("pooled_p99_ms") or {}).get("binary", float("inf"))
+
+
+def load_test_title(d: dict) -> str:
+    threads = (d.get("server") or {}).get("threads", "?")
+    what = f"{d.get('format', '?')}, {d.get('num_points', '?')} points, {threads} threads"
+    return f"Load test: {d.get('model', '?')} ({what})"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (not - or _), spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def section_load(root: Path) -> list[str]:
     lines = []
     for rel in load_test_files(root):
@@ -569,7 +585,7 @@ def section_load(root: Path) -> list[str]:
         runs = ", ".join(num(x) for x in g.get("open_loop_p99_ms_per_run", []))
         pooled = g.get("pooled_p99_ms") or {}
         lines += [
-            f"### Load test: {d.get('model', '?')} ({d.get('format', '?')}, {d.get('num_points', '?')} points)",
+            f"### {load_test_title(d)}",
             "",
             f"{d.get('cpu', '?')}; `pointkd serve` with {srv.get('threads', '?')} threads, max batch "
             f"{srv.get('max_batch', '?')}, {srv.get('parse_workers', 'no')} parse worker processes; "
@@ -917,18 +933,18 @@ def headline(root: Path) -> list[str]:
                 f"smaller for {(fp['oa'] - q['oa']) * 100:.2f} OA points "
                 "([table](docs/results.md#pointkd-bench-amd-epyc-2c))" + int8_clause(root) + "."
             )
-    student_tests = glob(root, "*/load_test_student/load_test.json")
-    d = load(root, student_tests[-1]) if student_tests else None
+    student_tests = [load(root, rel) for rel in glob(root, "*/load_test_student*/load_test.json")]
+    d = min(student_tests, key=binary_p99, default=None)  # the best serving setting measured for the student
     if d:
-        g = d.get("goal") or {}
+        g, srv = d.get("goal") or {}, d.get("server") or {}
         errors = sum(r.get("errors", 0) for r in d.get("rows", []) if r.get("payload") == "binary")
         out.append(
-            f"- **Server** (`pointkd serve`, {d.get('model')} at {d.get('num_points')} points, 50 requests/s): "
-            f"p99 {g.get('pooled_p99_ms', {}).get('binary', float('nan')):.2f} ms over "
-            f"{g.get('open_loop_requests')} binary requests, {errors} errors, goal p99 ≤ 10 ms "
-            f"{'met' if g.get('met') else 'missed'}; the model alone p50 "
+            f"- **Server** (`pointkd serve`, {d.get('model')} {d.get('format')} at {d.get('num_points')} points, "
+            f"{srv.get('threads')} thread(s), 50 requests/s, client on the same 2 cores): "
+            f"p99 {binary_p99(d):.2f} ms over {g.get('open_loop_requests')} binary requests, {errors} errors, goal "
+            f"p99 ≤ 10 ms {'met' if g.get('met') else 'missed'}; the model alone p50 "
             f"{(d.get('model_only') or {}).get('p50_ms', float('nan')):.2f} ms in the same run "
-            "([table](docs/results.md#load-test-dgcnn_student-onnx-512-points))."
+            f"([table](docs/results.md#{slug(load_test_title(d))}))."
         )
     d = load(root, RESULTS / "demo" / "demo.json")
     if d:

@@ -21,15 +21,9 @@ def results_doc():
     return load_script(SCRIPT, "results_doc")
 
 
-def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped (not - or _), spaces to hyphens."""
-    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return text.replace(" ", "-")
-
-
 def anchors(path: Path) -> set[str]:
     text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
-    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, flags=re.M)}
+    return {results_doc().slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, flags=re.M)}
 
 
 def test_generated_docs_match_the_committed_results():
