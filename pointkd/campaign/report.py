@@ -148,7 +148,7 @@ def _given(*values: float | None) -> list[float]:
 
 def summary_markdown(s: dict[str, Any]) -> str:
     lines = ["# Campaign summary", "", "Last-epoch models (no selection on the test split); OA in %.", ""]
-    for t in s.get("teachers") or ([s["teacher"]] if s["teacher"] else []):
+    for t in s["teachers"]:
         lines += [
             f"Teacher `{t['name']}` ({t['epochs']} epochs): 1024 points (k {t['k_1024'] or '-'}) OA "
             f"{pct(_given(t['last_epoch_oa_1024']))} / mAcc {pct(_given(t['last_epoch_macc_1024']))}; 512 points "

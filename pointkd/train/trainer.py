@@ -262,8 +262,9 @@ def _initialise(run: _Run, path: str) -> None:
     changed = sorted(
         key for key in set(ours) | set(ckpt["model_config"]) if ours.get(key) != ckpt["model_config"].get(key)
     )
-    if set(changed) - WEIGHTLESS:
-        raise ValueError(f"train.init {path} holds a different model ({', '.join(sorted(set(changed) - WEIGHTLESS))})")
+    weighty = [key for key in changed if key not in WEIGHTLESS]
+    if weighty:
+        raise ValueError(f"train.init {path} holds a different model ({', '.join(weighty)})")
     run.model.load_state_dict(ckpt["state_dict"])
     moved = ", ".join(f"{key} {ckpt['model_config'].get(key)} -> {ours.get(key)}" for key in changed)
     run.log(f"initialised from {path}" + (f" ({moved})" if moved else ""))
