@@ -14,7 +14,7 @@ import yaml
 
 from pointkd.campaign import load_plan, run_campaign, status_table, summary
 from pointkd.campaign.report import summary_markdown
-from pointkd.campaign.runner import WORKDIR, pointkd_command, run_checkpoint, train_args
+from pointkd.campaign.runner import WORKDIR, pointkd_command, run_checkpoint, train_args, train_seconds
 from pointkd.campaign.state import plan_states, take_lock
 from pointkd.config import ConfigError, load_config
 
@@ -249,3 +249,17 @@ def test_committed_plans_load_and_every_run_config_resolves(plan_file, tmp_path)
             assert (plan.repo / spec.init).is_file(), f"{spec.name}: init {spec.init} is missing"
         if spec.teacher and spec.teacher not in {r.name for r in plan.runs}:
             assert (plan.repo / spec.teacher).is_file(), f"{spec.name}: teacher {spec.teacher} is missing"
+
+
+def test_train_seconds_adds_up_the_sittings():
+    """``elapsed_s`` restarts at each resume: the record's time is the sum of each sitting's last value."""
+    one_sitting = [{"elapsed_s": 10.0}, {"elapsed_s": 21.0}, {"elapsed_s": 30.5}]
+    assert train_seconds(one_sitting) == 30.5
+    resumed_twice = [
+        {"elapsed_s": 10.0},
+        {"elapsed_s": 20.0},
+        {"elapsed_s": 9.0},
+        {"elapsed_s": 4.0},
+        {"elapsed_s": 8.0},
+    ]
+    assert train_seconds(resumed_twice) == 20.0 + 9.0 + 8.0

@@ -162,6 +162,17 @@ def evaluate_run(plan: Plan, spec: RunSpec, code: Path, checkpoint: str, points:
     return {"oa": m["oa"], "macc": m["macc"], "k": m.get("k"), "points": points}
 
 
+def train_seconds(history: list[dict[str, Any]]) -> float:
+    """Training time over all sittings of a run: each sitting's ``elapsed_s`` restarts from 0 on resume, so the
+    total is the sum of each sitting's last value (work lost at a stop, after the last checkpoint, is not counted)."""
+    total, last = 0.0, 0.0
+    for row in history:
+        if row["elapsed_s"] < last:  # a resume
+            total += last
+        last = row["elapsed_s"]
+    return total + last
+
+
 def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, Any]:
     """Evaluate the last (and the best, if another) epoch at each test point count, ship, write the record."""
     folder = plan.folder(spec)
@@ -178,8 +189,8 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
         "eval_commit": commit,
         "device": cpu_model(),
         "epochs": len(history),
-        "seconds": history[-1]["elapsed_s"],
-        "seconds_per_epoch": history[-1]["elapsed_s"] / len(history),
+        "seconds": train_seconds(history),
+        "seconds_per_epoch": train_seconds(history) / len(history),
         "last": {"epoch": history[-1]["epoch"], "test_oa": history[-1].get("test_oa"), "evals": evals},
         "best": {"epoch": best["epoch"], "test_oa": best.get("test_oa")},
         "history": history,
