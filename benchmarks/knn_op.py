@@ -1,9 +1,11 @@
-"""Stock ONNX vs the fused kNN operator (``pointkd.KnnTopK``) for a student, batch 1, on this CPU.
+"""Stock ONNX vs the fused operators (``pointkd.KnnTopK``, ``pointkd.GatherMax``) for a student, batch 1, on this CPU.
 
-For each number of points the checkpoint is exported (:func:`~pointkd.export.export_onnx`), rewritten with
-:func:`~pointkd.export.knn_op.fuse_knn`, both models are checked on real test clouds (identical neighbour sets in
-every kNN layer, max |Δlogit|), then timed at each intra-op thread count in interleaved rounds (stock, fused,
-stock, ...) so that a change in machine load hits both alike. Targets (issue 15): the paper student at 1024 points
+For each number of points the checkpoint is exported (:func:`~pointkd.export.export_onnx`) and rewritten with
+:func:`~pointkd.export.knn_op.fuse_knn` twice: the kNNs only (``knn only``) and the kNNs plus each EdgeConv's
+gather + max (``fused``, what ``compile --format onnx-fused`` writes). The fused model is checked against the stock
+one on the whole test split by default (identical neighbour sets in every kNN layer, max |Δlogit|), then the three
+are timed at each intra-op thread count in interleaved rounds (stock, knn only, fused, stock, ...) so that a change in
+machine load hits all alike. Targets (issue 15): the paper student at 1024 points
 <= 5 ms p50 at 2 threads and >= 1.4x faster than stock; at 512 points <= 2.0 ms.
 
 Run on an idle machine: ``python benchmarks/knn_op.py [--checkpoint CKPT] [--points 512 1024] [--threads 1 2]``
@@ -68,15 +70,17 @@ def parity(stock: Path, fused: Path, indices: list[str], clouds: np.ndarray, lib
     return {"clouds": len(clouds), "rows": rows, "rows_with_different_neighbours": differing, "max_abs_dlogit": worst}
 
 
-def time_pair(stock, fused, cloud: np.ndarray, repeats: int, warmup: int, rounds: int) -> dict[str, list[float]]:
-    """Interleaved timings (ms) of the two sessions on one batch."""
+def time_interleaved(
+    sessions: dict, cloud: np.ndarray, repeats: int, warmup: int, rounds: int
+) -> dict[str, list[float]]:
+    """Interleaved timings (ms) of the named sessions on one batch."""
     feeds = {"points": cloud}
-    times: dict[str, list[float]] = {"stock": [], "fused": []}
-    for sess in (stock, fused):
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for sess in sessions.values():
         time_ms(lambda s=sess: s.run(None, feeds), 0, warmup)
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
-        for name, sess in (("stock", stock), ("fused", fused)):
+        for name, sess in sessions.items():
             times[name] += time_ms(lambda s=sess: s.run(None, feeds), per_round, warmup=1)
     return times
 
@@ -99,14 +103,15 @@ def markdown(report: dict) -> str:
         f"{report['busy_cores_before']:.2f} cores busy when it started. "
         f"Library sha256 {report['library_sha256'][:16]}.",
         "",
-        "| points | threads | stock p50 (ms) | fused p50 (ms) | speedup | stock p90 | fused p90 | target |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| points | threads | stock p50 (ms) | kNN only p50 | fused p50 | speedup | stock p90 | fused p90 | target |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in report["rows"]:
         target = row.get("target")
         verdict = "" if target is None else ("met" if target["met"] else "missed") + f" ({target['text']})"
         lines.append(
-            f"| {row['points']} | {row['threads']} | {row['stock']['p50_ms']:.3f} | {row['fused']['p50_ms']:.3f} | "
+            f"| {row['points']} | {row['threads']} | {row['stock']['p50_ms']:.3f} | "
+            f"{row['knn_only']['p50_ms']:.3f} | {row['fused']['p50_ms']:.3f} | "
             f"{row['speedup_p50']:.2f}x | {row['stock']['p90_ms']:.3f} | {row['fused']['p90_ms']:.3f} | {verdict} |"
         )
     lines += ["", "Parity on real test clouds (stock vs fused, every kNN layer):", ""]
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--parity-clouds", type=int, default=256)
+    parser.add_argument("--parity-clouds", type=int, default=None, help="test clouds checked (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
     args = parser.parse_args(argv)
 
@@ -164,23 +169,27 @@ def main(argv: list[str] | None = None) -> dict:
             folder = Path(tmp) / str(points)
             folder.mkdir()
             stock = export_onnx(model, folder / "stock.onnx", points)
-            fused_path = folder / "fused.onnx"
+            fused_path, knn_path = folder / "fused.onnx", folder / "knn_only.onnx"
             fused = fuse_knn(stock, fused_path)
+            fuse_knn(stock, knn_path, gather_max=False)
             clouds = np.ascontiguousarray(data.test_x[: args.parity_clouds, :points], dtype=np.float32)
             report["parity"][str(points)] = parity(stock, fused_path, [f.indices for f in fused], clouds, library)
             cloud = clouds[:1]
             for threads in args.threads:
-                s_stock = make_session(stock, threads=threads)
-                s_fused = make_fused_session(fused_path, library, threads=threads)
-                times = time_pair(s_stock, s_fused, cloud, args.repeats, args.warmup, args.rounds)
-                row = {"points": points, "threads": threads, "stock": summary(times["stock"])}
-                row["fused"] = summary(times["fused"])
+                sessions = {
+                    "stock": make_session(stock, threads=threads),
+                    "knn_only": make_fused_session(knn_path, library, threads=threads),
+                    "fused": make_fused_session(fused_path, library, threads=threads),
+                }
+                times = time_interleaved(sessions, cloud, args.repeats, args.warmup, args.rounds)
+                row = {"points": points, "threads": threads, **{name: summary(t) for name, t in times.items()}}
                 row["speedup_p50"] = round(row["stock"]["p50_ms"] / row["fused"]["p50_ms"], 3)
                 row["target"] = target_of(points, threads, row["stock"]["p50_ms"], row["fused"]["p50_ms"])
                 report["rows"].append(row)
                 print(
                     f"{points} points, {threads} threads: stock {row['stock']['p50_ms']:.3f} ms, "
-                    f"fused {row['fused']['p50_ms']:.3f} ms ({row['speedup_p50']:.2f}x)",
+                    f"knn only {row['knn_only']['p50_ms']:.3f} ms, fused {row['fused']['p50_ms']:.3f} ms "
+                    f"({row['speedup_p50']:.2f}x)",
                     flush=True,
                 )
     write_result(out_dir, "knn_op", report, markdown(report))

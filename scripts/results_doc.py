@@ -488,12 +488,14 @@ def section_topk(root: Path) -> list[str]:
                     r["points"],
                     r["threads"],
                     num(r["stock"]["p50_ms"], 3),
+                    num(r["knn_only"]["p50_ms"], 3) if "knn_only" in r else "–",
                     num(r["fused"]["p50_ms"], 3),
                     f"{r.get('speedup_p50', 0):.2f}×",
                     "" if t is None else f"{'met' if t.get('met') else 'missed'} ({t.get('text', '')})",
                 ]
             )
-        lines += table(["points", "threads", "stock p50 ms", "fused p50 ms", "speedup", "target"], rows, "rrrrrl")
+        header = ["points", "threads", "stock p50 ms", "kNN only p50 ms", "fused p50 ms", "speedup", "target"]
+        lines += table(header, rows, "rrrrrrl")
         for points, par in (d.get("parity") or {}).items():
             lines += [
                 "",

@@ -22,6 +22,7 @@ from pointkd.export.knn_op import (  # noqa: E402
     fuse_knn,
 )
 from pointkd.export.knn_op.build import _verify_tarball, find_compiler  # noqa: E402
+from pointkd.export.knn_op.fuse_gather_max import GATHER_MAX  # noqa: E402
 from pointkd.export.onnx_export import export_onnx, knn_nodes  # noqa: E402
 from pointkd.runtime.errors import ExportError, KnnOpUnavailable  # noqa: E402
 from pointkd.runtime.knn_op import make_fused_session  # noqa: E402
@@ -60,7 +61,15 @@ def stock_model(k: int, n: int, d: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def fused_model(k: int, n: int, d: int, seeded: bool = False, dtype=TensorProto.FLOAT, shaped: bool = True):
+def fused_model(
+    k: int,
+    n: int,
+    d: int,
+    seeded: bool = False,
+    dtype=TensorProto.FLOAT,
+    shaped: bool = True,
+    sorted_: int | None = None,
+):
     inputs = _inputs(1, n, d)
     for info in inputs:
         info.type.tensor_type.elem_type = dtype
@@ -70,7 +79,8 @@ def fused_model(k: int, n: int, d: int, seeded: bool = False, dtype=TensorProto.
     if seeded:
         inputs.append(helper.make_tensor_value_info("seed", TensorProto.INT64, ["b", n, "s"]))
         names.append("seed")
-    node = helper.make_node(OP_TYPE, names, ["indices"], domain=DOMAIN, k=k)
+    attrs = {} if sorted_ is None else {"sorted": sorted_}
+    node = helper.make_node(OP_TYPE, names, ["indices"], domain=DOMAIN, k=k, **attrs)
     graph = helper.make_graph(
         [node], "fused", inputs, [helper.make_tensor_value_info("indices", TensorProto.INT64, None)]
     )
@@ -167,6 +177,23 @@ def test_matches_torch_topk(library):
     score = torch.from_numpy(query).double() @ torch.from_numpy(key).double().transpose(1, 2)
     want = score.topk(20, dim=-1, sorted=False).indices.numpy()
     assert differing_rows(run_fused(library, query, key, 20), want) == 0
+
+
+def test_unsorted_gives_the_same_sets(library):
+    """sorted=0 (the exported TopK's setting) skips ordering each row: the same neighbour sets, plain and seeded;
+    sorted=1 (the default) lists them best first."""
+    query, key = knn_inputs(np.random.default_rng(6).standard_normal((2, 300, 16)))
+    feeds = {"query": query, "key": key}
+    best_first = _session(fused_model(12, 300, 17, sorted_=1), library).run(None, feeds)[0]
+    np.testing.assert_array_equal(best_first, run_fused(library, query, key, 12))
+    score = np.einsum("bid,bjd->bij", query.astype(np.float64), key.astype(np.float64))
+    assert (np.diff(np.take_along_axis(score, best_first, -1), axis=-1) <= 1e-9).all()
+    unsorted = _session(fused_model(12, 300, 17, sorted_=0), library, threads=2).run(None, feeds)[0]
+    assert differing_rows(unsorted, best_first) == 0
+    seeded = _session(fused_model(12, 300, 17, seeded=True, sorted_=0), library).run(None, {**feeds, "seed": unsorted})
+    assert differing_rows(seeded[0], best_first) == 0
+    with pytest.raises(Exception, match="sorted must be 0 or 1"):
+        _session(fused_model(12, 300, 17, sorted_=2), library).run(None, feeds)
 
 
 def test_seed_is_only_a_hint(library):
@@ -315,10 +342,21 @@ def test_real_students_are_exact(library, test_clouds, checkpoint, tmp_path):
     fused_names = {n.name for n in fused_model_.graph.node}
     removed = [n for n in stock_model_.graph.node if n.name not in fused_names]
     chain = {"Transpose", "MatMul", "GatherElements", "ReduceMin", "Abs", "Mul", "Sub", "Expand", "Concat", "TopK"}
+    chain |= {"Gather", "Reshape", "ReduceMax"}  # each EdgeConv's neighbour gather + max
     assert {n.op_type for n in removed} <= chain
     assert sum(n.op_type == "TopK" for n in removed) == sum(n.op_type == "MatMul" for n in removed) == len(fused)
+    convs = len(model.convs)
+    assert sum(n.op_type == "Gather" for n in removed) == sum(n.op_type == "ReduceMax" for n in removed) == convs
+    assert sum(n.op_type == GATHER_MAX for n in fused_model_.graph.node) == convs
     for node in fused_model_.graph.node:  # every other node exactly as exported
-        assert node.op_type == OP_TYPE or node == stock_by_name[node.name]
+        assert node.op_type in (OP_TYPE, GATHER_MAX) or node == stock_by_name[node.name]
+    assert all(
+        attr.i == 0
+        for n in fused_model_.graph.node
+        if n.op_type == OP_TYPE
+        for attr in n.attribute
+        if attr.name == "sorted"
+    )  # the export's TopK is unsorted
 
     indices = [f.indices for f in fused]
     s_stock = make_session(_with_graph_outputs(stock, indices, tmp_path / "a.onnx"), threads=2)

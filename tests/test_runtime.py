@@ -111,6 +111,7 @@ def test_onnx_fused_compiles_to_a_self_contained_artifact(fused_artifact):
     assert op["library"] == "libpointkd_knn.so" and op["domain"] == "pointkd" and op["op_type"] == "KnnTopK"
     assert op["sha256"] == sha256_file(fused_artifact / op["library"]) == m["files"][op["library"]]
     assert op["nodes"] >= 1 and m["parity"]["fused_vs_fp32"]["top1_agreement"] == 1.0
+    assert op["op_types"] == {"KnnTopK": op["nodes"], "GatherMax": op["nodes"]}  # one kNN and one EdgeConv a layer
 
 
 def test_onnx_fused_predicts_as_plain_onnx(fused_artifact, tiny_artifact, tiny_data):

@@ -7,7 +7,8 @@ The format's row in :mod:`pointkd.runtime.formats` decides the stages:
 2. Quantized formats (``onnx-int8``, ``trt-int8``): calibrate on a stratified training-split set, quantize (QDQ,
    per-channel, kNN in float; the format's flavour), run the whole test split again, and refuse when OA drops by
    more than ``max_drop`` points, printing the per-node SQNR.
-3. Formats with a custom operator (``onnx-fused``): rewrite each kNN into the fused ``pointkd.KnnTopK``, copy the
+3. Formats with custom operators (``onnx-fused``): rewrite each kNN into the fused ``pointkd.KnnTopK`` and each
+   EdgeConv's neighbour gather + max into ``pointkd.GatherMax``, copy the
    operator's library (:func:`~pointkd.export.knn_op.build_knn_op`) into the artifact, and require the fp32
    model's top-1 on every cloud and its logits within ``atol``.
 4. TensorRT formats (``trt-fp16`` / ``trt-int8``): build an engine from that ONNX and run the test split on it.
@@ -268,9 +269,11 @@ def _quantize_stage(fmt: Format, inputs: Inputs, work: Path, fp32: Compiled, opt
 
 
 def _fuse_stage(fmt: Format, inputs: Inputs, work: Path, fp32: Compiled, opts: CompileOptions) -> Compiled:
-    """The fused-kNN rewrite of the fp32 model, its operator library copied in, checked against the fp32 model."""
+    """The fused rewrite of the fp32 model (each kNN a ``KnnTopK``, each EdgeConv's gather + max a ``GatherMax``),
+    its operator library copied in, checked against the fp32 model."""
     from ..runtime.knn_op import make_fused_session
     from .knn_op import DOMAIN, OP_TYPE, build_knn_op, fuse_knn
+    from .knn_op.fuse_gather_max import GATHER_MAX
 
     library = work / str(fmt.custom_op)
     shutil.copyfile(build_knn_op(), library)
@@ -283,10 +286,18 @@ def _fuse_stage(fmt: Format, inputs: Inputs, work: Path, fp32: Compiled, opts: C
     if diff > opts.atol or agree < 1.0:
         raise ParityError(f"fused kNN parity failed: max |Δlogit| {diff:.3g}, top-1 agreement {agree * 100:.2f} %")
     record = {"library": library.name, "sha256": sha256_file(library), "domain": DOMAIN, "op_type": OP_TYPE}
+    record |= {
+        "nodes": len(fused),
+        "op_types": {OP_TYPE: len(fused), GATHER_MAX: _count_ops(work / str(fmt.model_file), GATHER_MAX)},
+    }
     parity = {**fp32.parity, "fused_vs_fp32": {"max_abs_logit_diff": diff, "top1_agreement": agree}}
-    return dataclasses.replace(
-        fp32, model_file=str(fmt.model_file), logits=got, parity=parity, custom_op={**record, "nodes": len(fused)}
-    )
+    return dataclasses.replace(fp32, model_file=str(fmt.model_file), logits=got, parity=parity, custom_op=record)
+
+
+def _count_ops(path: Path, op_type: str) -> int:
+    import onnx
+
+    return sum(node.op_type == op_type for node in onnx.load(str(path)).graph.node)
 
 
 def _engine_stage(fmt: Format, inputs: Inputs, work: Path, onnx: Compiled, opts: CompileOptions) -> Compiled:

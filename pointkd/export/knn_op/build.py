@@ -49,7 +49,7 @@ HEADERS = (
 
 LIBRARY = "libpointkd_knn.so"
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("knn_op.cpp", "kernel_generic.cpp")
+SOURCES = ("knn_op.cpp", "gather_max.cpp", "kernel_generic.cpp")
 X86_SOURCES = {
     "kernel_avx2.cpp": ("-mavx2", "-mfma"),
     "kernel_avx512.cpp": ("-mavx512f", "-mavx512vl", "-mavx2", "-mfma"),

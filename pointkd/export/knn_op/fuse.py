@@ -19,14 +19,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ...runtime.errors import ExportError
 from ..onnx_export import knn_nodes
+from .graph_edit import DOMAIN, attribute, constant, dead_nodes, links, replace_nodes
 
-DOMAIN = "pointkd"
 OP_TYPE = "KnnTopK"
-OP_VERSION = 1
 
 
 @dataclasses.dataclass
@@ -41,55 +38,13 @@ class FusedKnn:
     k: int
 
 
-def _constant(model, name: str) -> np.ndarray | None:
-    from onnx import numpy_helper
-
-    for init in model.graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    return numpy_helper.to_array(attr.t)
-    return None
-
-
-def _attr(node, name: str, default):
-    from onnx import helper
-
-    for attr in node.attribute:
-        if attr.name == name:
-            return helper.get_attribute_value(attr)
-    return default
-
-
-def _dead(model, graph_outputs: set[str]) -> set[int]:
-    """Indices of nodes whose outputs nothing reads (transitively)."""
-    nodes = list(model.graph.node)
-    alive = set(range(len(nodes)))
-    while True:
-        used = set(graph_outputs)
-        for i in alive:
-            used.update(nodes[i].input)
-        dead = {i for i in alive if not any(out in used for out in nodes[i].output if out)}
-        if not dead:
-            return set(range(len(nodes))) - alive
-        alive -= dead
-
-
 def fuse_knn_model(model) -> list[FusedKnn]:
     """:func:`fuse_knn` on an in-memory ``onnx.ModelProto`` (changed in place)."""
     from onnx import helper
 
     graph = model.graph
-    graph_outputs = {o.name for o in graph.output}
-    dead_before = {id(graph.node[i]) for i in _dead(model, graph_outputs)}
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    dead_before = {id(graph.node[i]) for i in dead_nodes(model, {o.name for o in graph.output})}
+    producers, consumers = links(model)
 
     fused: list[FusedKnn] = []
     replace: dict[int, object] = {}  # id(old last node of a kNN) -> its KnnTopK node
@@ -98,15 +53,15 @@ def fuse_knn_model(model) -> list[FusedKnn]:
         topk = last
         shift = None
         if last is not None and last.op_type == "Sub":
-            shift = _constant(model, last.input[1])
+            shift = constant(model, last.input[1])
             topk = producers.get(last.input[0])
         if topk is None or topk.op_type != "TopK":
             raise ExportError(f"fuse_knn: {knn.indices} is not produced by a TopK (or a TopK minus k)")
-        k_value = _constant(model, topk.input[1])
+        k_value = constant(model, topk.input[1])
         if k_value is None or k_value.size != 1:
             raise ExportError(f"fuse_knn: TopK {topk.name} has no constant k")
         k = int(k_value.reshape(-1)[0])
-        if _attr(topk, "largest", 1) != 1 or _attr(topk, "axis", -1) not in (-1, 2):
+        if attribute(topk, "largest", 1) != 1 or attribute(topk, "axis", -1) not in (-1, 2):
             raise ExportError(f"fuse_knn: TopK {topk.name} is not a largest-k over the last axis")
         src = producers.get(topk.input[0])
         seeded = src is not None and src.op_type == "Concat"
@@ -120,7 +75,7 @@ def fuse_knn_model(model) -> list[FusedKnn]:
             raise ExportError(f"fuse_knn: TopK {topk.name} does not read a score MatMul")
         query, key_t = src.input
         transpose = producers.get(key_t)
-        if transpose is None or transpose.op_type != "Transpose" or list(_attr(transpose, "perm", [])) != [0, 2, 1]:
+        if transpose is None or transpose.op_type != "Transpose" or list(attribute(transpose, "perm", [])) != [0, 2, 1]:
             raise ExportError(f"fuse_knn: the score MatMul {src.name} does not read a transposed key")
         key = transpose.input[0]
         seed = None
@@ -131,42 +86,34 @@ def fuse_knn_model(model) -> list[FusedKnn]:
             seed = gathers[0].input[1]
         name = f"{topk.name}_fused"
         node = helper.make_node(
-            OP_TYPE, [query, key, *([seed] if seed else [])], [knn.indices], name=name, domain=DOMAIN, k=k
+            OP_TYPE,
+            [query, key, *([seed] if seed else [])],
+            [knn.indices],
+            name=name,
+            domain=DOMAIN,
+            k=k,
+            sorted=int(attribute(topk, "sorted", 1)),
         )
         replace[id(last)] = node
         fused.append(FusedKnn(name, query, key, seed, knn.indices, k))
 
-    nodes = [replace.get(id(node), node) for node in graph.node]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    # Drop what only the old kNNs used (nodes dead before the rewrite are left as they were).
-    drop = {i for i in _dead(model, graph_outputs) if id(graph.node[i]) not in dead_before}
-    kept = [node for i, node in enumerate(graph.node) if i not in drop]
-    del graph.node[:]
-    graph.node.extend(kept)
-    read = {name for node in graph.node for name in node.input} | graph_outputs
-    written = {out for node in graph.node for out in node.output} | {i.name for i in graph.input}
-    stale = [init for init in graph.initializer if init.name not in read]
-    removed_tensors = {out for i in drop for out in nodes[i].output}
-    for init in stale:
-        if any(init.name in nodes[i].input for i in drop):
-            graph.initializer.remove(init)
-    for info in list(graph.value_info):
-        if info.name in removed_tensors and info.name not in written:
-            graph.value_info.remove(info)
-    if not any(op.domain == DOMAIN for op in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(DOMAIN, OP_VERSION))
+    replace_nodes(model, replace, dead_before)
     return fused
 
 
-def fuse_knn(model_in: str | os.PathLike, model_out: str | os.PathLike) -> list[FusedKnn]:
+def fuse_knn(model_in: str | os.PathLike, model_out: str | os.PathLike, gather_max: bool = True) -> list[FusedKnn]:
     """Write ``model_in`` (an exported DGCNN) to ``model_out`` with every kNN (score MatMul + TopK, seeded or not)
-    replaced by one ``pointkd.KnnTopK`` node; everything else is kept as it was. Returns the replaced kNNs in graph
-    order. Raises :class:`~pointkd.export.onnx_export.ExportError` when a TopK is not an exported kNN."""
+    replaced by one ``pointkd.KnnTopK`` node and, with ``gather_max``, every EdgeConv's neighbour gather + max by one
+    ``pointkd.GatherMax`` (:mod:`.fuse_gather_max`); everything else is kept as it was. Returns the replaced kNNs in
+    graph order. Raises :class:`~pointkd.export.onnx_export.ExportError` when a TopK is not an exported kNN."""
     import onnx
+
+    from .fuse_gather_max import fuse_gather_max_model
 
     model = onnx.load(str(model_in))
     fused = fuse_knn_model(model)
+    if gather_max:
+        fuse_gather_max_model(model)
     onnx.checker.check_model(model)
     Path(model_out).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(model_out))

@@ -6,6 +6,19 @@
 namespace pointkd {
 namespace {
 
+// For each 8-bit mask, the lanes set in it in order (then zeros): the permutation that left-packs them.
+struct PackTable {
+  alignas(32) int32_t lanes[256][8];
+  constexpr PackTable() : lanes() {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int l = 0; l < 8; ++l)
+        if (m & (1 << l)) lanes[m][n++] = l;
+    }
+  }
+};
+constexpr PackTable kPack{};
+
 struct Avx2 {
   static constexpr int W = 8;
   using T = __m256;
@@ -20,6 +33,12 @@ struct Avx2 {
   static T max_keep(T x, T acc) { return _mm256_max_ps(x, acc); }
   static uint32_t ge_mask(T x, float tau) {
     return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(tau), _CMP_GE_OQ)));
+  }
+  static int compress(T x, uint32_t mask, int32_t j, float* vals, int32_t* idx) {
+    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[mask]));
+    _mm256_storeu_ps(vals, _mm256_permutevar8x32_ps(x, perm));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_add_epi32(perm, _mm256_set1_epi32(j)));
+    return __builtin_popcount(mask);
   }
 };
 

@@ -21,6 +21,15 @@ struct Avx512 {
   static uint32_t ge_mask(T x, float tau) {
     return static_cast<uint32_t>(_mm512_cmp_ps_mask(x, _mm512_set1_ps(tau), _CMP_GE_OQ));
   }
+  // Compress into a register, then a full store (a compress straight to memory is microcoded on some CPUs).
+  static int compress(T x, uint32_t mask, int32_t j, float* vals, int32_t* idx) {
+    const __mmask16 m = static_cast<__mmask16>(mask);
+    const __m512i lanes = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(j));
+    _mm512_storeu_ps(vals, _mm512_maskz_compress_ps(m, x));
+    _mm512_storeu_si512(idx, _mm512_maskz_compress_epi32(m, lanes));
+    return __builtin_popcount(mask);
+  }
 };
 
 }  // namespace

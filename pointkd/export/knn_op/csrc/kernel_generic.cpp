@@ -33,6 +33,15 @@ struct Generic {
     for (int l = 0; l < W; ++l) bits |= (m[l] != 0 ? 1u : 0u) << l;
     return bits;
   }
+  static int compress(T x, uint32_t mask, int32_t j, float* vals, int32_t* idx) {
+    int m = 0;
+    for (int l = 0; l < W; ++l)
+      if (mask & (1u << l)) {
+        vals[m] = x[l];
+        idx[m++] = j + l;
+      }
+    return m;
+  }
 };
 
 }  // namespace

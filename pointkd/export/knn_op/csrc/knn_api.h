@@ -15,6 +15,7 @@ struct KnnProblem {
   int64_t batch, n, d, s, k;
   int64_t stride_k;  // MLAS's K slice (D when D <= 128)
   bool fma;          // the score's rounding: fused multiply-add (MLAS's FMA3/AVX-512 kernels) or mul then add
+  bool sorted;       // each row's k indices best first (else in no particular order: the same set)
   int64_t* out;      // [B, N, k]
 };
 

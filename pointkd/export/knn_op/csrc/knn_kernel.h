@@ -20,13 +20,15 @@
 //      the total order are the answer. If fewer than k candidates pass (a seed with duplicates, or NaN scores) the
 //      row is redone with tau = -inf, so a bad seed costs time, never exactness. NaN scores are never selected
 //      unless a row has fewer than k numbers (then the first NaN columns fill it).
-// The output lists each row's k indices in that total order (best first).
+// The output lists each row's k indices in that total order (best first), or, with sorted = false (the exported
+// TopK's own setting), the same set in no particular order: sorting k indices cost a fifth of the operator.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 #include "knn_api.h"
@@ -38,33 +40,39 @@ namespace {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-struct Cand {
-  float v;
-  int32_t j;
-};
+// A candidate as one integer whose descending order is TopK's total order (larger score first, equal scores by the
+// lower index): the score's bits mapped to an unsigned integer of the same order, then the complemented index.
+// Sorting these keys compares integers (no NaN branches): candidates are never NaN. Scores are never -0 (every FMA
+// chain starts from +0), and v + 0 maps a -0 to +0 anyway so that equal scores stay equal.
+inline uint64_t order_key(float v, int64_t j) {
+  uint32_t u;
+  v += 0.0f;
+  std::memcpy(&u, &v, sizeof(u));
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(u) << 32) | static_cast<uint32_t>(~static_cast<uint32_t>(j));
+}
 
-// The total order TopK selects in: larger score first, equal scores by the lower index.
-inline bool better(const Cand& a, const Cand& b) { return a.v > b.v || (a.v == b.v && a.j < b.j); }
+inline int64_t key_index(uint64_t key) { return static_cast<int64_t>(~static_cast<uint32_t>(key)); }
 
-// Writes the k best candidates (in the total order) of cand[0, c) to out; c >= k.
-inline void take_best(Cand* cand, int64_t c, int64_t k, int64_t* out) {
-  if (c > k) std::nth_element(cand, cand + (k - 1), cand + c, better);
-  std::sort(cand, cand + k, better);
-  for (int64_t t = 0; t < k; ++t) out[t] = cand[t].j;
+// Writes the k best of keys[0, c) to out, best first if sorted; c >= k.
+inline void take_best(uint64_t* keys, int64_t c, int64_t k, bool sorted, int64_t* out) {
+  if (c > k) std::nth_element(keys, keys + (k - 1), keys + c, std::greater<uint64_t>());
+  if (sorted) std::sort(keys, keys + k, std::greater<uint64_t>());
+  for (int64_t t = 0; t < k; ++t) out[t] = key_index(keys[t]);
 }
 
 // Scalar fallback for a row whose bound failed (fewer than k candidates): every number is a candidate; NaN columns
 // fill the row in index order only if it has fewer than k numbers.
-inline void select_row_slow(const float* s, int64_t n, int64_t k, Cand* cand, int64_t* out) {
+inline void select_row_slow(const float* s, int64_t n, int64_t k, uint64_t* keys, int64_t* out) {
   int64_t c = 0;
   for (int64_t j = 0; j < n; ++j)
-    if (!std::isnan(s[j])) cand[c++] = Cand{s[j], static_cast<int32_t>(j)};
+    if (!std::isnan(s[j])) keys[c++] = order_key(s[j], j);
   if (c >= k) {
-    take_best(cand, c, k, out);
+    take_best(keys, c, k, true, out);
     return;
   }
-  std::sort(cand, cand + c, better);
-  for (int64_t t = 0; t < c; ++t) out[t] = cand[t].j;
+  std::sort(keys, keys + c, std::greater<uint64_t>());
+  for (int64_t t = 0; t < c; ++t) out[t] = key_index(keys[t]);
   for (int64_t j = 0; j < n && c < k; ++j)
     if (std::isnan(s[j])) out[c++] = j;
 }
@@ -75,6 +83,9 @@ inline void select_row_slow(const float* s, int64_t n, int64_t k, Cand* cand, in
 //   T fma(T a, T b, T c) /* a*b+c, one rounding */; T mul(T, T); T add(T, T);
 //   T max_keep(T x, T acc) /* x > acc ? x : acc, lane-wise; NaN x keeps acc */;
 //   uint32_t ge_mask(T x, float tau) /* bit l set iff x[l] >= tau (false for NaN) */
+//   int compress(T x, uint32_t mask, int32_t j, float* vals, int32_t* idx)
+//     /* the lanes l set in mask, in order, to vals[0, m) and j + l to idx[0, m); m = popcount(mask) is returned;
+//        may write all W slots of both (branch-free left-packing) */
 template <class V, int RB, int NV>
 struct Kernel {
   static_assert(V::W % 2 == 0, "the candidates after the float scratch need 8-byte alignment");
@@ -158,33 +169,54 @@ struct Kernel {
     return slots[k - 1];
   }
 
-  static void select(const KnnProblem& p, const float* s, int64_t np, float tau, Cand* cand, int64_t* out) {
-    int64_t c = 0;
-    for (int64_t j = 0; j < np; j += W) {
-      uint32_t m = V::ge_mask(V::load(s + j), tau);
-      while (m) {
-        const int l = __builtin_ctz(m);
-        m &= m - 1;
-        cand[c++] = Cand{s[j + l], static_cast<int32_t>(j + l)};
-      }
-    }
-    if (c >= p.k)
-      take_best(cand, c, p.k, out);
-    else
-      select_row_slow(s, p.n, p.k, cand, out);
+  // Working memory of one block: RB score rows of npad floats, 4 W lane slots, npad keys, then the candidates'
+  // values and indices (npad + W each: compress may write W slots past the last candidate).
+  struct Scratch {
+    float* scores;
+    float* slots;
+    uint64_t* keys;
+    float* vals;
+    int32_t* idx;
+  };
+
+  static int64_t scratch_bytes(const KnnProblem& p) {
+    const int64_t np = npad(p);
+    return static_cast<int64_t>((RB * np + 4 * W) * sizeof(float) + np * sizeof(uint64_t) +
+                                (np + W) * (sizeof(float) + sizeof(int32_t)));
   }
 
-  // Scratch layout: RB score rows of npad floats, 4 W lane slots, then npad candidates.
-  static int64_t scratch_bytes(const KnnProblem& p) {
-    return static_cast<int64_t>((RB * npad(p) + 4 * W) * sizeof(float) + npad(p) * sizeof(Cand));
+  static Scratch carve(const KnnProblem& p, void* raw) {
+    const int64_t np = npad(p);
+    Scratch sc{};
+    sc.scores = static_cast<float*>(raw);
+    sc.slots = sc.scores + RB * np;
+    sc.keys = reinterpret_cast<uint64_t*>(sc.slots + 4 * W);  // 8-byte aligned: RB * np + 4 W is even
+    sc.vals = reinterpret_cast<float*>(sc.keys + np);
+    sc.idx = reinterpret_cast<int32_t*>(sc.vals + np + W);
+    return sc;
+  }
+
+  // Candidates: every column with score >= tau, left-packed without a branch per vector (which half the time
+  // mispredicted: a row's 10-30 candidates fall in unpredictable vectors); then the k best of them.
+  static void select(const KnnProblem& p, const float* s, int64_t np, float tau, const Scratch& sc, int64_t* out) {
+    int64_t c = 0;
+    for (int64_t j = 0; j < np; j += W) {
+      const typename V::T x = V::load(s + j);
+      c += V::compress(x, V::ge_mask(x, tau), static_cast<int32_t>(j), sc.vals + c, sc.idx + c);
+    }
+    if (c < p.k) {
+      select_row_slow(s, p.n, p.k, sc.keys, out);
+      return;
+    }
+    for (int64_t t = 0; t < c; ++t) sc.keys[t] = order_key(sc.vals[t], sc.idx[t]);
+    take_best(sc.keys, c, p.k, p.sorted, out);
   }
 
   static void rows_block(const KnnProblem& p, int64_t b, int64_t i0, const float* packed, void* scratch) {
     const int rows = static_cast<int>(min64(RB, p.n - i0));
     const int64_t np = npad(p);
-    float* s = static_cast<float*>(scratch);
-    float* slots = s + RB * np;
-    Cand* cand = reinterpret_cast<Cand*>(slots + 4 * W);  // 8-byte aligned: RB * np + 4 W is even
+    const Scratch sc = carve(p, scratch);
+    float* s = sc.scores;
     if (p.fma)
       scores<true>(p, b, i0, rows, packed, s, np);
     else
@@ -204,9 +236,9 @@ struct Kernel {
         }
         if (tau == std::numeric_limits<float>::infinity()) tau = -tau;
       } else {
-        tau = lane_bound(row, np, p.k, slots);
+        tau = lane_bound(row, np, p.k, sc.slots);
       }
-      select(p, row, np, tau, cand, p.out + (b * p.n + i) * p.k);
+      select(p, row, np, tau, sc, p.out + (b * p.n + i) * p.k);
     }
   }
 

@@ -1,10 +1,11 @@
-// ONNX Runtime custom operator pointkd.KnnTopK: the fused kNN of knn_kernel.h (see there for the math and why it is
-// hand-written).
+// ONNX Runtime custom operators of the pointkd domain: KnnTopK, the fused kNN of knn_kernel.h (see there for the math
+// and why it is hand-written), and GatherMax (gather_max.cpp), registered together by RegisterCustomOps.
 //
 //   KnnTopK(query [B, N, D] float32, key [B, N, D] float32, seed [B, N, S] int64 (optional)) -> indices [B, N, k]
-//   attribute k (int, 1 <= k <= N)
+//   attributes k (int, 1 <= k <= N), sorted (int 0/1, default 1, as ONNX TopK's)
 //
-// indices[b, i] are the k columns j with the largest query[b, i] . key[b, j] (ties: lower j), best first. seed, when
+// indices[b, i] are the k columns j with the largest query[b, i] . key[b, j] (ties: lower j), best first unless
+// sorted = 0. seed, when
 // given, holds S >= k distinct columns per row (the previous layer's neighbours); it only speeds up the selection.
 //
 // The library does not link against onnxruntime: ORT calls RegisterCustomOps with its OrtApiBase, and the C++
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "gather_max.h"
 #include "knn_kernel.h"
 
 namespace pointkd {
@@ -120,15 +122,26 @@ void rows_task(void* data, size_t task) {
   job.kern->rows_block(*job.problem, b, i0, job.packed + b * job.packed_size, scratch.data());
 }
 
+// An optional int attribute: its value, or fallback where the node has none.
+int64_t optional_int(const Ort::ConstKernelInfo& ki, const char* name, int64_t fallback) {
+  int64_t value = fallback;
+  Ort::Status status{Ort::GetApi().KernelInfoGetAttribute_int64(ki, name, &value)};
+  return status.IsOK() ? value : fallback;
+}
+
 struct KnnTopKKernel {
   int64_t k = 0;
   KnnKernels kern{};
   bool fma = false;
+  bool sorted = true;
 
   explicit KnnTopKKernel(const OrtKernelInfo* info) {
     Ort::ConstKernelInfo ki(info);
     k = ki.GetAttribute<int64_t>("k");
     if (k < 1) fail("attribute k must be >= 1, got " + std::to_string(k));
+    const int64_t s = optional_int(ki, "sorted", 1);
+    if (s != 0 && s != 1) fail("attribute sorted must be 0 or 1, got " + std::to_string(s));
+    sorted = s == 1;
     kern = choose_kernels();
     fma = mlas_uses_fma();
   }
@@ -185,6 +198,7 @@ struct KnnTopKKernel {
     }
     p.stride_k = mlas_stride_k(p.n, p.d);
     p.fma = fma;
+    p.sorted = sorted;
 
     Ort::UnownedValue out = ctx.GetOutput(0, std::vector<int64_t>{p.batch, p.n, k});
     p.out = out.GetTensorMutableData<int64_t>();
@@ -247,10 +261,12 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
                           : old->CreateStatus(ORT_FAIL, "pointkd.KnnTopK needs onnxruntime >= 1.29 (C API 29)");
   }
   Ort::InitApi(api);
-  static pointkd::KnnTopKOp op;
+  static pointkd::KnnTopKOp knn;
+  static pointkd::GatherMaxOp gather_max;
   try {
     Ort::CustomOpDomain domain{pointkd::kDomain};
-    domain.Add(&op);
+    domain.Add(&knn);
+    domain.Add(&gather_max);
     Ort::UnownedSessionOptions(options).Add(domain);
     std::lock_guard<std::mutex> lock(pointkd::domains_mutex);
     pointkd::domains().push_back(std::move(domain));
