@@ -26,41 +26,55 @@ def library():
         pytest.skip(f"pointkd operators not buildable here: {err}")
 
 
-def stock_model(index_shape: list[int], c: int):
-    """The export's ``ReduceMax(Reshape(Gather(data, Reshape(index, [-1])), index_shape + [c]), axes=[-2])``."""
+SLOPE = 0.2
+
+
+def stock_model(index_shape: list[int], c: int, tail: bool = False, bias: np.ndarray | None = None):
+    """The export's ``ReduceMax(Reshape(Gather(data, Reshape(index, [-1])), index_shape + [c]), axes=[-2])``; with
+    ``tail``, then ``LeakyRelu(m + (centre + bias))`` as DeployEdgeConv's output."""
+    m = "m" if tail else "out"
     nodes = [
         helper.make_node("Reshape", ["index", "flat"], ["index_flat"]),
         helper.make_node("Gather", ["data", "index_flat"], ["gathered"], axis=0),
         helper.make_node("Reshape", ["gathered", "edges"], ["edge"]),
-        helper.make_node("ReduceMax", ["edge", "axes"], ["out"], keepdims=0),
+        helper.make_node("ReduceMax", ["edge", "axes"], [m], keepdims=0),
     ]
     inits = [
         helper.make_tensor("flat", TensorProto.INT64, [1], [-1]),
         helper.make_tensor("edges", TensorProto.INT64, [len(index_shape) + 1], [*index_shape, c]),
         helper.make_tensor("axes", TensorProto.INT64, [1], [len(index_shape) - 1]),
     ]
+    inputs = [
+        helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, c]),
+        helper.make_tensor_value_info("index", TensorProto.INT64, index_shape),
+    ]
+    if tail:
+        nodes += [
+            helper.make_node("Add", ["centre", "bias"], ["biased"]),
+            helper.make_node("Add", [m, "biased"], ["pre"]),
+            helper.make_node("LeakyRelu", ["pre"], ["out"], alpha=SLOPE),
+        ]
+        inits.append(helper.make_tensor("bias", TensorProto.FLOAT, [c], bias))
+        inputs.append(helper.make_tensor_value_info("centre", TensorProto.FLOAT, [*index_shape[:-1], c]))
     graph = helper.make_graph(
-        nodes,
-        "stock",
-        [
-            helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, c]),
-            helper.make_tensor_value_info("index", TensorProto.INT64, index_shape),
-        ],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
-        inits,
+        nodes, "stock", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits
     )
     return helper.make_model(graph, opset_imports=OPSETS[:1])
 
 
-def fused_model():
+def fused_model(centre: bool = False, bias: np.ndarray | None = None, slope: float | None = None):
+    names = ["data", "index", *(["centre"] if centre else []), *(["bias"] if bias is not None else [])]
+    attrs = {} if slope is None else {"negative_slope": slope}
     graph = helper.make_graph(
-        [helper.make_node(GATHER_MAX, ["data", "index"], ["out"], domain=DOMAIN)],
+        [helper.make_node(GATHER_MAX, names, ["out"], domain=DOMAIN, **attrs)],
         "fused",
         [
-            helper.make_tensor_value_info("data", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("index", TensorProto.INT64, None),
+            helper.make_tensor_value_info(name, TensorProto.INT64 if name == "index" else TensorProto.FLOAT, None)
+            for name in names
+            if name != "bias"
         ],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [] if bias is None else [helper.make_tensor("bias", TensorProto.FLOAT, list(bias.shape), bias.reshape(-1))],
     )
     return helper.make_model(graph, opset_imports=OPSETS)
 
@@ -106,6 +120,29 @@ def test_matches_gather_reducemax_bit_for_bit(library, index_shape, rows, c):
             assert np.signbit(want[want == 0]).any() and not np.signbit(want[want == 0]).all()
 
 
+@pytest.mark.parametrize("c", [32, 7])
+def test_tail_matches_add_and_leakyrelu_bit_for_bit(library, c):
+    """With the EdgeConv tail ``LeakyRelu(m + (centre + bias))``: ONNX Runtime's bits, 1 and 2 threads; centre alone
+    and the slope alone are each one IEEE step."""
+    rng = np.random.default_rng(c)
+    index_shape = [2, 200, 10]
+    data = rng.standard_normal((400, c)).astype(np.float32)
+    index = rng.integers(0, 400, index_shape)
+    centre = rng.standard_normal((2, 200, c)).astype(np.float32)
+    centre[0, 0, 0] = -0.0
+    bias = rng.standard_normal(c).astype(np.float32)
+    feeds = {"data": data, "index": index, "centre": centre}
+    want = _run(stock_model(index_shape, c, tail=True, bias=bias), feeds)
+    assert (want < 0).mean() > 0.1  # the slope is exercised
+    for threads in (1, 2):
+        got = _run(fused_model(centre=True, bias=bias, slope=SLOPE), feeds, library, threads)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    m = data[index].max(-2)
+    np.testing.assert_array_equal(_run(fused_model(centre=True), feeds, library), m + centre)
+    leaky = _run(fused_model(slope=SLOPE), {"data": data, "index": index}, library)
+    np.testing.assert_array_equal(leaky, np.where(m >= 0, m, np.float32(SLOPE) * m))
+
+
 def test_errors(library):
     data = np.zeros((6, 4), np.float32)
     with pytest.raises(Exception, match=r"index 6 is outside \[0, 6\)"):
@@ -118,15 +155,36 @@ def test_errors(library):
         _run(fused_model(), {"data": data, "index": np.zeros((2, 0), np.int64)}, library)
     with pytest.raises(Exception, match="scalar"):
         _run(fused_model(), {"data": data, "index": np.zeros((), np.int64)}, library)
+    feeds = {"data": data, "index": np.zeros((2, 3), np.int64)}
+    with pytest.raises(Exception, match=r"centre must have the output's shape \[2, 4\]"):
+        _run(fused_model(centre=True), {**feeds, "centre": np.zeros((2, 5), np.float32)}, library)
+    with pytest.raises(Exception, match=r"bias must be \[C\] = \[4\]"):
+        _run(
+            fused_model(centre=True, bias=np.zeros(3, np.float32)),
+            {**feeds, "centre": np.zeros((2, 4), np.float32)},
+            library,
+        )
 
 
 def test_rewrite_only_takes_the_export_pattern():
-    """The stock subgraph becomes one GatherMax; a ReduceMax over another axis, or a Gather whose result has another
-    reader, is left alone."""
+    """The stock subgraph becomes one GatherMax, with its tail where there is one; a ReduceMax over another axis, or a
+    Gather whose result has another reader, is left alone."""
     model = stock_model([2, 50, 10], 16)
     assert [f.out for f in fuse_gather_max_model(model)] == ["out"]
     assert [n.op_type for n in model.graph.node] == [GATHER_MAX]
     assert not model.graph.initializer  # the reshape targets and axes went with their nodes
+
+    with_tail = stock_model([2, 50, 10], 16, tail=True, bias=np.arange(16, dtype=np.float32))
+    (found,) = fuse_gather_max_model(with_tail)
+    assert (found.out, found.centre, found.bias, found.negative_slope) == (
+        "out",
+        "centre",
+        "bias",
+        pytest.approx(SLOPE),
+    )
+    (node,) = with_tail.graph.node
+    assert list(node.input) == ["data", "index", "centre", "bias"] and node.attribute[0].name == "negative_slope"
+    assert [i.name for i in with_tail.graph.initializer] == ["bias"]
 
     other_axis = stock_model([2, 50, 10], 16)
     other_axis.graph.initializer[2].CopyFrom(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))

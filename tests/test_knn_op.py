@@ -342,11 +342,13 @@ def test_real_students_are_exact(library, test_clouds, checkpoint, tmp_path):
     fused_names = {n.name for n in fused_model_.graph.node}
     removed = [n for n in stock_model_.graph.node if n.name not in fused_names]
     chain = {"Transpose", "MatMul", "GatherElements", "ReduceMin", "Abs", "Mul", "Sub", "Expand", "Concat", "TopK"}
-    chain |= {"Gather", "Reshape", "ReduceMax"}  # each EdgeConv's neighbour gather + max
+    chain |= {"Gather", "Reshape", "ReduceMax", "Add", "LeakyRelu"}  # each EdgeConv's gather + max and its tail
     assert {n.op_type for n in removed} <= chain
     assert sum(n.op_type == "TopK" for n in removed) == sum(n.op_type == "MatMul" for n in removed) == len(fused)
     convs = len(model.convs)
     assert sum(n.op_type == "Gather" for n in removed) == sum(n.op_type == "ReduceMax" for n in removed) == convs
+    assert sum(n.op_type == "LeakyRelu" for n in removed) == convs
+    assert sum(n.op_type == "Add" for n in removed) == 2 * convs  # the centre term's bias, then + centre
     assert sum(n.op_type == GATHER_MAX for n in fused_model_.graph.node) == convs
     for node in fused_model_.graph.node:  # every other node exactly as exported
         assert node.op_type in (OP_TYPE, GATHER_MAX) or node == stock_by_name[node.name]

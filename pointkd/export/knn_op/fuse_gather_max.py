@@ -3,11 +3,14 @@
 The export (:class:`~pointkd.export.deploy_model.DeployEdgeConv`) writes, per EdgeConv,
 
 ``g = Gather(data [R, C], Reshape(index [..., k], [-1]), axis=0)``, ``e = Reshape(g, [..., k, C])``,
-``out = ReduceMax(e, axes=[-2], keepdims=0)`` (``[..., C]``),
+``m = ReduceMax(e, axes=[-2], keepdims=0)`` (``[..., C]``), then the tail ``y = LeakyRelu(m + (centre + bias))``
+(``centre`` a MatMul, ``bias`` a ``[C]`` initializer),
 
-which materialises the ``[B, N, k, C]`` edge tensor. ``out = GatherMax(data, index)`` computes the same values (bit
-for bit, ``csrc/gather_max.cpp``) in one pass over the ``k`` rows of each point, written to the same tensor name so
-every consumer is unchanged; the Gather and both Reshapes are removed.
+which materialises the ``[B, N, k, C]`` edge tensor. ``y = GatherMax(data, index, centre, bias,
+negative_slope=alpha)`` computes the same values (bit for bit, ``csrc/gather_max.cpp``) in one pass over the ``k``
+rows of each point, written to the same tensor name so every consumer is unchanged; the Gather, both Reshapes, the
+ReduceMax, the Adds and the LeakyRelu are removed. The tail is folded only as far as it matches (an Add whose other
+term has the output's shape, the bias Add of a ``[C]`` constant read nowhere else, a LeakyRelu).
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ class FusedGatherMax:
     node: str
     data: str  # [R, C]
     index: str  # [..., k]
-    out: str  # [..., C]
+    out: str  # [..., C]: the last folded node's output
+    centre: str | None = None  # [..., C]
+    bias: str | None = None  # [C]
+    negative_slope: float | None = None
+    last: object = dataclasses.field(default=None, repr=False, compare=False)  # the node the GatherMax replaces
 
 
 def _shape(shapes: dict, name: str) -> list | None:
@@ -73,7 +80,48 @@ def _match(model, reduce, producers: dict, consumers: dict, shapes: dict) -> Fus
         return None
     if any(a is not None and b is not None and a != b for a, b in zip(edges[:-1], index_shape, strict=True)):
         return None
-    return FusedGatherMax(f"{reduce.name}_gather_max", data, index, reduce.output[0])
+    found = FusedGatherMax(f"{reduce.name}_gather_max", data, index, reduce.output[0], last=reduce)
+    _match_tail(model, found, [*index_shape[:-1], data_shape[1]], producers, consumers, shapes)
+    return found
+
+
+def _only_reader(name: str, consumers: dict, outputs: set[str], op_type: str):
+    readers = consumers.get(name, [])
+    if (
+        len(readers) != 1
+        or name in outputs
+        or readers[0].op_type != op_type
+        or readers[0].domain not in ("", "ai.onnx")
+    ):
+        return None
+    return readers[0]
+
+
+def _same_shape(a: list | None, b: list) -> bool:
+    return a is not None and len(a) == len(b) and all(x is not None and x == y for x, y in zip(a, b, strict=True))
+
+
+def _match_tail(model, found: FusedGatherMax, out_shape: list, producers: dict, consumers: dict, shapes: dict) -> None:
+    """Extend ``found`` over ``+ centre`` (``+ bias``) and a LeakyRelu where the graph has them."""
+    outputs = {o.name for o in model.graph.output}
+    add = _only_reader(found.out, consumers, outputs, "Add")
+    if add is None:
+        return
+    centre = add.input[1] if add.input[0] == found.out else add.input[0]
+    if centre == found.out or not _same_shape(_shape(shapes, centre), out_shape):
+        return
+    found.centre, found.out, found.last = centre, add.output[0], add
+    biased = producers.get(centre)
+    if biased is not None and biased.op_type == "Add" and len(consumers.get(centre, [])) == 1 and centre not in outputs:
+        for term, other in (biased.input, biased.input[::-1]):
+            vector = constant(model, other)
+            if vector is not None and vector.shape == (out_shape[-1],) and _same_shape(_shape(shapes, term), out_shape):
+                found.centre, found.bias = term, other
+                break
+    leaky = _only_reader(found.out, consumers, outputs, "LeakyRelu")
+    if leaky is not None:
+        found.negative_slope = float(attribute(leaky, "alpha", 0.01))
+        found.out, found.last = leaky.output[0], leaky
 
 
 def fuse_gather_max_model(model) -> list[FusedGatherMax]:
@@ -94,8 +142,16 @@ def fuse_gather_max_model(model) -> list[FusedGatherMax]:
         found = _match(model, node, producers, consumers, shapes)
         if found is None:
             continue
-        replace[id(node)] = helper.make_node(
-            GATHER_MAX, [found.data, found.index], [found.out], name=found.node, domain=DOMAIN
+        inputs = [
+            found.data,
+            found.index,
+            *([found.centre] if found.centre else []),
+            *([found.bias] if found.bias else []),
+        ]
+        attrs = {} if found.negative_slope is None else {"negative_slope": found.negative_slope}
+        # At the last folded node's place: the centre term is computed by then.
+        replace[id(found.last)] = helper.make_node(
+            GATHER_MAX, inputs, [found.out], name=found.node, domain=DOMAIN, **attrs
         )
         fused.append(found)
     if fused:

@@ -11,7 +11,10 @@
 namespace pointkd {
 
 struct GatherMaxKernel {
-  explicit GatherMaxKernel(const OrtKernelInfo* /*info*/) {}
+  bool leaky = false;  // negative_slope given: LeakyReLU after the max (and the centre)
+  float slope = 0.0f;
+
+  explicit GatherMaxKernel(const OrtKernelInfo* info);
   void Compute(OrtKernelContext* context);
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
     try {
@@ -31,9 +34,13 @@ struct GatherMaxOp : Ort::CustomOpBase<GatherMaxOp, GatherMaxKernel, true> {
     return nullptr;
   }
   const char* GetName() const { return "GatherMax"; }
-  size_t GetInputTypeCount() const { return 2; }
+  size_t GetInputTypeCount() const { return 4; }  // data, index, centre?, bias?
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index >= 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                      : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
