@@ -199,8 +199,9 @@ def add_compile(sub: argparse._SubParsersAction) -> None:
         description="Write an artifact folder (model file + manifest.json) for serving and benchmarks. The ONNX "
         "export must match the torch model on the whole test split (max |Δlogit| <= --atol, identical top-1); "
         "onnx-int8 is calibrated on a stratified training-split set and refused if it loses more than --max-drop "
-        "OA points; onnx-fused rewrites each kNN into the fused custom operator (built with a C++ compiler, copied "
-        "into the artifact); torch-cuda needs an NVIDIA GPU, trt-* formats TensorRT and an NVIDIA GPU.",
+        "OA points; onnx-fused rewrites each kNN and each EdgeConv's gather + max into fused custom operators "
+        "(built with a C++ compiler, copied into the artifact); torch-cuda needs an NVIDIA GPU, trt-* formats "
+        "TensorRT and an NVIDIA GPU.",
     )
     comp.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
     comp.add_argument(
