@@ -93,6 +93,18 @@ def source(*rels: Path | str) -> str:
     return "Source: " + ", ".join(link(r) for r in rels) + "."
 
 
+def longer_runs(root: Path) -> str:
+    """``; longer runs: ...`` for the README's campaign line from plan ``modelnet40_long``'s summary ('' if none)."""
+    long = load(root, RESULTS / "campaign" / "modelnet40_long" / "summary.json")
+    if not long or not long.get("teachers"):
+        return ""
+    runs = [f"{t['name']} {pct(t.get('oa_1024'))} % (k {t.get('k_1024')})" for t in long["teachers"]]
+    runs += [f"{r['name']} {pct(r.get('oa_1024'))} %" for r in long.get("runs", []) if r.get("oa_1024") is not None]
+    return (
+        f"; longer, warm-started runs: {', '.join(runs)} ([table](docs/results.md#campaign-runs-plan-modelnet40_long))"
+    )
+
+
 def pct(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x * 100:.{digits}f}"
 
@@ -910,7 +922,7 @@ def headline(root: Path) -> list[str]:
             f"- **Campaign** (ModelNet40, 1024 test points, last epoch): teacher {pct(oa)} % OA after {t['epochs']} "
             f"epochs (paper {paper.get('teacher', (None,))[0]} %); paper student: "
             f"{', '.join(students) or 'no runs yet'} "
-            "([table](docs/results.md#campaign-against-the-lsp-paper))."
+            f"([table](docs/results.md#campaign-against-the-lsp-paper)){longer_runs(root)}."
         )
     d = load(root, RESULTS / "amd-epyc-2c" / "train_step_levers.json")
     if d:
