@@ -165,6 +165,12 @@ def main() -> None:
     parser.add_argument(
         "--parse-workers", type=int, default=2, help="server parse worker processes (0: threads in the server)"
     )
+    parser.add_argument(
+        "--raw-in-threads",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the server parses raw float32 (binary) bodies in threads, not its workers (its default)",
+    )
     parser.add_argument("--payloads", nargs="+", choices=PAYLOADS, default=list(PAYLOADS))
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -183,6 +189,7 @@ def main() -> None:
     serve_args = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
     serve_args += ["--max-delay-ms", str(args.max_delay_ms)] + (["--no-spin"] if args.no_spin else ["--spin"])
     serve_args += ["--parse-workers", str(args.parse_workers)]
+    serve_args += ["--raw-in-threads" if args.raw_in_threads else "--no-raw-in-threads"]
     server = start_server(args.artifact, port, *serve_args)
     base = f"http://127.0.0.1:{port}"
     model = (manifest.get("model") or {}).get("name") or args.artifact.name
@@ -223,6 +230,7 @@ def main() -> None:
             "max_delay_ms": args.max_delay_ms,
             "spin": not args.no_spin,
             "parse_workers": args.parse_workers,
+            "raw_in_threads": args.raw_in_threads,
         },
         "cloud_points_sent": int(clouds.shape[1]),
         "model_only": model_only,
@@ -249,7 +257,8 @@ def main() -> None:
         f"Model {report['model']} ({report['format']}, {report['num_points']} points); clients send "
         f"{report['cloud_points_sent']}-point test clouds. Server: {args.threads} ORT thread(s), micro-batches of "
         f"<= {args.max_batch} within {args.max_delay_ms} ms, ORT spinning {'off' if args.no_spin else 'on'}, "
-        f"{args.parse_workers or 'no'} parse worker process(es). "
+        f"{args.parse_workers or 'no'} parse worker process(es)"
+        f"{', raw float32 bodies parsed in threads' if args.raw_in_threads and args.parse_workers else ''}. "
         f"The model alone (batch 1, same threads, this run): p50 {model_only['p50_ms']:.2f} ms. "
         f"CPU: {report['cpu']} (client and server share it; busy cores before: {busy:.2f}).",
         "",

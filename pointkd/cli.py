@@ -181,6 +181,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         help="worker processes that read and resample uploads (default 2; 0: threads of the server, no isolation)",
     )
     serve.add_argument(
+        "--raw-in-threads",
+        action=argparse.BooleanOptionalAction,
+        default=ServeSettings.raw_in_threads,
+        help="parse raw float32 bodies (application/octet-stream: no file reader) in threads of the server, the "
+        "other formats in the worker processes (default); --no-raw-in-threads sends them to the workers too",
+    )
+    serve.add_argument(
         "--parse-timeout-s", type=float, default=10.0, help="longest a worker may spend on one body (default 10 s)"
     )
     serve.add_argument(
@@ -516,6 +523,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_points=args.max_points,
         spin=args.spin,
         parse_workers=args.parse_workers,
+        raw_in_threads=args.raw_in_threads,
         parse_timeout_s=args.parse_timeout_s,
         worker_memory_x=args.worker_memory_x,
     )

@@ -85,6 +85,8 @@ def serving_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictors, pool = await asyncio.get_running_loop().run_in_executor(None, load_models, ctx, artifact)
         ctx.state["pool"] = pool
+        if ctx.settings.raw_in_threads and isinstance(pool, ProcessPool):
+            ctx.state["raw_pool"] = ThreadPool(ctx.settings.parse_threads)
         models = {}
         for name, p in predictors.items():
             models[name] = Served(p, start_batcher(ctx, p))
@@ -95,10 +97,13 @@ def serving_lifespan(
         gc.collect()
         gc.freeze()
         yield
+        raw_pool = ctx.state.get("raw_pool")
         ctx.state.clear()
         for served in models.values():
             await served.batcher.stop()
         pool.close()
+        if raw_pool is not None:
+            raw_pool.close()
 
     return lifespan
 

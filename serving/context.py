@@ -37,6 +37,11 @@ class ServerContext:
     def pool(self) -> ProcessPool | ThreadPool:
         return self.state["pool"]
 
+    @property
+    def raw_pool(self) -> ProcessPool | ThreadPool:
+        """Where raw float32 bodies are parsed: threads of this process (``raw_in_threads``), else :attr:`pool`."""
+        return self.state.get("raw_pool") or self.state["pool"]
+
     def job_meta(self, p: Predictor, **extra) -> dict:
         """A parse job's ``meta``: the model's input size and the server's point limit, plus ``extra``."""
         return {"num_points": p.num_points, "min_points": p.min_points, "max_points": self.settings.max_points, **extra}

@@ -16,6 +16,8 @@ from pointkd.data.cloud_io import read_cloud_bytes
 from .preprocess import BadCloud
 from .strict_json import BadNumbers, load_json, numbers_of
 
+RAW_FLOAT32 = "application/octet-stream"  # a body of little-endian float32 (x, y, z) rows
+
 UPLOAD_SUFFIXES = (".ply", ".pcd", ".xyz", ".pts", ".txt", ".off", ".npy")
 
 
@@ -70,7 +72,7 @@ def parse_body(ctype: str, body: bytes, max_points: int) -> np.ndarray:
     """A non-multipart ``/predict`` body of content type ``ctype`` -> ``[P, 3]``."""
     if ctype == "application/json":
         return parse_json_points(body, max_points)
-    if ctype == "application/octet-stream":
+    if ctype == RAW_FLOAT32:
         return parse_float32(body)
     if ctype in ("application/x-npy", "application/npy"):
         return parse_npy(body, max_points)

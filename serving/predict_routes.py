@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from .context import ServerContext
 from .errors import HTTPProblem
-from .parsing import UPLOAD_SUFFIXES
+from .parsing import RAW_FLOAT32, UPLOAD_SUFFIXES
 from .predictor import Predictor
 from .preprocess import BadCloud
 
@@ -48,6 +48,8 @@ def predict_routes(ctx: ServerContext) -> APIRouter:
 async def cloud_of(ctx: ServerContext, request: Request, p: Predictor) -> tuple[dict, np.ndarray]:
     """``{"received": points}`` and the prepared cloud of a ``/predict`` request."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == RAW_FLOAT32:
+        return await ctx.raw_pool.run("upload", ctx.job_meta(p, ctype=ctype), await request.body())
     if ctype != "multipart/form-data":
         return await ctx.pool.run("upload", ctx.job_meta(p, ctype=ctype), await request.body())
     try:

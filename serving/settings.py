@@ -16,6 +16,9 @@ class ServeSettings:
     spin: bool = True  # ONNX Runtime pool threads busy-wait between runs
     parse_workers: int = 2  # worker processes that parse and resample bodies; 0: threads of this process instead
     parse_threads: int = 2  # with parse_workers=0: the threads that parse and resample bodies
+    # Raw float32 /predict bodies go to threads of this process even with parse workers: no file reader touches them
+    # (a length check, then numpy views the bytes), so a worker's isolation buys nothing there and its hop costs.
+    raw_in_threads: bool = True
     parse_timeout_s: float = 10.0  # a body's parsing and resampling in a worker process, at most
     worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
     worker_faults: bool = False  # tests only (never the command line): workers obey FAULT_CTYPE bodies

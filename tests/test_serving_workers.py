@@ -20,8 +20,13 @@ TIMEOUT_S = 5.0
 
 @pytest.fixture(scope="module")
 def client(tiny_artifact):
-    settings = ServeSettings(
-        threads=1, max_body_bytes=BODY_LIMIT, parse_timeout_s=TIMEOUT_S, worker_memory_x=16, worker_faults=True
+    settings = ServeSettings(  # raw float32 answers through the workers too: they are the "other requests" here
+        threads=1,
+        max_body_bytes=BODY_LIMIT,
+        parse_timeout_s=TIMEOUT_S,
+        worker_memory_x=16,
+        worker_faults=True,
+        raw_in_threads=False,
     )
     with TestClient(create_app(tiny_artifact, settings)) as c:
         yield c
@@ -124,3 +129,19 @@ def test_thread_fallback_gives_identical_answers(client, tiny_artifact, cloud):
         assert pool_of(threads).pids() == []
         assert answer(threads, cloud) == want
         assert fault(threads, "segfault").status_code == 415
+
+
+def test_raw_float32_is_parsed_in_threads_by_default(client, tiny_artifact, cloud):
+    """No file reader touches a raw float32 body, so by default it skips the worker hop: it is answered while the
+    only worker hangs, with the answer the workers give."""
+    want = answer(client, cloud)
+    settings = ServeSettings(threads=1, parse_workers=1, parse_timeout_s=3.0, worker_faults=True)
+    with TestClient(create_app(tiny_artifact, settings)) as c:
+        assert c.app.state.serving["raw_pool"].pids() == []  # threads of the server
+        with ThreadPoolExecutor(1) as one:
+            hung = one.submit(fault, c, "hang")
+            time.sleep(0.3)
+            assert answer(c, cloud) == want
+            assert hung.result().status_code == 503
+        json_body = {"points": cloud.tolist()}
+        assert c.post("/predict?top_k=8", json=json_body).status_code == 200  # other formats: the (new) worker
