@@ -626,11 +626,13 @@ def section_load(root: Path) -> list[str]:
                 num(r.get("p50_ms")),
                 num(r.get("p95_ms")),
                 num(r.get("p99_ms")),
+                f"{num(r['server_p50_ms'])} / {num(r['server_p99_ms'])}" if "server_p50_ms" in r else "–",
             ]
             for r in d.get("rows", [])
         ]
         header = ["payload", "mode", "concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"]
-        lines += [*table(header, rows, "llrrrrrrr"), "", source(rel), ""]
+        header.append("server p50 / p99 ms")
+        lines += [*table(header, rows, "llrrrrrrrr"), "", source(rel), ""]
     rel = RESULTS / "load_clients.json"
     d = load(root, rel)
     if d:

@@ -44,6 +44,12 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     # pooled over both runs, it is no lower than either run's median (it can exceed both runs' own p99s: 20 samples)
     assert report["goal"]["open_loop_p99_ms"] >= max(r["p50_ms"] for r in open_rows)
     assert report["goal"]["client"].startswith("aiohttp")
+    for r in report["rows"]:  # /predict answers report the server's own time; v2 binary answers do not
+        if r["mode"].startswith("open") and r["payload"] != "v2-binary":
+            assert 0 < r["server_p50_ms"] <= r["server_p99_ms"] and r["server_p50_ms"] < r["p50_ms"]
+        else:
+            assert "server_p50_ms" not in r
+    assert report["server"]["raw_in_threads"] is True
     md = (tmp_path / "load_test.md").read_text()
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in md and "| v2-binary | closed | 3 |" in md
     assert set(report["goal"]["pooled_p99_ms"]) == {"binary", "json", "v2-binary"}
