@@ -48,10 +48,9 @@ def predict_routes(ctx: ServerContext) -> APIRouter:
 async def cloud_of(ctx: ServerContext, request: Request, p: Predictor) -> tuple[dict, np.ndarray]:
     """``{"received": points}`` and the prepared cloud of a ``/predict`` request."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == RAW_FLOAT32:
-        return await ctx.raw_pool.run("upload", ctx.job_meta(p, ctype=ctype), await request.body())
     if ctype != "multipart/form-data":
-        return await ctx.pool.run("upload", ctx.job_meta(p, ctype=ctype), await request.body())
+        pool = ctx.raw_pool if ctype == RAW_FLOAT32 else ctx.pool
+        return await pool.run("upload", ctx.job_meta(p, ctype=ctype), await request.body())
     try:
         form = await request.form()
     except Exception as err:

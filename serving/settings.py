@@ -15,7 +15,7 @@ class ServeSettings:
     top_k: int = 5
     spin: bool = True  # ONNX Runtime pool threads busy-wait between runs
     parse_workers: int = 2  # worker processes that parse and resample bodies; 0: threads of this process instead
-    parse_threads: int = 2  # with parse_workers=0: the threads that parse and resample bodies
+    parse_threads: int = 2  # threads that parse and resample: every body with parse_workers=0, else raw float32
     # Raw float32 /predict bodies go to threads of this process even with parse workers: no file reader touches them
     # (a length check, then numpy views the bytes), so a worker's isolation buys nothing there and its hop costs.
     raw_in_threads: bool = True

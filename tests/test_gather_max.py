@@ -186,6 +186,11 @@ def test_rewrite_only_takes_the_export_pattern():
     assert list(node.input) == ["data", "index", "centre", "bias"] and node.attribute[0].name == "negative_slope"
     assert [i.name for i in with_tail.graph.initializer] == ["bias"]
 
+    with_dead = stock_model([2, 50, 10], 16)  # a node nothing reads, before the rewrite: left as it was
+    with_dead.graph.node.insert(0, helper.make_node("Identity", ["data"], ["unused"], name="dead"))
+    fuse_gather_max_model(with_dead)
+    assert [n.op_type for n in with_dead.graph.node] == ["Identity", GATHER_MAX]
+
     other_axis = stock_model([2, 50, 10], 16)
     other_axis.graph.initializer[2].CopyFrom(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
     assert fuse_gather_max_model(other_axis) == []

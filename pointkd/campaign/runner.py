@@ -180,6 +180,7 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
     history = read_history(folder)
     evals = {str(n): evaluate_run(plan, spec, code, "last.pt", n) for n in spec.eval_points}
     scored = [h for h in history if "test_oa" in h]
+    seconds = train_seconds(history)
     best = max(scored, key=lambda h: h["test_oa"]) if scored else history[-1]
     record: dict[str, Any] = {
         "name": spec.name,
@@ -189,8 +190,8 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
         "eval_commit": commit,
         "device": cpu_model(),
         "epochs": len(history),
-        "seconds": train_seconds(history),
-        "seconds_per_epoch": train_seconds(history) / len(history),
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / len(history),
         "last": {"epoch": history[-1]["epoch"], "test_oa": history[-1].get("test_oa"), "evals": evals},
         "best": {"epoch": best["epoch"], "test_oa": best.get("test_oa")},
         "history": history,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ...runtime.errors import ExportError
 from ..onnx_export import knn_nodes
-from .graph_edit import DOMAIN, attribute, constant, dead_nodes, links, replace_nodes
+from .graph_edit import DOMAIN, attribute, constant, links, replace_nodes
 
 OP_TYPE = "KnnTopK"
 
@@ -42,8 +42,6 @@ def fuse_knn_model(model) -> list[FusedKnn]:
     """:func:`fuse_knn` on an in-memory ``onnx.ModelProto`` (changed in place)."""
     from onnx import helper
 
-    graph = model.graph
-    dead_before = {id(graph.node[i]) for i in dead_nodes(model, {o.name for o in graph.output})}
     producers, consumers = links(model)
 
     fused: list[FusedKnn] = []
@@ -97,7 +95,7 @@ def fuse_knn_model(model) -> list[FusedKnn]:
         replace[id(last)] = node
         fused.append(FusedKnn(name, query, key, seed, knn.indices, k))
 
-    replace_nodes(model, replace, dead_before)
+    replace_nodes(model, replace)
     return fused
 
 

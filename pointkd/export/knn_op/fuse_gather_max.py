@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .graph_edit import DOMAIN, attribute, constant, dead_nodes, links, replace_nodes
+from .graph_edit import DOMAIN, attribute, constant, links, replace_nodes
 
 GATHER_MAX = "GatherMax"
 
@@ -51,7 +51,7 @@ def _reduce_axes(model, node) -> list[int] | None:
     return None if axes is None else [int(a) for a in axes]
 
 
-def _match(model, reduce, producers: dict, consumers: dict, shapes: dict) -> FusedGatherMax | None:
+def _match(model, reduce, producers: dict, consumers: dict, shapes: dict, outputs: set[str]) -> FusedGatherMax | None:
     """The gather + max ending in ``reduce`` (a ReduceMax), or None where the subgraph is not the export's."""
     view = producers.get(reduce.input[0])
     gather = producers.get(view.input[0]) if view is not None and view.op_type == "Reshape" else None
@@ -63,7 +63,6 @@ def _match(model, reduce, producers: dict, consumers: dict, shapes: dict) -> Fus
     target = constant(model, flat.input[1])
     if target is None or [int(v) for v in target.reshape(-1)] != [-1]:
         return None
-    outputs = {o.name for o in model.graph.output}
     for inner in (gather.output[0], view.output[0]):  # read by the next node only: they are removed
         if len(consumers.get(inner, [])) != 1 or inner in outputs:
             return None
@@ -81,7 +80,7 @@ def _match(model, reduce, producers: dict, consumers: dict, shapes: dict) -> Fus
     if any(a is not None and b is not None and a != b for a, b in zip(edges[:-1], index_shape, strict=True)):
         return None
     found = FusedGatherMax(f"{reduce.name}_gather_max", data, index, reduce.output[0], last=reduce)
-    _match_tail(model, found, [*index_shape[:-1], data_shape[1]], producers, consumers, shapes)
+    _match_tail(model, found, [*index_shape[:-1], data_shape[1]], producers, consumers, shapes, outputs)
     return found
 
 
@@ -101,9 +100,10 @@ def _same_shape(a: list | None, b: list) -> bool:
     return a is not None and len(a) == len(b) and all(x is not None and x == y for x, y in zip(a, b, strict=True))
 
 
-def _match_tail(model, found: FusedGatherMax, out_shape: list, producers: dict, consumers: dict, shapes: dict) -> None:
+def _match_tail(
+    model, found: FusedGatherMax, out_shape: list, producers: dict, consumers: dict, shapes: dict, outputs: set[str]
+) -> None:
     """Extend ``found`` over ``+ centre`` (``+ bias``) and a LeakyRelu where the graph has them."""
-    outputs = {o.name for o in model.graph.output}
     add = _only_reader(found.out, consumers, outputs, "Add")
     if add is None:
         return
@@ -131,7 +131,7 @@ def fuse_gather_max_model(model) -> list[FusedGatherMax]:
     from onnx import helper
 
     graph = model.graph
-    dead_before = {id(graph.node[i]) for i in dead_nodes(model, {o.name for o in graph.output})}
+    outputs = {o.name for o in graph.output}
     inferred = onnx.shape_inference.infer_shapes(model).graph
     shapes = {v.name: v for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     producers, consumers = links(model)
@@ -139,7 +139,7 @@ def fuse_gather_max_model(model) -> list[FusedGatherMax]:
     for node in graph.node:
         if node.op_type != "ReduceMax" or node.domain not in ("", "ai.onnx"):
             continue
-        found = _match(model, node, producers, consumers, shapes)
+        found = _match(model, node, producers, consumers, shapes, outputs)
         if found is None:
             continue
         inputs = [
@@ -155,5 +155,5 @@ def fuse_gather_max_model(model) -> list[FusedGatherMax]:
         )
         fused.append(found)
     if fused:
-        replace_nodes(model, replace, dead_before)
+        replace_nodes(model, replace)
     return fused

@@ -55,18 +55,21 @@ def links(model) -> tuple[dict[str, object], dict[str, list]]:
     return producers, consumers
 
 
-def replace_nodes(model, replace: dict[int, object], dead_before: set[int]) -> None:
-    """Swap each node ``n`` with ``id(n)`` in ``replace`` for its replacement, then drop the nodes, initializers and
-    value infos that only the replaced subgraphs used (nodes dead before the rewrite are left as they were)."""
+def replace_nodes(model, replace: dict[int, object]) -> None:
+    """Swap each node ``n`` with ``id(n)`` in ``replace`` for its replacement (same place), then drop the nodes,
+    initializers and value infos that only the replaced subgraphs used (nodes dead before the rewrite are left as
+    they were). ``replace`` is keyed by the ``id`` of the graph's node objects as read before this call."""
     from onnx import helper
 
     graph = model.graph
     graph_outputs = {o.name for o in graph.output}
+    # By index: the swap keeps every node's place, and extend() copies the messages (new objects, new ids).
+    dead_before = dead_nodes(model, graph_outputs)
     replaced_inputs = {name for node in graph.node if id(node) in replace for name in node.input}
     nodes = [replace.get(id(node), node) for node in graph.node]
     del graph.node[:]
     graph.node.extend(nodes)
-    drop = {i for i in dead_nodes(model, graph_outputs) if id(graph.node[i]) not in dead_before}
+    drop = dead_nodes(model, graph_outputs) - dead_before
     kept = [node for i, node in enumerate(graph.node) if i not in drop]
     del graph.node[:]
     graph.node.extend(kept)

@@ -102,12 +102,6 @@ void rows_task(void* raw, size_t task) {
   }
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 }  // namespace
 
 GatherMaxKernel::GatherMaxKernel(const OrtKernelInfo* info) {

@@ -1,12 +1,7 @@
 // pointkd.GatherMax (gather_max.cpp): the kernel and the operator's declaration, registered by knn_op.cpp.
 #pragma once
 
-#define ORT_API_MANUAL_INIT
-#include "onnxruntime_cxx_api.h"
-#undef ORT_API_MANUAL_INIT
-
-#include <exception>
-#include <string>
+#include "op_util.h"
 
 namespace pointkd {
 
@@ -17,21 +12,13 @@ struct GatherMaxKernel {
   explicit GatherMaxKernel(const OrtKernelInfo* info);
   void Compute(OrtKernelContext* context);
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::Status(e.what(), e.GetOrtErrorCode()).release();
-    } catch (const std::exception& e) {
-      return Ort::Status((std::string("pointkd.GatherMax: ") + e.what()).c_str(), ORT_FAIL).release();
-    }
+    return status_of("pointkd.GatherMax", [&] { Compute(context); });
   }
 };
 
 struct GatherMaxOp : Ort::CustomOpBase<GatherMaxOp, GatherMaxKernel, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
-    *kernel = new GatherMaxKernel(info);
-    return nullptr;
+    return status_of("pointkd.GatherMax", [&] { *kernel = new GatherMaxKernel(info); });
   }
   const char* GetName() const { return "GatherMax"; }
   size_t GetInputTypeCount() const { return 4; }  // data, index, centre?, bias?

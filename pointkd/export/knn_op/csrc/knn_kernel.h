@@ -88,7 +88,7 @@ inline void select_row_slow(const float* s, int64_t n, int64_t k, uint64_t* keys
 //        may write all W slots of both (branch-free left-packing) */
 template <class V, int RB, int NV>
 struct Kernel {
-  static_assert(V::W % 2 == 0, "the candidates after the float scratch need 8-byte alignment");
+  static_assert(V::W % 2 == 0, "the keys after the float scratch need 8-byte alignment");
   static constexpr int W = V::W;
   static constexpr int PW = NV * W;  // panel width
 

@@ -5,15 +5,13 @@
 //   attributes k (int, 1 <= k <= N), sorted (int 0/1, default 1, as ONNX TopK's)
 //
 // indices[b, i] are the k columns j with the largest query[b, i] . key[b, j] (ties: lower j), best first unless
-// sorted = 0. seed, when
-// given, holds S >= k distinct columns per row (the previous layer's neighbours); it only speeds up the selection.
+// sorted = 0. seed, when given, holds S >= k distinct columns per row (the previous layer's neighbours); it only
+// speeds up the selection.
 //
 // The library does not link against onnxruntime: ORT calls RegisterCustomOps with its OrtApiBase, and the C++
 // wrappers reach the API through Ort::InitApi (ORT_API_MANUAL_INIT). Work is split over rows with the session's
 // intra-op thread pool (KernelContext_ParallelFor).
-#define ORT_API_MANUAL_INIT
-#include "onnxruntime_cxx_api.h"
-#undef ORT_API_MANUAL_INIT
+#include "op_util.h"
 
 #include <cstdlib>
 #include <mutex>
@@ -91,12 +89,6 @@ inline int64_t mlas_stride_k(int64_t n_cols, int64_t k_dim) {
   return stride_k;
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 void fail(const std::string& msg) { throw Ort::Exception("pointkd.KnnTopK: " + msg, ORT_INVALID_ARGUMENT); }
 
 struct Job {
@@ -147,14 +139,7 @@ struct KnnTopKKernel {
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) {
-    try {
-      Compute(raw);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::Status(e.what(), e.GetOrtErrorCode()).release();
-    } catch (const std::exception& e) {
-      return Ort::Status((std::string("pointkd.KnnTopK: ") + e.what()).c_str(), ORT_FAIL).release();
-    }
+    return status_of("pointkd.KnnTopK", [&] { Compute(raw); });
   }
 
   void Compute(OrtKernelContext* raw) {
@@ -220,14 +205,7 @@ struct KnnTopKKernel {
 
 struct KnnTopKOp : Ort::CustomOpBase<KnnTopKOp, KnnTopKKernel, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new KnnTopKKernel(info);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::Status(e.what(), e.GetOrtErrorCode()).release();
-    } catch (const std::exception& e) {
-      return Ort::Status(e.what(), ORT_FAIL).release();
-    }
+    return status_of("pointkd.KnnTopK", [&] { *kernel = new KnnTopKKernel(info); });
   }
   const char* GetName() const { return kOpName; }
   size_t GetInputTypeCount() const { return 3; }
