@@ -1,6 +1,6 @@
 """GPU check: the teacher and both students on an NVIDIA GPU in every runtime that imports, and a training step.
 
-One prepared script for a machine lent for minutes: it runs ``benchmarks/checkpoints/{teacher_cpu, student_lsp,
+One prepared script for a machine lent for minutes: it runs ``benchmarks/checkpoints/{teacher_long, student_lsp_long,
 student_fast_lsp}.pt`` at batch 1 (p50/p95/p99) and batch 32 (clouds/s) as
 
 * ``torch-cuda``: the torch-cuda artifact's model (:mod:`pointkd.runtime.torch_runner`), eagerly;
@@ -53,8 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CHECKPOINTS = ("teacher_cpu", "student_lsp", "student_fast_lsp")
-TRAIN_MODELS = ("teacher_cpu", "student_lsp")
+CHECKPOINTS = ("teacher_long", "student_lsp_long", "student_fast_lsp")
+TRAIN_MODELS = ("teacher_long", "student_lsp_long")
 FORMATS = ("torch-cuda", "torch-cuda-graphs", "torch-cuda-compile", "onnx-cuda", "trt-fp16")
 DEFAULT_DATA = ROOT / ".gpu_data" / "modelnet40_test_512.npz"
 MIN_AGREEMENT = 0.98  # top-1 agreement with the reference; fp32 kNN ties flip a few clouds, fp16 a few more

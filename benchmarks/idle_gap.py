@@ -3,7 +3,9 @@
 A server at 50 requests/s runs the model about every 20 ms and idles in between. For each artifact, ONNX Runtime
 thread count and spinning setting this times batch-1 runs of real test clouds back to back and with a ``--gap-ms``
 sleep before each run (the settings interleaved, medians over many runs), and the CPU time per run (a spinning
-pool keeps its threads busy through the gap). -> ``benchmarks/results/<device-id>/idle_gap.{json,md}``.
+pool keeps its threads busy through the gap); each also with ``pointkd serve --keep-awake``'s spinners running
+(:mod:`serving.keep_awake`: a ``SCHED_IDLE`` busy process per CPU, so an idle vCPU never halts).
+-> ``benchmarks/results/<device-id>/idle_gap.{json,md}``.
 
     python benchmarks/idle_gap.py ARTIFACT [ARTIFACT ...]   # pause any background job first
 """
@@ -28,6 +30,7 @@ from pointkd.process import busy_cores
 from pointkd.runtime.manifest import read_manifest
 from pointkd.runtime.runner import open_artifact
 from pointkd.timing import percentile
+from serving.keep_awake import KeepAwake
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -47,7 +50,19 @@ def timed_runs(run, inputs: list[np.ndarray], gap_s: float) -> tuple[list[float]
     return times, cpu
 
 
-def measure(artifact: Path, threads: int, spin: bool, inputs: list[np.ndarray], gap_s: float, rounds: int) -> dict:
+def measure(
+    artifact: Path, threads: int, spin: bool, inputs: list[np.ndarray], gap_s: float, rounds: int, awake: bool
+) -> dict:
+    keeper = KeepAwake()
+    if awake:
+        keeper.start()
+    try:
+        return _measure(artifact, threads, spin, inputs, gap_s, rounds)
+    finally:
+        keeper.close()
+
+
+def _measure(artifact: Path, threads: int, spin: bool, inputs: list[np.ndarray], gap_s: float, rounds: int) -> dict:
     run = open_artifact(artifact, threads=threads, spin=spin).run
     for x in inputs[:20]:
         run(x)
@@ -73,16 +88,18 @@ def markdown(report: dict) -> str:
         "",
         f"{report['device']['cpu']}, {report['device']['cores']} cores; {report['runs']} test clouds x "
         f"{report['rounds']} rounds per cell, gap {report['gap_ms']:g} ms (a server at 50 requests/s). CPU ms: "
-        "process CPU time per run, the gap included.",
+        "process CPU time per run, the gap included (not the keep-awake spinners'). Keep awake: `pointkd serve "
+        "--keep-awake`'s idle-priority spinner on each CPU.",
         "",
-        "| format | threads | spin | p50 back to back | p50 after gap | slowdown | p99 after gap | CPU ms back to back "
-        "| CPU ms with gap |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| format | threads | spin | keep awake | p50 back to back | p50 after gap | slowdown | p99 after gap "
+        "| CPU ms back to back | CPU ms with gap |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
         b, g = r["back_to_back"], r["after_gap"]
         lines.append(
-            f"| {r['format']} | {r['threads']} | {'on' if r['spin'] else 'off'} | {b['p50_ms']:.2f} | "
+            f"| {r['format']} | {r['threads']} | {'on' if r['spin'] else 'off'} | "
+            f"{'on' if r.get('keep_awake') else 'off'} | {b['p50_ms']:.2f} | "
             f"{g['p50_ms']:.2f} | {r['slowdown_p50']:.2f}x | {g['p99_ms']:.2f} | {b['cpu_ms']:.2f} | "
             f"{g['cpu_ms']:.2f} |"
         )
@@ -97,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gap-ms", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=100, help="test clouds per round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--keep-awake", nargs="+", choices=("off", "on"), default=["off", "on"], help="without and/or with spinners"
+    )
     parser.add_argument("--data", default=None)
     parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
     args = parser.parse_args(argv)
@@ -112,9 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     for artifact in args.artifacts:
         manifest = manifests[artifact]
         inputs = [prepare_cloud(c, manifest["input"]["num_points"])[None] for c in clouds]
-        for threads, spin in itertools.product(args.threads, (True, False)):
-            r = measure(artifact, threads, spin, inputs, args.gap_ms / 1000, args.rounds)
-            rows.append({"format": manifest["artifact_format"], "threads": threads, "spin": spin, **r})
+        for threads, spin, awake in itertools.product(args.threads, (True, False), args.keep_awake):
+            r = measure(artifact, threads, spin, inputs, args.gap_ms / 1000, args.rounds, awake == "on")
+            row = {"format": manifest["artifact_format"], "threads": threads, "spin": spin, "keep_awake": awake == "on"}
+            rows.append(row | r)
             print(json.dumps(rows[-1]), flush=True)
     report = {"device": info, "busy_cores_before": busy, "gap_ms": args.gap_ms, "runs": args.runs}
     report |= {"rounds": args.rounds, "command": " ".join(map(str, argv if argv is not None else sys.argv[1:]))}

@@ -36,7 +36,7 @@ from pointkd.process import busy_cores, cpu_model
 from pointkd.runtime.manifest import read_manifest
 from pointkd.runtime.runner import open_artifact
 from pointkd.timing import on_schedule, percentile, time_ms
-from serving.launch import free_port, start_server, stop_server
+from serving.launch import free_port, server_stack, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -180,6 +180,9 @@ def main() -> None:
         default=True,
         help="the server parses raw float32 (binary) bodies in threads, not its workers (its default)",
     )
+    parser.add_argument("--keep-awake", action="store_true", help="server: an idle-priority spinner per CPU")
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="server event loop")
+    parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto", help="server HTTP parser")
     parser.add_argument("--payloads", nargs="+", choices=PAYLOADS, default=list(PAYLOADS))
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -199,6 +202,7 @@ def main() -> None:
     serve_args += ["--max-delay-ms", str(args.max_delay_ms)] + (["--no-spin"] if args.no_spin else ["--spin"])
     serve_args += ["--parse-workers", str(args.parse_workers)]
     serve_args += ["--raw-in-threads" if args.raw_in_threads else "--no-raw-in-threads"]
+    serve_args += ["--loop", args.loop, "--http", args.http] + (["--keep-awake"] if args.keep_awake else [])
     server = start_server(args.artifact, port, *serve_args)
     base = f"http://127.0.0.1:{port}"
     model = (manifest.get("model") or {}).get("name") or args.artifact.name
@@ -240,6 +244,9 @@ def main() -> None:
             "spin": not args.no_spin,
             "parse_workers": args.parse_workers,
             "raw_in_threads": args.raw_in_threads,
+            "keep_awake": args.keep_awake,
+            "loop": server_stack(args.loop, args.http)[0],
+            "http": server_stack(args.loop, args.http)[1],
         },
         "cloud_points_sent": int(clouds.shape[1]),
         "model_only": model_only,
@@ -267,7 +274,9 @@ def main() -> None:
         f"{report['cloud_points_sent']}-point test clouds. Server: {args.threads} ORT thread(s), micro-batches of "
         f"<= {args.max_batch} within {args.max_delay_ms} ms, ORT spinning {'off' if args.no_spin else 'on'}, "
         f"{args.parse_workers or 'no'} parse worker process(es)"
-        f"{', raw float32 bodies parsed in threads' if args.raw_in_threads and args.parse_workers else ''}. "
+        f"{', raw float32 bodies parsed in threads' if args.raw_in_threads and args.parse_workers else ''}, "
+        f"{', keep-awake spinners' if args.keep_awake else ''}, uvicorn on {report['server']['loop']} + "
+        f"{report['server']['http']}. "
         f"The model alone (batch 1, same threads, this run): p50 {model_only['p50_ms']:.2f} ms. "
         f"CPU: {report['cpu']} (client and server share it; busy cores before: {busy:.2f}).",
         "",

@@ -1,11 +1,13 @@
 """Which ``pointkd serve`` settings meet the latency goal on this machine? Open-loop binary load per setting.
 
-For each setting (artifact format x ONNX Runtime threads x spinning), the server is started on 127.0.0.1 and sent
+For each setting (artifact format x ONNX Runtime threads x spinning x keep-awake spinners x uvicorn's stack: uvloop
++ httptools, or asyncio + h11), the server is started on 127.0.0.1 and sent
 real test clouds (1024 points, raw float32 to ``/predict``) on a fixed schedule (``--rate`` requests/s for
 ``--seconds``), as ``benchmarks/load_test.py``'s open loop does. The settings are interleaved over ``--rounds``
 rounds (A B C .. A B C ..), so that a drift of the machine falls on all of them. Per setting it reports the pooled
 p50/p95/p99 of all rounds, the worst round's p99, errors, and the CPU time the server's processes used per request
-(its main process and its parse workers, from /proc: robust to other load, unlike wall time).
+(its main process and its parse workers, with ``--keep-awake`` its spinners too; from /proc: robust to other load,
+unlike wall time).
 
 Why spinning matters here: an ONNX Runtime pool thread that busy-waits between runs keeps a core busy through the
 whole gap between requests (on 2 cores: half the machine) -- the CPU the event loop, the parse workers and the
@@ -58,11 +60,13 @@ def one_round(artifact: Path, setting: dict, bodies: list, rate: float, seconds:
     port = free_port()
     args = ["--threads", str(setting["threads"]), "--parse-workers", str(setting["parse_workers"])]
     args += ["--spin" if setting["spin"] else "--no-spin"]
+    args += ["--keep-awake" if setting.get("keep_awake") else "--no-keep-awake"]
+    args += ["--loop", "asyncio", "--http", "h11"] if setting.get("stack") == "python" else []
     server = start_server(artifact, port, *args, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/predict"
         asyncio.run(closed_loop(url, bodies, 2, 100, 5))  # warm-up
-        pids = [server.pid, *descendants(server.pid)]  # the server and its parse workers
+        pids = [server.pid, *descendants(server.pid)]  # the server, its parse workers and spinners
         before = cpu_seconds(pids)
         latencies: list[float] = []
         row = asyncio.run(open_loop(url, bodies, rate, seconds, latencies))
@@ -107,16 +111,17 @@ def markdown(report: dict) -> str:
         f"before: {report['busy_cores_before']:.2f}). Raw float32 1024-point test clouds to `/predict` at "
         f"{report['rate']:g} requests/s, {report['seconds']:g} s per round, {report['rounds']} interleaved rounds "
         "per setting. CPU ms: the server's CPU time per request (main process; parse "
-        "workers).",
+        "workers and keep-awake spinners). Stack: uvicorn on uvloop + httptools (C) or asyncio + h11 (Python).",
         "",
-        "| artifact | format | OA % | threads | spin | parse workers | requests | errors | p50 ms | p95 ms | p99 ms | "
-        "worst round p99 | CPU main | CPU workers |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| artifact | format | OA % | threads | spin | keep awake | stack | parse workers | requests | errors | p50 ms "
+        "| p95 ms | p99 ms | worst round p99 | CPU main | CPU workers |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
         lines.append(
             f"| {r.get('artifact', '–')} | {r['format']} | {_percent(r.get('oa'))} | {r['threads']} | "
-            f"{'on' if r['spin'] else 'off'} | {r['parse_workers']} | {r['requests']} | {r['errors']} | "
+            f"{'on' if r['spin'] else 'off'} | {'on' if r.get('keep_awake') else 'off'} | {r.get('stack', 'c')} | "
+            f"{r['parse_workers']} | {r['requests']} | {r['errors']} | "
             f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['worst_round_p99_ms']:.2f} | "
             f"{r['cpu_main_ms_per_request']:.2f} | {r['cpu_workers_ms_per_request']:.2f} |"
         )
@@ -124,6 +129,8 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         f"Lowest pooled p99: {_name(best)}, {best['threads']} thread(s), spinning {'on' if best['spin'] else 'off'}"
+        f"{', keep-awake' if best.get('keep_awake') else ''}"
+        f"{', asyncio + h11' if best.get('stack') == 'python' else ''}"
         f", {best['parse_workers']} parse workers: {best['p99_ms']:.2f} ms "
         "(goal: p99 <= 10 ms at 50 requests/s).",
         "",
@@ -139,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--spin", choices=["on", "off", "both"], default="both")
     parser.add_argument("--parse-workers", type=int, nargs="+", default=[2], help="0: parse in server threads")
+    parser.add_argument("--keep-awake", choices=["on", "off", "both"], default="off", help="idle-priority spinners")
+    parser.add_argument(
+        "--stack", choices=["c", "python", "both"], default="c", help="uvloop + httptools (c) or asyncio + h11"
+    )
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=3)
@@ -151,10 +162,14 @@ def main(argv: list[str] | None = None) -> None:
         manifests = {a: read_manifest(a) for a in args.artifacts}  # refuse a bad folder before any load
     except ValueError as err:
         parser.error(str(err))
-    spins = {"on": [True], "off": [False], "both": [True, False]}[args.spin]
+    both = {"on": [True], "off": [False], "both": [True, False]}
+    stacks = {"c": ["c"], "python": ["python"], "both": ["c", "python"]}[args.stack]
+    grid = itertools.product(
+        args.artifacts, args.threads, both[args.spin], both[args.keep_awake], stacks, args.parse_workers
+    )
     settings = [
-        {"artifact": a, "threads": t, "spin": s, "parse_workers": w}
-        for a, t, s, w in itertools.product(args.artifacts, args.threads, spins, args.parse_workers)
+        {"artifact": a, "threads": t, "spin": s, "keep_awake": k, "stack": st, "parse_workers": w}
+        for a, t, s, k, st, w in grid
     ]
     bodies = payloads(load_modelnet40(args.data).test_x[:64].numpy(), "binary")
     gc.collect()
@@ -167,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
             r = one_round(s["artifact"], s, bodies, args.rate, args.seconds)
             results[i].append(r)
             print(
-                f"round {rnd + 1} {s['artifact'].name} threads {s['threads']} spin {s['spin']}: p50 "
+                f"round {rnd + 1} {s['artifact'].name} threads {s['threads']} spin {s['spin']} keep-awake "
+                f"{s['keep_awake']} stack {s['stack']}: p50 "
                 f"{r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, CPU {r['cpu_main_ms']:.2f}+{r['cpu_workers_ms']:.2f}"
                 " ms/request",
                 flush=True,
@@ -180,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                 "model": manifests[s["artifact"]]["model"]["name"],
                 "format": manifests[s["artifact"]]["artifact_format"],
                 "oa": manifests[s["artifact"]]["accuracy"]["oa"],
-                **{k: s[k] for k in ("threads", "spin", "parse_workers")},
+                **{k: s[k] for k in ("threads", "spin", "keep_awake", "stack", "parse_workers")},
                 **pooled(results[i]),
             }
         )

@@ -581,8 +581,12 @@ def binary_p99(d: dict) -> float:
 
 
 def load_test_title(d: dict) -> str:
-    threads = (d.get("server") or {}).get("threads", "?")
-    what = f"{d.get('format', '?')}, {d.get('num_points', '?')} points, {threads} threads"
+    srv = d.get("server") or {}
+    what = f"{d.get('format', '?')}, {d.get('num_points', '?')} points, {srv.get('threads', '?')} threads"
+    if srv.get("http") == "h11":
+        what += f", {srv.get('loop')} + h11"
+    if srv.get("keep_awake"):
+        what += ", keep-awake"
     return f"Load test: {d.get('model', '?')} ({what})"
 
 

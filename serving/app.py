@@ -29,6 +29,7 @@ from .batcher import BatchStats, MicroBatcher
 from .context import Served, ServerContext
 from .errors import add_error_handlers
 from .health_routes import health_routes
+from .keep_awake import KeepAwake
 from .metrics import ServerMetrics
 from .middleware import BodyLimit, HeadAsGet, RequestMetrics
 from .oip_routes import oip_routes
@@ -92,6 +93,10 @@ def serving_lifespan(
             models[name] = Served(p, start_batcher(ctx, p))
             await warm(ctx, models[name])
         ctx.state["models"] = models
+        keeper = KeepAwake()
+        if ctx.settings.keep_awake:
+            keeper.start()
+            ctx.state["keep_awake"] = keeper
         # Everything alive now (torch, onnx, the app) lives as long as the server. Left in the collected heap, each
         # full collection walks it: ~120 ms stalls every ~15 s under JSON load (benchmarks/load_test.py).
         gc.collect()
@@ -99,6 +104,7 @@ def serving_lifespan(
         yield
         raw_pool = ctx.state.get("raw_pool")
         ctx.state.clear()
+        keeper.close()
         for served in models.values():
             await served.batcher.stop()
         pool.close()

@@ -9,7 +9,18 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
+
+
+def server_stack(loop: str = "auto", http: str = "auto") -> tuple[str, str]:
+    """The event loop and HTTP parser uvicorn runs for ``--loop`` / ``--http``: ``auto`` is uvloop and httptools
+    (C implementations, in the serve extra) when importable, else asyncio and h11 (pure Python)."""
+    if loop == "auto":
+        loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if find_spec("httptools") else "h11"
+    return loop, http
 
 
 def free_port() -> int:

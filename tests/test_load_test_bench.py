@@ -50,6 +50,7 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
         else:
             assert "server_p50_ms" not in r
     assert report["server"]["raw_in_threads"] is True
+    assert (report["server"]["loop"], report["server"]["http"]) == ("uvloop", "httptools")
     md = (tmp_path / "load_test.md").read_text()
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in md and "| v2-binary | closed | 3 |" in md
     assert set(report["goal"]["pooled_p99_ms"]) == {"binary", "json", "v2-binary"}

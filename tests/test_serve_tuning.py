@@ -1,6 +1,6 @@
 """The server-timing benchmarks' pieces that need no server (serve_tuning.py: the process tree it charges CPU to,
-the pooling of rounds, the report; idle_gap.py's timed runs; fresh_clone.py's pytest summary) and the
---spin/--no-spin switch serve_tuning passes to `pointkd serve`."""
+the pooling of rounds, the report; idle_gap.py's timed runs; fresh_clone.py's pytest summary), the
+--spin/--no-spin switch serve_tuning passes to `pointkd serve`, and its --loop/--http choice of uvicorn's stack."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import time
 import pytest
 from scriptload import ROOT, load_script
 
-from pointkd.cli import build_parser
+from pointkd.cli import build_parser, cmd_serve
 from pointkd.process import descendants
+from serving.launch import server_stack
 
 tuning = load_script(ROOT / "benchmarks" / "serve_tuning.py", "serve_tuning")
 
@@ -77,14 +78,39 @@ def test_report_names_the_setting_with_the_lowest_pooled_p99():
         | row,
     ]
     md = tuning.markdown(report)
-    assert "| a | onnx-fused | 80.00 | 1 | on |" in md and "| b | onnx-fused | 70.00 | 1 | on |" in md
+    assert "| a | onnx-fused | 80.00 | 1 | on | off | c |" in md and "| b | onnx-fused | 70.00 | 1 | on | off |" in md
     assert "Lowest pooled p99: b (onnx-fused), 1 thread(s), spinning on, 2 parse workers: 9.00 ms" in md
+    # the keep-awake spinners and uvicorn's stack are columns, and named in the verdict when they win
+    report["rows"][1] |= {"keep_awake": True, "stack": "python"}
+    md = tuning.markdown(report)
+    assert "| a | onnx-fused | 80.00 | 1 | on | off | c | 2 |" in md
+    assert "| b | onnx-fused | 70.00 | 1 | on | on | python | 2 |" in md
+    assert "spinning on, keep-awake, asyncio + h11, 2 parse workers: 9.00 ms" in md
 
 
 @pytest.mark.parametrize(("flag", "spin"), [([], True), (["--spin"], True), (["--no-spin"], False)])
 def test_serve_spin_switch(flag, spin):
     args = build_parser().parse_args(["serve", "some/artifact", *flag])
     assert args.spin is spin
+
+
+def test_serve_passes_its_loop_and_parser_to_uvicorn(monkeypatch, tiny_artifact):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    parser = build_parser()
+    cmd_serve(parser.parse_args(["serve", str(tiny_artifact), "--loop", "asyncio", "--http", "h11"]), parser)
+    assert (seen["loop"], seen["http"]) == ("asyncio", "h11")
+    cmd_serve(parser.parse_args(["serve", str(tiny_artifact)]), parser)
+    assert (seen["loop"], seen["http"]) == ("auto", "auto")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", str(tiny_artifact), "--http", "h2"])
+
+
+def test_server_stack_auto_is_the_c_stack_the_serve_extra_installs():
+    assert server_stack() == ("uvloop", "httptools")  # both are in pyproject's serve extra
+    assert server_stack("asyncio", "h11") == ("asyncio", "h11")
 
 
 idle_gap = load_script(ROOT / "benchmarks" / "idle_gap.py", "idle_gap")
