@@ -310,6 +310,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     _data_arg(demo)
     demo.add_argument("--requests", type=int, default=200, help="test clouds sent to the server (default 200)")
     _set_arg(demo, "override a key of both training configs, e.g. --set train.epochs=4 for a longer, better demo")
+    demo.add_argument(
+        "--shipped",
+        action="store_true",
+        help="no training: compile, bench and serve the repository's shipped teacher and LSP student "
+        "(benchmarks/checkpoints/teacher_long.pt, student_lsp_long.pt; needs ModelNet40)",
+    )
     demo.add_argument("--no-progress", action="store_true")
 
 
@@ -626,7 +632,12 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .demo import run_demo
 
     report = run_demo(
-        args.out, data=args.data, requests=args.requests, progress=not args.no_progress, overrides=args.overrides
+        args.out,
+        data=args.data,
+        requests=args.requests,
+        progress=not args.no_progress,
+        overrides=args.overrides,
+        shipped=args.shipped,
     )
     print(f"demo report: {report}")
     return 0

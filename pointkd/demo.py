@@ -6,6 +6,10 @@
 4. bench: torch teacher and student, ONNX and int8 student, 1 and 2 threads (``pointkd bench``);
 5. serve: start ``pointkd serve`` on the int8 artifact, send it real test clouds over HTTP, check its answers.
 
+``--shipped`` skips the training: stages 1 and 2 take the repository's shipped models instead
+(``benchmarks/checkpoints/``: :data:`SHIPPED`, the best teacher and LSP student of the training campaign), and the
+rest runs on them: a few minutes on real ModelNet40, which they need.
+
 Data: the shared real ModelNet40 when present (or ``--data``), else the built-in synthetic set. Everything goes to
 ``OUT`` (default ``runs/demo``); ``OUT/report.md`` sums it up. Each stage resumes or reuses what an earlier,
 interrupted demo left: training continues from ``last.pt``, artifacts compiled from the same checkpoint are reused.
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from .data import PointCloudSplits
 
 STAGES = ("teacher", "student", "compile", "bench", "serve")
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoints"
+SHIPPED = {"teacher": "teacher_long.pt", "student": "student_lsp_long.pt"}  # campaign plan modelnet40_long
 
 
 def demo_data_source(data: str | None) -> str:
@@ -122,15 +128,23 @@ def run_demo(
     log: Callable[[str], None] = print,
     overrides: list[str] | tuple[str, ...] = (),
     bench_repeats: int = 100,
+    shipped: bool = False,
 ) -> Path:
     """Run every stage into ``out``; returns the path of ``out/report.md``. ``overrides`` (``key=value``) apply to
-    both the teacher's and the student's config, e.g. ``train.epochs=1``."""
+    both the teacher's and the student's config, e.g. ``train.epochs=1``; ``shipped``: the shipped models instead of
+    training (:func:`shipped_stage`)."""
     if requests < 1:
         raise ValueError(f"--requests must be at least 1, got {requests}")
+    if shipped and overrides:
+        raise ValueError("--set changes the training configs; --shipped trains nothing")
     run = start_demo(Path(out), data, tuple(overrides), progress, log)
     started = time.perf_counter()
-    teacher_ckpt = train_stage(run, 1, "teacher")
-    student_ckpt = train_stage(run, 2, "student", teacher_ckpt)
+    if shipped:
+        teacher_ckpt = shipped_stage(run, 1, "teacher")
+        student_ckpt = shipped_stage(run, 2, "student")
+    else:
+        teacher_ckpt = train_stage(run, 1, "teacher")
+        student_ckpt = train_stage(run, 2, "student", teacher_ckpt)
     artifacts = compile_stage(run, student_ckpt)
     bench_md = bench_stage(run, [teacher_ckpt, student_ckpt, artifacts["onnx"], artifacts["onnx-int8"]], bench_repeats)
     serve_stage(run, artifacts["onnx-int8"], requests)
@@ -173,9 +187,29 @@ def train_stage(run: DemoRun, i: int, name: str, teacher_ckpt: Path | None = Non
         cfg = load_config("demo_student", extra)
     result = train(cfg, run.out / name, data=run.splits, resume=True, progress=run.progress, log=run.log)
     ckpt = run.out / name / "best.pt"
-    run.record["stages"][name] = {"checkpoint": str(ckpt), "oa": result.best_oa}
+    label = "demo_teacher" if teacher_ckpt is None else "LSP paper student (LSP, RBF)"
+    run.record["stages"][name] = {"checkpoint": str(ckpt), "oa": result.best_oa, "label": f"{label}: best test OA"}
     run.record["stages"][name]["seconds"] = time.perf_counter() - t
     return ckpt
+
+
+def shipped_stage(run: DemoRun, i: int, name: str) -> Path:
+    """The shipped ``name`` (``teacher`` or ``student``) checkpoint, checked against the demo's data: its test OA at
+    the end of its training, as the checkpoint records it."""
+    from .checkpoint import load_checkpoint
+
+    path = SHIPPED_DIR / SHIPPED[name]
+    t = run.stage(i, name, f"the shipped {path.name} (no training)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the shipped checkpoints come with a checkout of the repository")
+    ckpt = load_checkpoint(path)
+    if list(ckpt.get("classes") or []) != list(run.splits.classes):
+        raise ValueError(f"{path.name} was trained on ModelNet40; --shipped needs it (give --data), not {run.source}")
+    oa = (ckpt.get("metrics") or {}).get("test_oa")
+    points = ckpt.get("num_points")
+    run.record["stages"][name] = {"checkpoint": str(path), "oa": oa, "label": f"{path.name} (shipped): test OA"}
+    run.record["stages"][name] |= {"seconds": time.perf_counter() - t, "shipped": True, "points": points}
+    return path
 
 
 def compile_stage(run: DemoRun, student_ckpt: Path) -> dict[str, Path]:
@@ -241,9 +275,7 @@ def demo_report(record: dict[str, Any], bench_md: str) -> str:
         "",
         "| stage | result | seconds |",
         "| --- | --- | ---: |",
-        f"| teacher | demo_teacher: best test OA {s['teacher']['oa'] * 100:.2f} % | {s['teacher']['seconds']:.0f} |",
-        f"| student | LSP paper student (LSP, RBF): best test OA {s['student']['oa'] * 100:.2f} % "
-        f"| {s['student']['seconds']:.0f} |",
+        *[_model_line(name, s[name]) for name in ("teacher", "student")],
         f"| compile | ONNX {c['onnx']['oa'] * 100:.2f} % ({c['onnx']['size_kib']:.0f} KiB, parity-checked); int8 "
         f"{c['onnx-int8']['oa'] * 100:.2f} % ({c['onnx-int8']['oa_drop_pt']:+.2f} pt, "
         f"{c['onnx-int8']['size_kib']:.0f} KiB) | {c['seconds']:.0f} |",
@@ -257,3 +289,9 @@ def demo_report(record: dict[str, Any], bench_md: str) -> str:
         bench_md.split("\n", 2)[2] if bench_md.count("\n") >= 2 else bench_md,
     ]
     return "\n".join(lines)
+
+
+def _model_line(name: str, stage: dict[str, Any]) -> str:
+    default = "demo_teacher: best test OA" if name == "teacher" else "LSP paper student (LSP, RBF): best test OA"
+    oa = "–" if stage.get("oa") is None else f"{stage['oa'] * 100:.2f} %"
+    return f"| {name} | {stage.get('label', default)} {oa} | {stage['seconds']:.0f} |"

@@ -278,3 +278,33 @@ def test_cpu_flags_reads_the_wanted_flags_of_proc_cpuinfo(monkeypatch, tmp_path)
     assert device.cpu_flags(("avx512_vnni", "avx2", "amx_int8")) == ["avx2", "avx512_vnni"]
     monkeypatch.setattr(device, "Path", lambda p: tmp_path / "missing")
     assert device.cpu_flags(("avx2",)) == []
+
+
+def test_demo_shipped_takes_the_shipped_models_and_refuses_other_data(tmp_path):
+    from types import SimpleNamespace
+
+    from pointkd.checkpoint import load_checkpoint
+    from pointkd.demo import SHIPPED, SHIPPED_DIR, DemoRun, demo_report, run_demo, shipped_stage
+
+    ckpt = load_checkpoint(SHIPPED_DIR / SHIPPED["student"])
+    classes = SimpleNamespace(classes=list(ckpt["classes"]))
+    run = DemoRun(tmp_path, "modelnet40", classes, (), False, lambda *_: None, {"stages": {}})
+    assert shipped_stage(run, 2, "student") == SHIPPED_DIR / "student_lsp_long.pt"
+    assert shipped_stage(run, 1, "teacher") == SHIPPED_DIR / "teacher_long.pt"
+    s = run.record["stages"]["student"]
+    assert s["shipped"] and s["oa"] == ckpt["metrics"]["test_oa"] > 0.85 and s["points"] == 512
+    record = {"data": "d", "total_seconds": 60, "stages": run.record["stages"]}
+    record["stages"] |= {
+        "compile": {n: {"oa": 0.87, "oa_drop_pt": 0.0, "size_kib": 100} for n in ("onnx", "onnx-int8")}
+        | {"seconds": 1},
+        "bench": {"report": "b.md", "seconds": 1},
+        "serve": {"requests": 1, "points_sent": 1024, "errors": 0, "accuracy": 1.0, "seconds": 1}
+        | {f"client_{p}_ms": 5.0 for p in ("p50", "p95", "p99")},
+    }
+    text = demo_report(record, "# bench\n\n| table |")
+    assert f"| student | student_lsp_long.pt (shipped): test OA {s['oa'] * 100:.2f} % | 0 |" in text
+    other = DemoRun(tmp_path, "synthetic", SimpleNamespace(classes=["a", "b"]), (), False, lambda *_: None)
+    with pytest.raises(ValueError, match="trained on ModelNet40"):
+        shipped_stage(other, 1, "teacher")
+    with pytest.raises(ValueError, match="trains nothing"):
+        run_demo(tmp_path / "x", data="synthetic", shipped=True, overrides=["train.epochs=1"], log=lambda *_: None)
