@@ -134,7 +134,7 @@ def target_of(points: int, threads: int, stock: float, fused: float) -> dict | N
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "student_lsp.pt")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "student_lsp_long.pt")
     parser.add_argument("--points", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=400)
