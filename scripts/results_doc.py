@@ -912,6 +912,14 @@ def int8_clause(root: Path) -> str:
     )
 
 
+def fused_clause(row: dict | None) -> str:
+    """The fused-operator artifact's latency, when the bench measured it."""
+    if not row:
+        return ""
+    ms = f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f}"
+    return f" (with the fused kNN and gather-max operators, onnx-fused: {ms})"
+
+
 def headline(root: Path) -> list[str]:
     """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
     out = []
@@ -957,7 +965,8 @@ def headline(root: Path) -> list[str]:
             out.append(
                 f"- **Student latency** ({what}, {fp['oa'] * 100:.2f} % OA {source}; "
                 f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads): p50 {fp['p50_ms']:.2f} ms, p99 "
-                f"{fp['p99_ms']:.2f} ms; int8 is {fp['size_mb'] / q['size_mb']:.1f}× "
+                f"{fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
+                f"int8 is {fp['size_mb'] / q['size_mb']:.1f}× "
                 f"smaller for {(fp['oa'] - q['oa']) * 100:.2f} OA points "
                 "([table](docs/results.md#pointkd-bench-amd-epyc-2c))" + int8_clause(root) + "."
             )
