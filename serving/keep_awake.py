@@ -5,7 +5,9 @@ starts on a core whose caches and predictors are someone else's. ``benchmarks/id
 2-core EPYC VM the paper student (onnx-fused, 1 thread, no spinning) ran p50 4.18 ms after a 20 ms idle gap against
 2.62 ms back to back, and 3.09 ms after the gap with these spinners (``benchmarks/results/amd-epyc-2c/idle_gap.md``).
 Whether that shortens a served request's tail depends on the machine: ``benchmarks/serve_tuning.py --keep-awake
-both`` measures it end to end (``serve_tuning.md`` beside it).
+both`` measures it end to end. On that VM, with its client on the same two cores, it lowered the p50 at 50
+requests/s (6.80 -> 5.92 ms) but raised the p99 (9.62 -> 11.20 ms;
+``benchmarks/results/amd-epyc-2c/serve_tuning_keep_awake/``): not a default.
 
 So this starts one spinner process per CPU the server may run on: pinned to that CPU, under ``SCHED_IDLE`` (it runs
 only when nothing else of this machine's kernel wants the CPU, and any waking thread preempts it at once), spinning in
