@@ -35,6 +35,8 @@ def test_training_learns_and_writes_its_files(tmp_path):
     assert not [f for f in files if f.endswith(".tmp")]
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
+    times = [h["elapsed_s"] for h in result.history]  # the sitting's clock (stops excluded): running, none here
+    assert times == sorted(times) and 0 < times[-1] <= result.seconds and {h["paused_s"] for h in result.history} == {0}
     assert result.best_oa >= 0.4  # 8 balanced classes: chance is 1/8
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["classes"] == data.classes and ckpt["num_points"] == 64

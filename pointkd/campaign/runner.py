@@ -164,7 +164,9 @@ def evaluate_run(plan: Plan, spec: RunSpec, code: Path, checkpoint: str, points:
 
 def train_seconds(history: list[dict[str, Any]]) -> float:
     """Training time over all sittings of a run: each sitting's ``elapsed_s`` restarts from 0 on resume, so the
-    total is the sum of each sitting's last value (work lost at a stop, after the last checkpoint, is not counted)."""
+    total is the sum of each sitting's last value (work lost at a stop, after the last checkpoint, is not counted).
+    Time the process spent stopped (SIGSTOP) is not in ``elapsed_s`` (:mod:`pointkd.train.run_clock`) for runs
+    trained from a commit that has it; older runs' values include their pauses."""
     total, last = 0.0, 0.0
     for row in history:
         if row["elapsed_s"] < last:  # a resume

@@ -36,6 +36,7 @@ from .distributed import (
     wrap_for_training,
 )
 from .evaluate import evaluate
+from .run_clock import RunClock
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -135,7 +136,7 @@ class _Run:
     per_rank: int  # clouds per step on this rank
     progress: bool
     log: Callable[[str], None]
-    started: float = field(default_factory=time.perf_counter)
+    clock: RunClock = field(default_factory=RunClock)  # this sitting's time, stops (SIGSTOP) excluded
     epoch: int = 0
     batch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -182,12 +183,15 @@ def train(
         progress, log = False, lambda *_: None
     run = _set_up(cfg, Path(out_dir), data, resume, ctx, progress, log)
     final: dict[str, Any] = run.history[-1] if run.history else {}
-    while run.epoch < cfg.train.epochs:
-        final = _end_epoch(run, _train_epoch(run))
+    try:
+        while run.epoch < cfg.train.epochs:
+            final = _end_epoch(run, _train_epoch(run))
+    finally:
+        run.clock.close()
     if ctx.is_main:
         for figure in getattr(run.objective, "save_figures", lambda _: [])(run.out_dir):
             log(f"wrote {figure}")
-    return TrainResult(run.out_dir, run.best_oa, final, run.history, time.perf_counter() - run.started, run.model)
+    return TrainResult(run.out_dir, run.best_oa, final, run.history, run.clock.elapsed(), run.model)
 
 
 def _set_up(
@@ -245,7 +249,7 @@ def _set_up(
         (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     if ctx.distributed:
         log(f"distributed: {ctx.world_size} ranks x {per_rank} clouds per step ({ctx.device})")
-    run.started = time.perf_counter()
+    run.clock.start()
     return run
 
 
@@ -404,7 +408,8 @@ def _end_epoch(run: _Run, sums: _EpochSums) -> dict[str, Any]:
         "train_acc": correct / max(seen, 1),
         **{f"train_{k}": v / max(seen, 1) for k, v in zip(names, totals, strict=True)},
         "lr": sums.lr,
-        "elapsed_s": time.perf_counter() - run.started,
+        "elapsed_s": run.clock.elapsed(),
+        "paused_s": run.clock.paused_s,
     }
     if ctx.is_main and (run.epoch % t.eval_every == 0 or run.epoch == t.epochs):
         data = run.data
