@@ -203,6 +203,7 @@ def main() -> None:
     serve_args += ["--parse-workers", str(args.parse_workers)]
     serve_args += ["--raw-in-threads" if args.raw_in_threads else "--no-raw-in-threads"]
     serve_args += ["--loop", args.loop, "--http", args.http] + (["--keep-awake"] if args.keep_awake else [])
+    loop, http = server_stack(args.loop, args.http)
     server = start_server(args.artifact, port, *serve_args)
     base = f"http://127.0.0.1:{port}"
     model = (manifest.get("model") or {}).get("name") or args.artifact.name
@@ -245,8 +246,8 @@ def main() -> None:
             "parse_workers": args.parse_workers,
             "raw_in_threads": args.raw_in_threads,
             "keep_awake": args.keep_awake,
-            "loop": server_stack(args.loop, args.http)[0],
-            "http": server_stack(args.loop, args.http)[1],
+            "loop": loop,
+            "http": http,
         },
         "cloud_points_sent": int(clouds.shape[1]),
         "model_only": model_only,
@@ -274,9 +275,8 @@ def main() -> None:
         f"{report['cloud_points_sent']}-point test clouds. Server: {args.threads} ORT thread(s), micro-batches of "
         f"<= {args.max_batch} within {args.max_delay_ms} ms, ORT spinning {'off' if args.no_spin else 'on'}, "
         f"{args.parse_workers or 'no'} parse worker process(es)"
-        f"{', raw float32 bodies parsed in threads' if args.raw_in_threads and args.parse_workers else ''}, "
-        f"{', keep-awake spinners' if args.keep_awake else ''}, uvicorn on {report['server']['loop']} + "
-        f"{report['server']['http']}. "
+        f"{', raw float32 bodies parsed in threads' if args.raw_in_threads and args.parse_workers else ''}"
+        f"{', keep-awake spinners' if args.keep_awake else ''}, uvicorn on {loop} + {http}. "
         f"The model alone (batch 1, same threads, this run): p50 {model_only['p50_ms']:.2f} ms. "
         f"CPU: {report['cpu']} (client and server share it; busy cores before: {busy:.2f}).",
         "",

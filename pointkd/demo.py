@@ -292,6 +292,5 @@ def demo_report(record: dict[str, Any], bench_md: str) -> str:
 
 
 def _model_line(name: str, stage: dict[str, Any]) -> str:
-    default = "demo_teacher: best test OA" if name == "teacher" else "LSP paper student (LSP, RBF): best test OA"
     oa = "–" if stage.get("oa") is None else f"{stage['oa'] * 100:.2f} %"
-    return f"| {name} | {stage.get('label', default)} {oa} | {stage['seconds']:.0f} |"
+    return f"| {name} | {stage['label']} {oa} | {stage['seconds']:.0f} |"

@@ -53,6 +53,7 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     assert (report["server"]["loop"], report["server"]["http"]) == ("uvloop", "httptools")
     md = (tmp_path / "load_test.md").read_text()
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in md and "| v2-binary | closed | 3 |" in md
+    assert "raw float32 bodies parsed in threads, uvicorn on uvloop + httptools." in md and ", ," not in md
     assert set(report["goal"]["pooled_p99_ms"]) == {"binary", "json", "v2-binary"}
 
 
