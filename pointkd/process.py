@@ -8,9 +8,11 @@ once with ``LD_PRELOAD`` set. Opt out with ``POINTKD_JEMALLOC=0``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 JEMALLOC_CANDIDATES = (
@@ -76,6 +78,28 @@ def stop_on_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets ``signum`` when the process that started it
+    dies, however it dies (SIGKILL, a ``timeout``), so a benchmark's server never outlives the benchmark. Linux only
+    (``prctl(PR_SET_PDEATHSIG)``, kept across ``exec``); None elsewhere. The libc call is looked up here, before the
+    fork, so the child runs no Python imports before it execs."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        if prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signum)
+
+    return arm
 
 
 def cpu_model() -> str:

@@ -12,6 +12,8 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 
+from pointkd.process import exit_with_parent
+
 
 def server_stack(loop: str = "auto", http: str = "auto") -> tuple[str, str]:
     """The event loop and HTTP parser uvicorn runs for ``--loop`` / ``--http``: ``auto`` is uvloop and httptools
@@ -34,12 +36,13 @@ def start_server(
     artifact: str | os.PathLike, port: int, *serve_args: str, ready_timeout_s: float = 120.0, quiet: bool = False
 ) -> subprocess.Popen:
     """``pointkd serve ARTIFACT --port PORT *serve_args`` in its own session; returns once ``/v2/health/ready``
-    answers 200, raises RuntimeError if the server exits or is not ready in time."""
+    answers 200, raises RuntimeError if the server exits or is not ready in time. The server gets SIGTERM (a
+    graceful shutdown) if this process dies without calling :func:`stop_server`."""
     import httpx
 
     cmd = [sys.executable, "-m", "pointkd", "serve", str(Path(artifact)), "--port", str(port), *serve_args]
     out = subprocess.DEVNULL if quiet else None
-    server = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=out)
+    server = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=out, preexec_fn=exit_with_parent())
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         try:
