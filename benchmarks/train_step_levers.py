@@ -17,6 +17,7 @@ Output: ``benchmarks/results/<device-id>/train_step_levers.{json,md}``; the Mark
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -46,6 +47,13 @@ ROWS = (
     ("LSP, all centres", "lsp", "current", None),
     ("LSP, {centres} centres", "lsp", "current", "centres"),
 )
+# The same steps with every kNN graph (student's and teacher's) built by the fused kernel (knn backend "fused").
+FUSED_ROWS = (
+    ("teacher", "teacher", "fused kNN", None),
+    ("scratch student", "scratch", "fused kNN", None),
+    ("KD", "kd", "fused kNN", None),
+    ("LSP, {centres} centres", "lsp", "fused kNN", "centres"),
+)
 
 
 def worker(step: str, centres: int | None, opts: argparse.Namespace) -> dict[str, Any]:
@@ -71,12 +79,16 @@ def worker(step: str, centres: int | None, opts: argparse.Namespace) -> dict[str
         for i in range(total)
     ]
     torch.manual_seed(0)
-    model = create_model("dgcnn_teacher" if step == "teacher" else "dgcnn_student", num_classes=40)
+    backend = {"knn_backend": opts.knn_backend} if opts.knn_backend else {}
+    model = create_model("dgcnn_teacher" if step == "teacher" else "dgcnn_student", num_classes=40, **backend)
     model.train()
     objective = None
     if step not in ("teacher", "scratch"):
         settings = {"method": step, **({"lsp_centres": centres} if centres else {})}
-        objective = Distill(model_from_checkpoint(load_checkpoint(TEACHER)), model, DistillSection(**settings), 0.2)
+        teacher = model_from_checkpoint(load_checkpoint(TEACHER))
+        if opts.knn_backend:
+            teacher.config = dataclasses.replace(teacher.config, knn_backend=opts.knn_backend)
+        objective = Distill(teacher, model, DistillSection(**settings), 0.2)
     params = list(model.parameters()) + (list(objective.parameters()) if objective else [])
     optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
     times = []
@@ -95,13 +107,16 @@ def worker(step: str, centres: int | None, opts: argparse.Namespace) -> dict[str
     return {"ms_p50": statistics.median(times), "ms_min": min(times), "ms_max": max(times), "times_ms": times}
 
 
-def run_row(step: str, centres: int | None, code: Path, opts: argparse.Namespace) -> dict[str, Any]:
+def run_row(
+    step: str, centres: int | None, code: Path, opts: argparse.Namespace, knn_backend: str | None = None
+) -> dict[str, Any]:
     from pointkd.process import busy_cores, jemalloc_env
 
     env = jemalloc_env() or dict(os.environ)
     env.update(PYTHONPATH=str(code), OMP_NUM_THREADS=str(opts.threads))
     args = ["--worker", step, "--threads", str(opts.threads), "--steps", str(opts.steps), "--warmup", str(opts.warmup)]
     args += ["--points", str(opts.points)] + (["--centres", str(centres)] if centres else [])
+    args += ["--knn-backend", knn_backend] if knn_backend else []
     busy = busy_cores(0.5)
     proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -132,8 +147,12 @@ def markdown(host: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         if r["status"] != "ok":
             out.append(f"| {r['label']} | {r['code']} | {r['status']} | | |")
             continue
-        base = p50(r["label"], "baseline")
+        base, current = p50(r["label"], "baseline"), p50(r["label"], "current")
         ratio = f"{base / r['ms_p50']:.2f}x faster" if base and r["code"] == "current" else ""
+        if r["code"] == "fused kNN" and current:
+            ratio = f"{current / r['ms_p50']:.2f}x faster than current" + (
+                f", {base / r['ms_p50']:.2f}x than baseline" if base else ""
+            )
         out.append(
             f"| {r['label']} | {r['code']} | {r['ms_p50']:.0f} | {r['ms_min']:.0f}–{r['ms_max']:.0f} | {ratio} |"
         )
@@ -149,6 +168,15 @@ def markdown(host: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"- LSP step <= 2x a scratch-student step: {lsp_sub / scratch:.2f}x with {host['centres']} centres, "
             f"{lsp_all / scratch:.2f}x over all centres"
         )
+    fused_scratch, fused_lsp = p50("scratch student", "fused kNN"), p50(f"LSP, {host['centres']} centres", "fused kNN")
+    fused_teacher = p50("teacher", "fused kNN")
+    if teacher_b and fused_teacher:
+        out.append(f"- with the fused kNN: teacher step {teacher_b / fused_teacher:.2f}x faster than the baseline")
+    if fused_scratch and fused_lsp:
+        out.append(
+            f"- with the fused kNN: LSP step ({host['centres']} centres) {fused_lsp / fused_scratch:.2f}x a "
+            "scratch-student step"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -160,6 +188,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--fused", action="store_true", help="add rows with the fused kNN kernel (knn backend 'fused')")
+    p.add_argument("--knn-backend", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out-dir", type=Path, default=None, help="default: benchmarks/results/<device-id>/")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     opts = p.parse_args()
@@ -174,14 +204,19 @@ def main() -> int:
     host = {**info, "threads": opts.threads, "points": opts.points, "steps": opts.steps, "warmup": opts.warmup,
             "baseline": opts.baseline, "current": rev.stdout.strip(), "centres": opts.centres,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    if opts.fused:
+        from pointkd.export.knn_op.build import build_knn_c
+
+        build_knn_c()  # compiled here, once, not inside a timed worker
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "baseline"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), opts.baseline], check=True)
         try:
-            for label, step, code, centres in ROWS:
+            for label, step, code, centres in ROWS + (FUSED_ROWS if opts.fused else ()):
                 n = opts.centres if centres else None
-                row = run_row(step, n, base if code == "baseline" else REPO, opts)
+                fused = "fused" if code == "fused kNN" else None
+                row = run_row(step, n, base if code == "baseline" else REPO, opts, fused)
                 rows.append(
                     {"label": label.format(centres=opts.centres), "step": step, "code": code, "centres": n, **row}
                 )

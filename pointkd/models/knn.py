@@ -14,6 +14,8 @@ Two backends:
   differs from the negative squared distance only by a per-row constant, so ``topk`` over ``j`` picks the same
   neighbours. One batched matmul plus one ``topk``; ONNX exports it as MatMul + TopK with a constant ``k``.
 * ``"cluster"``: ``torch_cluster.knn`` (a KD-tree on the CPU), on every call.
+* ``"fused"``: one C++ kernel for the score and the top-k, never writing the ``[B, N, N]`` scores
+  (:mod:`pointkd.models.knn_fused`; CPU, built once per machine with its C++ compiler; not exportable).
 * ``"auto"`` (default): torch-cluster where it measured faster, dense elsewhere. ``benchmarks/knn_backends.py``
   (results in ``benchmarks/results/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of
   dense (1 x 1024: 4.0 vs 6.3 ms; 32 x 512: 41 vs 60 ms), in 64-d feature space 4.9-5.9x. So ``"auto"`` uses it
@@ -27,7 +29,7 @@ import functools
 import torch
 from torch import Tensor
 
-KNN_BACKENDS = ("auto", "dense", "cluster")
+KNN_BACKENDS = ("auto", "dense", "cluster", "fused")
 # Largest input dimension for which "auto" prefers torch-cluster (measured: faster at 3-d, slower at 64-d).
 CLUSTER_MAX_DIM = 8
 
@@ -82,6 +84,12 @@ def knn(x: Tensor, k: int, backend: str = "auto") -> Tensor:
         return knn_dense(x, k)
     if backend == "cluster":
         return knn_cluster(x, k)
+    if backend == "fused":
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return knn_dense(x, k)  # the exported graph is MatMul + TopK; pointkd compile fuses it for ONNX Runtime
+        from .knn_fused import knn_fused
+
+        return knn_fused(x, k)
     if backend != "auto":
         raise ValueError(f"unknown knn backend {backend!r}; choose from {KNN_BACKENDS}")
     use_cluster = (

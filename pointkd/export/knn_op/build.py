@@ -48,8 +48,10 @@ HEADERS = (
 )
 
 LIBRARY = "libpointkd_knn.so"
+C_LIBRARY = "libpointkd_knn_c.so"  # the kNN alone behind a C function (knn_c_api.cpp), no ONNX Runtime headers
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("knn_op.cpp", "gather_max.cpp", "kernel_generic.cpp")
+SOURCES = ("knn_op.cpp", "gather_max.cpp", "knn_dispatch.cpp", "kernel_generic.cpp")
+C_SOURCES = ("knn_c_api.cpp", "knn_dispatch.cpp", "kernel_generic.cpp")
 X86_SOURCES = {
     "kernel_avx2.cpp": ("-mavx2", "-mfma"),
     "kernel_avx512.cpp": ("-mavx512f", "-mavx512vl", "-mavx2", "-mfma"),
@@ -66,7 +68,7 @@ CXXFLAGS = (
     "-Wno-maybe-uninitialized",
     "-Wno-psabi",
 )
-BUILD_REVISION = 1  # bump when this script changes how the library is built
+BUILD_REVISION = 2  # bump when this script changes how the library is built
 
 
 def cache_root() -> Path:
@@ -151,24 +153,24 @@ def find_compiler(compiler: str | None = None) -> str:
     )
 
 
-def _sources() -> dict[str, tuple[str, ...]]:
+def _sources(names: tuple[str, ...] = SOURCES) -> dict[str, tuple[str, ...]]:
     """Translation unit -> its extra flags, for this machine's architecture."""
-    units = {name: () for name in SOURCES}
+    units = {name: () for name in names}
     if platform.machine().lower() in ("x86_64", "amd64"):
         units.update(X86_SOURCES)
     return units
 
 
-def build_key(compiler: str, headers: Path) -> str:
+def build_key(compiler: str, headers: Path | None, sources: tuple[str, ...] = SOURCES) -> str:
     """Hash of everything the library depends on: sources, headers, compiler version, flags, this script."""
     digest = hashlib.sha256(f"revision {BUILD_REVISION}\n".encode())
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     digest.update(version.encode())
-    digest.update(repr((CXXFLAGS, sorted(_sources().items()), platform.machine())).encode())
+    digest.update(repr((CXXFLAGS, sorted(_sources(sources).items()), platform.machine())).encode())
     for path in sorted(CSRC.iterdir()):
         if path.suffix in (".h", ".cpp"):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for name in HEADERS:
+    for name in HEADERS if headers is not None else ():
         digest.update(name.encode() + b"\0" + (headers / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -179,25 +181,37 @@ def build_knn_op(compiler: str | None = None, cache: Path | None = None, verbose
     Raises :class:`KnnOpUnavailable` when there is no compiler, no headers, or the compile fails. The library is
     written to a temporary folder and renamed into ``<cache>/knn_op/<key>/`` only when complete."""
     cxx = find_compiler(compiler)
-    headers = ort_headers(cache)
-    key = build_key(cxx, headers)
+    return _build(cxx, ort_headers(cache), SOURCES, LIBRARY, cache, verbose)
+
+
+def build_knn_c(compiler: str | None = None, cache: Path | None = None, verbose: bool = False) -> Path:
+    """Path of ``libpointkd_knn_c.so`` (the fused kNN as the C function ``pointkd_knn_topk``), compiled on the
+    first call, looked up after. Needs only a C++ compiler (no ONNX Runtime headers); :class:`KnnOpUnavailable`
+    without one or when the compile fails."""
+    return _build(find_compiler(compiler), None, C_SOURCES, C_LIBRARY, cache, verbose)
+
+
+def _build(
+    cxx: str, headers: Path | None, sources: tuple[str, ...], name: str, cache: Path | None, verbose: bool
+) -> Path:
+    key = build_key(cxx, headers, sources)
     out_dir = (cache or cache_root()) / "knn_op" / key
-    library = out_dir / LIBRARY
+    library = out_dir / name
     if library.is_file():
         return library
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    include = ["-I", str(headers)] if headers is not None else []
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
         objects = []
-        for source, flags in _sources().items():
+        for source, flags in _sources(sources).items():
             obj = Path(tmp) / (Path(source).stem + ".o")
-            cmd = [cxx, *CXXFLAGS, *flags, "-I", str(headers), "-c", str(CSRC / source), "-o", str(obj)]
-            _run(cmd, verbose)
+            _run([cxx, *CXXFLAGS, *flags, *include, "-c", str(CSRC / source), "-o", str(obj)], verbose)
             objects.append(str(obj))
-        staged = Path(tmp) / LIBRARY
-        _run([cxx, "-shared", "-o", str(staged), *objects, "-Wl,--no-undefined"], verbose)
+        staged = Path(tmp) / name
+        _run([cxx, "-shared", "-o", str(staged), *objects, "-pthread", "-Wl,--no-undefined"], verbose)
         final = Path(tmp) / "done"
         final.mkdir()
-        staged.replace(final / LIBRARY)
+        staged.replace(final / name)
         try:
             final.replace(out_dir)
         except OSError:  # another process finished the same build first
