@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -101,3 +103,41 @@ def test_an_unknown_instruction_set_is_an_error(monkeypatch):
     monkeypatch.setenv("POINTKD_KNN_ISA", "sse9")
     with pytest.raises(RuntimeError, match="POINTKD_KNN_ISA"):
         knn_fused_mod.knn_fused(torch.randn(1, 8, 3), 2)
+
+
+@pytest.fixture
+def fresh_auto_choice():
+    knn_mod = importlib.import_module("pointkd.models.knn")  # the module (the package's ``knn`` is the function)
+    knn_mod.fused_knn_ready.cache_clear()
+    yield knn_mod
+    knn_mod.fused_knn_ready.cache_clear()
+
+
+def test_auto_uses_the_fused_kernel_on_cpu_float32(fresh_auto_choice, monkeypatch):
+    monkeypatch.setattr(fresh_auto_choice, "torch_cluster_available", lambda: False)
+    calls = []
+    real = knn_fused_mod.knn_fused
+    monkeypatch.setattr(knn_fused_mod, "knn_fused", lambda x, k: calls.append(k) or real(x, k))
+    x = torch.randn(2, 64, 16, generator=torch.Generator().manual_seed(6))
+    got = knn(x, 5, "auto")
+    assert calls == [5] and torch.equal(got, real(x, 5))
+    knn(x.double(), 5, "auto")  # float64: dense, the fused kernel is float32
+    assert calls == [5]
+
+
+def test_auto_falls_back_to_dense_when_opted_out_or_unbuildable(fresh_auto_choice, monkeypatch):
+    monkeypatch.setattr(fresh_auto_choice, "torch_cluster_available", lambda: False)
+    x = torch.randn(1, 40, 8, generator=torch.Generator().manual_seed(7))
+    monkeypatch.setenv("POINTKD_KNN_FUSED", "0")
+    assert not fresh_auto_choice.fused_knn_ready()
+    assert torch.equal(knn(x, 4, "auto"), knn_dense(x, 4))
+    fresh_auto_choice.fused_knn_ready.cache_clear()
+    monkeypatch.delenv("POINTKD_KNN_FUSED")
+
+    def unbuildable():
+        raise KnnOpUnavailable("no C++ compiler")
+
+    monkeypatch.setattr(knn_fused_mod, "_kernel", unbuildable)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler"):
+        assert not fresh_auto_choice.fused_knn_ready()
+    assert torch.equal(knn(x, 4, "auto"), knn_dense(x, 4))

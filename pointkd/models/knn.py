@@ -4,7 +4,7 @@ For points ``x`` of shape ``[B, N, C]`` the kNN graph is an index tensor ``idx``
 ``idx[b, i]`` holds the ``k`` points nearest to ``x[b, i]`` in Euclidean distance, the point itself included
 (distance 0), as in DGCNN.
 
-Two backends:
+The backends:
 
 * ``"dense"`` (default, exportable): the ranking score
 
@@ -16,15 +16,20 @@ Two backends:
 * ``"cluster"``: ``torch_cluster.knn`` (a KD-tree on the CPU), on every call.
 * ``"fused"``: one C++ kernel for the score and the top-k, never writing the ``[B, N, N]`` scores
   (:mod:`pointkd.models.knn_fused`; CPU, built once per machine with its C++ compiler; not exportable).
-* ``"auto"`` (default): torch-cluster where it measured faster, dense elsewhere. ``benchmarks/knn_backends.py``
-  (results in ``benchmarks/results/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of
-  dense (1 x 1024: 4.0 vs 6.3 ms; 32 x 512: 41 vs 60 ms), in 64-d feature space 4.9-5.9x. So ``"auto"`` uses it
-  for inputs of at most ``CLUSTER_MAX_DIM`` dimensions, when it is installed and not while exporting.
+* ``"auto"`` (default): torch-cluster where it measured faster, else fused where it can be built, else dense;
+  dense whenever the graph is being exported, traced or compiled. ``benchmarks/knn_backends.py`` (results in
+  ``benchmarks/results/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of dense
+  (1 x 1024: 4.0 vs 6.3 ms; 32 x 512: 41 vs 60 ms), in 64-d feature space 4.9-5.9x, so ``"auto"`` uses it for
+  inputs of at most ``CLUSTER_MAX_DIM`` dimensions when it is installed. The fused kernel made whole training
+  steps 1.35-1.51x faster than dense (``benchmarks/results/amd-epyc-2c/train_step_levers.md``).
+  ``POINTKD_KNN_FUSED=0`` keeps ``"auto"`` off it.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 
 import torch
 from torch import Tensor
@@ -85,20 +90,43 @@ def knn(x: Tensor, k: int, backend: str = "auto") -> Tensor:
     if backend == "cluster":
         return knn_cluster(x, k)
     if backend == "fused":
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if _exporting():
             return knn_dense(x, k)  # the exported graph is MatMul + TopK; pointkd compile fuses it for ONNX Runtime
         from .knn_fused import knn_fused
 
         return knn_fused(x, k)
     if backend != "auto":
         raise ValueError(f"unknown knn backend {backend!r}; choose from {KNN_BACKENDS}")
-    use_cluster = (
-        x.shape[-1] <= CLUSTER_MAX_DIM
-        and not torch.jit.is_tracing()
-        and not torch.onnx.is_in_onnx_export()
-        and torch_cluster_available()
-    )
-    return knn_cluster(x, k) if use_cluster else knn_dense(x, k)
+    if _exporting() or x.device.type != "cpu" or x.dtype != torch.float32:
+        return knn_dense(x, k)
+    if x.shape[-1] <= CLUSTER_MAX_DIM and torch_cluster_available():
+        return knn_cluster(x, k)
+    if fused_knn_ready():
+        from .knn_fused import knn_fused
+
+        return knn_fused(x, k)
+    return knn_dense(x, k)
+
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
+@functools.cache
+def fused_knn_ready() -> bool:
+    """Whether ``"auto"`` may use the fused kernel: not opted out (``POINTKD_KNN_FUSED=0``) and built or buildable
+    here (the first call may compile it, tens of seconds, once per machine). Without a compiler it says why once."""
+    if os.environ.get("POINTKD_KNN_FUSED", "1") == "0":
+        return False
+    from ..runtime.errors import KnnOpUnavailable
+    from .knn_fused import _kernel
+
+    try:
+        _kernel()
+    except KnnOpUnavailable as err:
+        warnings.warn(f"kNN: the fused kernel is unavailable ({err}); using the dense backend", stacklevel=2)
+        return False
+    return True
 
 
 def _check(x: Tensor, k: int) -> None:
