@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -200,6 +201,7 @@ def _build(
     if library.is_file():
         return library
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    print(f"pointkd: compiling {name} with {cxx}, once per machine (about a minute)", file=sys.stderr, flush=True)
     include = ["-I", str(headers)] if headers is not None else []
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
         objects = []
