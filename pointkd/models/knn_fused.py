@@ -29,7 +29,7 @@ import functools
 import torch
 from torch import Tensor
 
-from ..runtime.errors import KnnOpUnavailable
+from .knn import _check
 
 
 @functools.cache
@@ -44,23 +44,11 @@ def _kernel() -> ctypes._CFuncPtr:
     return fn
 
 
-def fused_knn_available() -> bool:
-    """Whether the fused kernel is built or can be built here (the first call may compile it: tens of seconds)."""
-    try:
-        _kernel()
-    except KnnOpUnavailable:
-        return False
-    return True
-
-
 def knn_fused(x: Tensor, k: int) -> Tensor:
     """kNN graph ``[B, N, k]`` (int64, nearest first) of CPU points ``x`` ``[B, N, C]``; see the module docstring.
     :class:`KnnOpUnavailable` where the kernel cannot be built (no C++ compiler)."""
-    if x.dim() != 3:
-        raise ValueError(f"expected points [B, N, C], got shape {tuple(x.shape)}")
+    _check(x, k)
     b, n, c = x.shape
-    if not 1 <= k <= n:
-        raise ValueError(f"k={k} needs 1 <= k <= number of points ({n})")
     if x.device.type != "cpu":
         raise ValueError(f"the fused kNN runs on the CPU, got a tensor on {x.device}")
     fn = _kernel()
