@@ -1,7 +1,8 @@
 """GPU check: the teacher and both students on an NVIDIA GPU in every runtime that imports, and a training step.
 
-One prepared script for a machine lent for minutes: it runs ``benchmarks/checkpoints/{teacher_long, student_lsp_long,
-student_fast_lsp}.pt`` at batch 1 (p50/p95/p99) and batch 32 (clouds/s) as
+One prepared script for a machine lent for minutes: it runs ``benchmarks/checkpoints/{teacher_tail1024,
+student_lsp_long2, student_fast_lsp}.pt`` (the shipped teacher at its 1024 points, the shipped and the latency-aware
+students at 512) at batch 1 (p50/p95/p99) and batch 32 (clouds/s) as
 
 * ``torch-cuda``: the torch-cuda artifact's model (:mod:`pointkd.runtime.torch_runner`), eagerly;
 * ``torch-cuda-graphs``: the same model replayed from a CUDA graph captured per batch size;
@@ -20,8 +21,9 @@ Needs only Python >= 3.10, torch (a CUDA build), numpy and pyyaml: everything el
 needs it (a missing tqdm gets a silent stand-in; a missing matplotlib skips the PNG). No network. Under 8 minutes
 on a bare machine: rows are skipped, with that reason, once ``--budget-s`` (default 420 s) is spent.
 
-Test data: the machine has no ModelNet40, so carry the test split (15 MB at 512 points). Make it here with
-``python benchmarks/gpu_check.py --save-test-split .gpu_data/modelnet40_test_512.npz``; the check then finds it
+Test data: the machine has no ModelNet40, so carry the test split (30 MB at 1024 points; each model takes the
+same fixed subset of it that compile and bench take). Make it here with
+``python benchmarks/gpu_check.py --save-test-split .gpu_data/modelnet40_test_1024.npz``; the check then finds it
 there (or pass ``--data``). Without it, the rows are timed on random unit-sphere clouds and validated by agreement
 with the reference only.
 
@@ -53,10 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CHECKPOINTS = ("teacher_long", "student_lsp_long", "student_fast_lsp")
-TRAIN_MODELS = ("teacher_long", "student_lsp_long")
+CHECKPOINTS = ("teacher_tail1024", "student_lsp_long2", "student_fast_lsp")
+TRAIN_MODELS = ("teacher_tail1024", "student_lsp_long2")
 FORMATS = ("torch-cuda", "torch-cuda-graphs", "torch-cuda-compile", "onnx-cuda", "trt-fp16")
-DEFAULT_DATA = ROOT / ".gpu_data" / "modelnet40_test_512.npz"
+DEFAULT_DATA = ROOT / ".gpu_data" / "modelnet40_test_1024.npz"
 MIN_AGREEMENT = 0.98  # top-1 agreement with the reference; fp32 kNN ties flip a few clouds, fp16 a few more
 OA_TOLERANCE = {"trt-fp16": 0.01}  # OA points (as a fraction) a row may differ from the reference; default below
 DEFAULT_OA_TOLERANCE = 0.005
@@ -79,7 +81,8 @@ class Settings:
     budget_s: float = 420.0
 
 
-DRY = Settings(points=32, clouds=8, random_clouds=8, timing_clouds=2, repeats=10, warmup=1, max_seconds=0.2)
+# 48 points: the shipped teacher's k is 40
+DRY = Settings(points=48, clouds=8, random_clouds=8, timing_clouds=2, repeats=10, warmup=1, max_seconds=0.2)
 DRY = replace(DRY, batch_size=4, train_batch=4, train_steps=2, train_warmup=0)
 
 
@@ -127,7 +130,7 @@ class Budget:
 # ------------------------------------------------------------------------------------------------------ data
 
 
-def save_test_split(source: str | None, path: Path, points: int = 512) -> Path:
+def save_test_split(source: str | None, path: Path, points: int = 1024) -> Path:
     """Write the test split (``points`` per cloud, the same subset compile and bench use) as a small npz."""
     import numpy as np
 

@@ -22,7 +22,7 @@ from pointkd.data.resample import normalize_unit_sphere
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
-CHECKPOINTS = ("teacher_long", "student_lsp_long", "student_fast_lsp")
+CHECKPOINTS = ("teacher_tail1024", "student_lsp_long2", "student_fast_lsp")
 # Hides every package but torch, numpy and pyyaml (and the standard library) from the script's interpreter.
 BARE = """
 import importlib.abc, importlib.util, runpy, sys
@@ -52,7 +52,7 @@ def _gpu_check(monkeypatch):
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gpu_check")
-    classes = list(load_checkpoint(ROOT / "benchmarks" / "checkpoints" / "student_lsp_long.pt")["classes"])
+    classes = list(load_checkpoint(ROOT / "benchmarks" / "checkpoints" / "student_lsp_long2.pt")["classes"])
     rng = np.random.default_rng(1)
     clouds = normalize_unit_sphere(rng.normal(size=(6, 64, 3)).astype(np.float32))
     labels = rng.integers(0, len(classes), 6)
@@ -75,10 +75,10 @@ def test_dry_run_rows_match_an_independent_evaluation(dry_run):
     for name in CHECKPOINTS:
         model = model_from_checkpoint(ROOT / "benchmarks" / "checkpoints" / f"{name}.pt")
         with torch.no_grad():
-            pred = model(fixed_subset(torch.from_numpy(clouds), 32)).argmax(1).numpy()
+            pred = model(fixed_subset(torch.from_numpy(clouds), 48)).argmax(1).numpy()
         row = by[(name, "torch-cuda")]
         assert row.status == "ok", row.reason
-        assert row.oa == pytest.approx(float((pred == labels).mean())) and row.points == 32
+        assert row.oa == pytest.approx(float((pred == labels).mean())) and row.points == 48
         assert "top-1 agreement with the torch reference 100.00 %" in row.reason
         assert 0 < row.p50_ms <= row.p95_ms and row.clouds_per_s > 0 and row.threads is None
         assert row.params == model.num_parameters and row.model_name == model_name(name)
@@ -98,7 +98,7 @@ def test_dry_run_times_training_steps_and_copies_to_out(dry_run):
     folder, tmp, _, _ = dry_run
     train = json.loads((folder / "train_step.json").read_text())["rows"]
     assert [(r["model"], r["edgeconv"]) for r in train] == [
-        (m, impl) for m in ("teacher_long", "student_lsp_long") for impl in ("fast", "naive")
+        (m, impl) for m in ("teacher_tail1024", "student_lsp_long2") for impl in ("fast", "naive")
     ]
     for r in train:
         assert r["status"] == "ok" and r["ms_p10"] <= r["ms_p50"] <= r["ms_p90"] and r["batch"] == 4
@@ -107,7 +107,8 @@ def test_dry_run_times_training_steps_and_copies_to_out(dry_run):
     names = {"bench.json", "bench.md", "train_step.json", "train_step.md"}  # no PNG: matplotlib was hidden
     assert {p.name for p in copied.iterdir()} == names == {p.name for p in folder.iterdir()}
     md = (copied / "bench.md").read_text()
-    assert "every row in one process (benchmarks/gpu_check.py) on cpu" in md and "| teacher_long | torch-cuda |" in md
+    assert "every row in one process (benchmarks/gpu_check.py) on cpu" in md
+    assert "| teacher_tail1024 | torch-cuda |" in md
 
 
 def test_verdict_and_data_fallback(tmp_path, monkeypatch):
