@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,8 +88,13 @@ def exit_with_parent(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets ``signum`` when the process that started it
     dies, however it dies (SIGKILL, a ``timeout``), so a benchmark's server never outlives the benchmark. Linux only
     (``prctl(PR_SET_PDEATHSIG)``, kept across ``exec``); None elsewhere. The libc call is looked up here, before the
-    fork, so the child runs no Python imports before it execs."""
+    fork, so the child runs no Python imports before it execs.
+
+    Linux sends the signal when the *thread* that forked the child ends, not the process: off the main thread the
+    child would be signalled as soon as that thread returns, so there this returns None too (no hook)."""
     if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()

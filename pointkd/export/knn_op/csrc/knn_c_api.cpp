@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -14,19 +15,35 @@
 namespace pointkd {
 namespace {
 
-// Runs task(i) for i in [0, count) on `threads` threads (the caller's among them).
+// Runs task(i) for i in [0, count) on up to `threads` threads (the caller's among them). A helper thread that cannot
+// be started leaves its share to the others; an exception in a task stops the loop and is rethrown here after every
+// thread has been joined (never std::terminate from a joinable thread or an exception escaping one).
 template <class F>
 void parallel_for(int64_t count, int threads, F&& task) {
   std::atomic<int64_t> next{0};
-  auto work = [&] {
-    for (int64_t i = next++; i < count; i = next++) task(i);
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&]() noexcept {
+    try {
+      for (int64_t i = next++; i < count; i = next++) task(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next = count;
+    }
   };
   const int helpers = static_cast<int>(std::min<int64_t>(std::max(threads, 1), count)) - 1;
   std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(std::max(helpers, 0)));
-  for (int t = 0; t < helpers; ++t) pool.emplace_back(work);
+  for (int t = 0; t < helpers; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::exception&) {
+      break;
+    }
+  }
   work();
   for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 void run(KnnProblem& p, int threads) {
