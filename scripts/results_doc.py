@@ -229,9 +229,53 @@ def section_campaign(root: Path) -> list[str]:
     header = ["method", "model", "seeds", "OA 1024", "mAcc 1024", "OA 512", "paper OA", "paper mAcc", "Δ OA vs paper"]
     lines += table(header, rows, "lllrrrrrr")
     lines += ["", source(rel), ""]
+    lines += section_campaign_pairs(groups, paper_student)
     lines += section_campaign_runs(root)
     lines += section_other_campaigns(root)
     return lines
+
+
+def seed_deltas(runs: list[dict], baseline: dict[int, dict], key: str) -> list[tuple[int, float]]:
+    """``(seed, OA points over the baseline run of the same seed)`` for each seed both have."""
+    out = []
+    for r in sorted(runs, key=lambda r: r.get("seed") or 0):
+        b = baseline.get(r.get("seed"))
+        if b is not None and r.get(key) is not None and b.get(key) is not None:
+            out.append((r["seed"], (r[key] - b[key]) * 100))
+    return out
+
+
+def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: str) -> list[str]:
+    """Each method minus scratch, seed by seed (the same seed draws the same initialisation and batches)."""
+    baseline = {r.get("seed"): r for r in groups.get(("scratch", student), [])}
+    rows = []
+    for (label, model), runs in groups.items():
+        if model != student or label == "scratch":
+            continue
+        d1024, d512 = seed_deltas(runs, baseline, "oa_1024"), seed_deltas(runs, baseline, "oa_512")
+        if not d1024:
+            continue
+        at_512 = dict(d512)
+        per_seed = "; ".join(f"s{seed}: {signed(d)} / {signed(at_512.get(seed))}" for seed, d in d1024)
+        rows.append(
+            [
+                label,
+                len(d1024),
+                per_seed,
+                signed(statistics.mean(d for _, d in d1024)),
+                signed(statistics.mean(d for _, d in d512)) if d512 else "–",
+            ]
+        )
+    if not rows:
+        return []
+    lines = [
+        "### Paired by seed: each method minus scratch",
+        "",
+        "OA points over the scratch student of the same seed, at 1024 / 512 test points.",
+        "",
+    ]
+    lines += table(["method", "pairs", "per seed (1024 / 512)", "mean Δ 1024", "mean Δ 512"], rows, "lrlrr")
+    return [*lines, ""]
 
 
 def section_other_campaigns(root: Path) -> list[str]:

@@ -110,3 +110,20 @@ def test_untracked_result_files_are_named_not_silently_left_out(tmp_path):
     assert doc.untracked_results(tmp_path) == ["benchmarks/results/campaign/run.json"]
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     assert doc.untracked_results(tmp_path) == []
+
+
+def test_paired_table_subtracts_the_scratch_run_of_the_same_seed_only():
+    doc = results_doc()
+    runs = [
+        {"name": "scratch-s1", "seed": 1, "student": "s", "oa_1024": 0.80, "oa_512": 0.81},
+        {"name": "scratch-s2", "seed": 2, "student": "s", "oa_1024": 0.70, "oa_512": 0.71},
+        {"name": "lsp-s1", "seed": 1, "student": "s", "oa_1024": 0.815, "oa_512": 0.80},
+        {"name": "lsp-s2", "seed": 2, "student": "s", "oa_1024": 0.73},  # no 512 figure
+        {"name": "lsp-s3", "seed": 3, "student": "s", "oa_1024": 0.99, "oa_512": 0.99},  # no scratch-s3: unpaired
+        {"name": "kd-s4", "seed": 4, "student": "s", "oa_1024": 0.5},  # no pair at all: no row
+        {"name": "lsp-s1", "seed": 1, "student": "other", "oa_1024": 0.1},  # another student: not compared
+    ]
+    lines = doc.section_campaign_pairs(doc.campaign_groups({"runs": runs}), "s")
+    rows = [line for line in lines if line.startswith("| lsp") or line.startswith("| kd")]
+    assert rows == ["| lsp | 2 | s1: +1.50 / -1.00; s2: +3.00 / – | +2.25 | -1.00 |"]
+    assert doc.section_campaign_pairs(doc.campaign_groups({"runs": runs[2:]}), "s") == []  # no scratch runs
