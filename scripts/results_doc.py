@@ -1025,7 +1025,9 @@ def headline(root: Path) -> list[str]:
     if d:
         rows = {(r["model"], r["format"], r.get("threads")): r for r in d.get("rows", []) if r.get("status") == "ok"}
         # the shipped campaign student, else (an older report) the CPU-budget one
-        campaign = ("student_lsp_long2", "student_lsp_long")
+        from pointkd.demo import SHIPPED
+
+        campaign = (Path(SHIPPED["student"]).stem, "student_lsp_long")  # the shipped one, then its predecessor
         label = next((m for m in (*campaign, "student_lsp") if (m, "onnx", 2) in rows), "student_lsp")
         fp, q = rows.get((label, "onnx", 2)), rows.get((label, "onnx-int8", 2))
         what = "the shipped LSP paper student" if label in campaign else "the LSP paper student"
