@@ -1,8 +1,9 @@
 """GPU check: the teacher and both students on an NVIDIA GPU in every runtime that imports, and a training step.
 
-One prepared script for a machine lent for minutes: it runs ``benchmarks/checkpoints/{teacher_tail1024,
-student_lsp_long2, student_fast_lsp}.pt`` (the shipped teacher at its 1024 points, the shipped and the latency-aware
-students at 512) at batch 1 (p50/p95/p99) and batch 32 (clouds/s) as
+One prepared script for a machine lent for minutes: it runs the shipped teacher and LSP student
+(:data:`pointkd.demo.SHIPPED`, the one list of shipped models) and ``benchmarks/checkpoints/student_fast_lsp.pt``
+(the latency-aware student), each at the point count it was trained at, at batch 1 (p50/p95/p99) and batch 32
+(clouds/s) as
 
 * ``torch-cuda``: the torch-cuda artifact's model (:mod:`pointkd.runtime.torch_runner`), eagerly;
 * ``torch-cuda-graphs``: the same model replayed from a CUDA graph captured per batch size;
@@ -55,8 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CHECKPOINTS = ("teacher_tail1024", "student_lsp_long2", "student_fast_lsp")
-TRAIN_MODELS = ("teacher_tail1024", "student_lsp_long2")
+from pointkd.demo import SHIPPED  # noqa: E402 (after ROOT joins sys.path; pointkd.demo imports only numpy)
+
+TRAIN_MODELS = tuple(Path(SHIPPED[role]).stem for role in ("teacher", "student"))
+CHECKPOINTS = (*TRAIN_MODELS, "student_fast_lsp")
 FORMATS = ("torch-cuda", "torch-cuda-graphs", "torch-cuda-compile", "onnx-cuda", "trt-fp16")
 DEFAULT_DATA = ROOT / ".gpu_data" / "modelnet40_test_1024.npz"
 MIN_AGREEMENT = 0.98  # top-1 agreement with the reference; fp32 kNN ties flip a few clouds, fp16 a few more
