@@ -235,6 +235,15 @@ def section_campaign(root: Path) -> list[str]:
     return lines
 
 
+def mean_delta(deltas: list[tuple[int, float]]) -> str:
+    """The mean per-seed difference, with the sample standard deviation of the differences when there are several."""
+    if not deltas:
+        return "–"
+    values = [d for _, d in deltas]
+    spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return signed(statistics.mean(values)) + spread
+
+
 def seed_deltas(runs: list[dict], baseline: dict[int, dict], key: str) -> list[tuple[int, float]]:
     """``(seed, OA points over the baseline run of the same seed)`` for each seed both have."""
     out = []
@@ -262,8 +271,8 @@ def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: s
                 label,
                 len(d1024),
                 per_seed,
-                signed(statistics.mean(d for _, d in d1024)),
-                signed(statistics.mean(d for _, d in d512)) if d512 else "–",
+                mean_delta(d1024),
+                mean_delta(d512),
             ]
         )
     if not rows:
@@ -271,7 +280,8 @@ def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: s
     lines = [
         "### Paired by seed: each method minus scratch",
         "",
-        "OA points over the scratch student of the same seed, at 1024 / 512 test points.",
+        "OA points over the scratch student of the same seed, at 1024 / 512 test points; the means carry the sample",
+        "standard deviation of the per-seed differences (the seed-to-seed noise a target such as +1.0 must clear).",
         "",
     ]
     lines += table(["method", "pairs", "per seed (1024 / 512)", "mean Δ 1024", "mean Δ 512"], rows, "lrlrr")

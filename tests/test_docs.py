@@ -125,5 +125,5 @@ def test_paired_table_subtracts_the_scratch_run_of_the_same_seed_only():
     ]
     lines = doc.section_campaign_pairs(doc.campaign_groups({"runs": runs}), "s")
     rows = [line for line in lines if line.startswith("| lsp") or line.startswith("| kd")]
-    assert rows == ["| lsp | 2 | s1: +1.50 / -1.00; s2: +3.00 / – | +2.25 | -1.00 |"]
+    assert rows == ["| lsp | 2 | s1: +1.50 / -1.00; s2: +3.00 / – | +2.25 ± 1.06 | -1.00 |"]
     assert doc.section_campaign_pairs(doc.campaign_groups({"runs": runs[2:]}), "s") == []  # no scratch runs
