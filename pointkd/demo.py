@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 STAGES = ("teacher", "student", "compile", "bench", "serve")
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoints"
-SHIPPED = {"teacher": "teacher_tail1024.pt", "student": "student_lsp_long2.pt"}  # campaign plan modelnet40_long
+SHIPPED = {"teacher": "teacher_tail1024.pt", "student": "student_lsp_tail1024.pt"}  # campaign plan modelnet40_long
 
 
 def demo_data_source(data: str | None) -> str:

@@ -127,3 +127,34 @@ def test_paired_table_subtracts_the_scratch_run_of_the_same_seed_only():
     rows = [line for line in lines if line.startswith("| lsp") or line.startswith("| kd")]
     assert rows == ["| lsp | 2 | s1: +1.50 / -1.00; s2: +3.00 / – | +2.25 ± 1.06 | -1.00 |"]
     assert doc.section_campaign_pairs(doc.campaign_groups({"runs": runs[2:]}), "s") == []  # no scratch runs
+
+
+def test_server_headline_shows_each_point_counts_best_load_test_and_names_the_shipped_student(tmp_path):
+    from pointkd.demo import SHIPPED
+
+    doc = results_doc()
+    shipped = Path(SHIPPED["student"]).stem
+    tests = [("a", "student_old", 512, 7.0), ("b", "student_old", 512, 9.0), ("c", shipped, 1024, 12.0)]
+    for folder, model, points, p99 in tests:
+        path = tmp_path / "benchmarks" / "results" / "dev" / f"load_test_student_{folder}" / "load_test.json"
+        path.parent.mkdir(parents=True)
+        d = {
+            "artifact": f"artifacts/{model}-{points}-onnx-fused",
+            "model": "dgcnn_student",
+            "format": "onnx-fused",
+            "num_points": points,
+            "server": {"threads": 2},
+            "model_only": {"p50_ms": 1.0},
+            "goal": {"pooled_p99_ms": {"binary": p99}, "open_loop_requests": 3000, "met": p99 <= 10},
+            "rows": [{"payload": "binary", "errors": 0}],
+        }
+        path.write_text(json.dumps(d))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    assert doc.served_model({"artifact": f"x/{shipped}-1024-onnx-fused", "num_points": 1024}) == shipped
+    [line] = [line for line in doc.headline(tmp_path) if line.startswith("- **Server**")]
+    assert "student_old onnx-fused at 512 points, 2 thread(s): p99 7.00 ms" in line and "goal met" in line
+    assert f"the shipped {shipped} onnx-fused at 1024 points, 2 thread(s): p99 12.00 ms" in line
+    assert "goal missed" in line and line.endswith(
+        "1 other student load test(s) here, other settings or days: p99 9.00–9.00 ms."
+    )
