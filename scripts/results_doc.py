@@ -1032,6 +1032,7 @@ def headline(root: Path) -> list[str]:
     """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
     from pointkd.demo import SHIPPED
 
+    shipped_student = Path(SHIPPED["student"]).stem
     out = []
     s = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json")
     if s and s.get("teacher"):
@@ -1067,7 +1068,7 @@ def headline(root: Path) -> list[str]:
     if d:
         rows = {(r["model"], r["format"], r.get("threads")): r for r in d.get("rows", []) if r.get("status") == "ok"}
         # the shipped campaign student, else (an older report) the CPU-budget one
-        campaign = (Path(SHIPPED["student"]).stem, "student_lsp_long")  # the shipped one, then its predecessor
+        campaign = (shipped_student, "student_lsp_long")  # the shipped one, then its predecessor
         label = next((m for m in (*campaign, "student_lsp") if (m, "onnx", 2) in rows), "student_lsp")
         fp, q = rows.get((label, "onnx", 2)), rows.get((label, "onnx-int8", 2))
         what = "the shipped LSP paper student" if label in campaign else "the LSP paper student"
@@ -1085,7 +1086,7 @@ def headline(root: Path) -> list[str]:
         best.setdefault(d.get("num_points"), d)
     if best:
         shown = [best[n] for n in sorted(best, key=lambda n: n or 0)]
-        clauses = "; ".join(server_clause(d, Path(SHIPPED["student"]).stem) for d in shown)
+        clauses = "; ".join(server_clause(d, shipped_student) for d in shown)
         others = [t for t in student_tests if all(t is not d for d in shown)]
         out.append(
             "- **Server** (`pointkd serve`, 50 requests/s of binary bodies, client on the same 2 cores, goal p99 ≤ "
