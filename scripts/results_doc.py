@@ -804,7 +804,8 @@ def section_serve_tuning(root: Path) -> list[str]:
         ]
         rows = [
             [
-                r["format"],
+                f"`{r.get('artifact', '?')}`",
+                pct(r.get("oa")),
                 r["threads"],
                 "on" if r["spin"] else "off",
                 "on" if r.get("keep_awake") else "off",
@@ -820,9 +821,9 @@ def section_serve_tuning(root: Path) -> list[str]:
             ]
             for r in d.get("rows", [])
         ]
-        header = ["format", "threads", "spin", "keep awake", "stack", "parse workers", "requests", "errors", "p50 ms"]
-        header += ["p99 ms", "worst round p99", "CPU main ms", "CPU workers ms"]
-        lines += [*table(header, rows, "lrlllrrrrrrrr"), "", source(rel), ""]
+        header = ["artifact", "OA %", "threads", "spin", "keep awake", "stack", "parse workers", "requests", "errors"]
+        header += ["p50 ms", "p99 ms", "worst round p99", "CPU main ms", "CPU workers ms"]
+        lines += [*table(header, rows, "lrrlllrrrrrrrr"), "", source(rel), ""]
     for rel in device_dirs(root, "idle_gap.json"):
         d = load(root, rel)
         lines += [

@@ -158,3 +158,23 @@ def test_server_headline_shows_each_point_counts_best_load_test_and_names_the_sh
     assert "goal missed" in line and line.endswith(
         "1 other student load test(s) here, other settings or days: p99 9.00–9.00 ms."
     )
+
+
+def test_serve_tuning_rows_name_their_artifact(tmp_path):
+    doc = results_doc()
+    path = tmp_path / "benchmarks" / "results" / "dev" / "serve_tuning_two" / "serve_tuning.json"
+    path.parent.mkdir(parents=True)
+    common = {"format": "onnx-fused", "threads": 1, "spin": True, "requests": 10, "errors": 0, "p50_ms": 1.0}
+    common |= {
+        "p99_ms": 2.0,
+        "worst_round_p99_ms": 2.5,
+        "cpu_main_ms_per_request": 1.0,
+        "cpu_workers_ms_per_request": 0,
+    }
+    rows = [{**common, "artifact": "a-512-onnx-fused", "oa": 0.8}, {**common, "artifact": "b-1024-onnx-fused"}]
+    path.write_text(
+        json.dumps({"device": {"cpu": "X", "cores": 2}, "rate": 50, "rounds": 1, "seconds": 5, "rows": rows})
+    )
+    lines = doc.section_serve_tuning(tmp_path)
+    assert any(line.startswith("| `a-512-onnx-fused` | 80.00 | 1 | on | off |") for line in lines)
+    assert any(line.startswith("| `b-1024-onnx-fused` | – | 1 | on | off |") for line in lines)
