@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from scriptload import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +126,8 @@ def test_paired_table_subtracts_the_scratch_run_of_the_same_seed_only():
     ]
     lines = doc.section_campaign_pairs(doc.campaign_groups({"runs": runs}), "s")
     rows = [line for line in lines if line.startswith("| lsp") or line.startswith("| kd")]
-    assert rows == ["| lsp | 2 | s1: +1.50 / -1.00; s2: +3.00 / – | +2.25 ± 1.06 | -1.00 |"]
+    # two pairs at 1024: mean 2.25, sd 1.06, t(1) = 12.706: 2.25 ± 12.706 * 1.06 / sqrt(2) = 2.25 ± 9.53
+    assert rows == ["| lsp | 2 | s1: +1.50 / -1.00; s2: +3.00 / – | +2.25 ± 1.06 | -7.28 to +11.78 | -1.00 | – |"]
     assert doc.section_campaign_pairs(doc.campaign_groups({"runs": runs[2:]}), "s") == []  # no scratch runs
 
 
@@ -178,3 +180,12 @@ def test_serve_tuning_rows_name_their_artifact(tmp_path):
     lines = doc.section_serve_tuning(tmp_path)
     assert any(line.startswith("| `a-512-onnx-fused` | 80.00 | 1 | on | off |") for line in lines)
     assert any(line.startswith("| `b-1024-onnx-fused` | – | 1 | on | off |") for line in lines)
+
+
+def test_t_quantiles_match_the_standard_table():
+    doc = results_doc()
+    table = {1: 12.706, 2: 4.303, 4: 2.776, 11: 2.201, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980}
+    for df, reference in table.items():
+        assert abs(doc.t975(df) - reference) <= 0.0021, df
+    with pytest.raises(ValueError):
+        doc.t975(0)
