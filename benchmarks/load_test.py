@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import gc
 import json
+import statistics
 import time
 import urllib.request
 from pathlib import Path
@@ -134,7 +135,62 @@ async def open_loop(url: str, bodies: list, rate: float, seconds: float, record:
     out = summary(latencies, errors, elapsed)
     if server:  # the server's own time, request received to answer built (/predict's server_ms)
         out |= {"server_p50_ms": percentile(server, 50), "server_p99_ms": percentile(server, 99)}
+        out |= {"server_mean_ms": statistics.fmean(server)}
     return out
+
+
+RUNTIME_METRICS = (
+    "pointkd_inference_seconds_sum",
+    "pointkd_inference_seconds_count",
+    "pointkd_batch_size_sum",
+    "pointkd_queue_seconds_sum",
+)
+
+
+def scrape(base: str) -> dict[str, float]:
+    """The server's runtime-call counters from ``/metrics`` (:data:`RUNTIME_METRICS`)."""
+    with urllib.request.urlopen(f"{base}/metrics") as r:
+        text = r.read().decode()
+    return runtime_counters(text)
+
+
+def runtime_counters(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in RUNTIME_METRICS:
+            out[name] = float(value)
+    return out
+
+
+def runtime_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What the model did between two scrapes: mean runtime-call time, clouds per call and queue wait."""
+    calls = after["pointkd_inference_seconds_count"] - before["pointkd_inference_seconds_count"]
+    if calls <= 0:
+        return {}
+    delta = {k: after[k] - before[k] for k in RUNTIME_METRICS}
+    return {
+        "model_call_mean_ms": delta["pointkd_inference_seconds_sum"] / calls * 1000,
+        "batch_mean": delta["pointkd_batch_size_sum"] / calls,
+        "queue_mean_ms": delta["pointkd_queue_seconds_sum"] / calls * 1000,
+    }
+
+
+def time_split(rows: list[dict], kind: str) -> dict[str, float] | None:
+    """Where an open-loop ``kind`` request's time went, means over its runs: the model's runtime call, the rest of
+    the server (``server_ms`` minus the call), and HTTP plus the client (the latency minus ``server_ms``)."""
+    keys = ("mean_ms", "server_mean_ms", "model_call_mean_ms", "batch_mean")
+    runs = [r for r in rows if r["payload"] == kind and r["mode"].startswith("open") and all(k in r for k in keys)]
+    if not runs:
+        return None
+    mean = {k: statistics.fmean(r[k] for r in runs) for k in keys}
+    return {
+        "latency_mean_ms": mean["mean_ms"],
+        "model_call_mean_ms": mean["model_call_mean_ms"],
+        "server_rest_mean_ms": mean["server_mean_ms"] - mean["model_call_mean_ms"],
+        "http_and_client_mean_ms": mean["mean_ms"] - mean["server_mean_ms"],
+        "clouds_per_call": mean["batch_mean"],
+    }
 
 
 def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
@@ -145,6 +201,7 @@ def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
+        "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
     }
 
 
@@ -221,7 +278,9 @@ def main() -> None:
             for rep in range(1, args.rate_repeats + 1):
                 row = {"payload": kind, "mode": f"open {args.rate:g}/s #{rep}", "concurrency": None}
                 record = pooled.setdefault(kind, [])
+                before = scrape(base)
                 row |= asyncio.run(open_loop(url, bodies, args.rate, args.rate_seconds, record))
+                row |= runtime_share(before, scrape(base))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         with urllib.request.urlopen(f"{base}/metrics") as r:
@@ -253,6 +312,7 @@ def main() -> None:
         "model_only": model_only,
         "batch_metrics": batch_line,
         "rows": rows,
+        "time_split": {kind: split for kind in ("binary", "json") if (split := time_split(rows, kind))},
     }
     runs_p99 = [r["p99_ms"] for r in rows if r["payload"] == "binary" and r["mode"].startswith("open")]
     pooled_p99 = {kind: percentile(lat, 99) for kind, lat in pooled.items()}
@@ -300,6 +360,15 @@ def main() -> None:
         "received to answer built); the rest of a latency is HTTP and the client, on the same cores.",
         "",
     ]
+    if split := report["time_split"].get("binary"):
+        lines += [
+            f"Where an open-loop binary request's time went (means over its runs): {split['latency_mean_ms']:.2f} ms "
+            f"= the model's runtime call {split['model_call_mean_ms']:.2f} ms ({split['clouds_per_call']:.2f} "
+            f"clouds per call; the model alone back to back: p50 {model_only['p50_ms']:.2f} ms) + the rest of the "
+            f"server {split['server_rest_mean_ms']:.2f} ms (HTTP parsing, body checks, resampling, queue, answer) + "
+            f"HTTP and the client {split['http_and_client_mean_ms']:.2f} ms.",
+            "",
+        ]
     lines += ["Server micro-batching: " + "; ".join(batch_line)]
     (args.out_dir / "load_test.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -722,6 +722,20 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def time_split_lines(d: dict) -> list[str]:
+    """Where an open-loop request's time went (load tests that recorded it), one line per payload."""
+    out = []
+    for kind, t in (d.get("time_split") or {}).items():
+        out += [
+            f"Where an open-loop {kind} request's time went (means): {num(t['latency_mean_ms'])} ms = the model's "
+            f"runtime call {num(t['model_call_mean_ms'])} ms ({num(t['clouds_per_call'])} clouds per call) + the "
+            f"rest of the server {num(t['server_rest_mean_ms'])} ms + HTTP and the client "
+            f"{num(t['http_and_client_mean_ms'])} ms.",
+            "",
+        ]
+    return out
+
+
 def section_load(root: Path) -> list[str]:
     lines = []
     for rel in load_test_files(root):
@@ -763,7 +777,7 @@ def section_load(root: Path) -> list[str]:
         ]
         header = ["payload", "mode", "concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"]
         header.append("server p50 / p99 ms")
-        lines += [*table(header, rows, "llrrrrrrrr"), "", source(rel), ""]
+        lines += [*table(header, rows, "llrrrrrrrr"), "", *time_split_lines(d), source(rel), ""]
     rel = RESULTS / "load_clients.json"
     d = load(root, rel)
     if d:

@@ -189,3 +189,15 @@ def test_t_quantiles_match_the_standard_table():
         assert abs(doc.t975(df) - reference) <= 0.0021, df
     with pytest.raises(ValueError):
         doc.t975(0)
+
+
+def test_load_test_time_split_is_rendered_when_recorded():
+    doc = results_doc()
+    split = {"latency_mean_ms": 9.0, "model_call_mean_ms": 6.5, "server_rest_mean_ms": 0.75}
+    split |= {"http_and_client_mean_ms": 1.75, "clouds_per_call": 1.0}
+    [line, blank] = doc.time_split_lines({"time_split": {"binary": split}})
+    assert blank == "" and line == (
+        "Where an open-loop binary request's time went (means): 9.00 ms = the model's runtime call 6.50 ms "
+        "(1.00 clouds per call) + the rest of the server 0.75 ms + HTTP and the client 1.75 ms."
+    )
+    assert doc.time_split_lines({}) == []  # older load tests did not record it

@@ -55,6 +55,14 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in md and "| v2-binary | closed | 3 |" in md
     assert "raw float32 bodies parsed in threads, uvicorn on uvloop + httptools." in md and ", ," not in md
     assert set(report["goal"]["pooled_p99_ms"]) == {"binary", "json", "v2-binary"}
+    # the time split: every open-loop run was answered by runtime calls, and its three parts add up to the latency
+    for r in open_rows:
+        assert r["model_call_mean_ms"] > 0 and r["batch_mean"] >= 1 and r["queue_mean_ms"] >= 0
+    split = report["time_split"]["binary"]
+    parts = split["model_call_mean_ms"] + split["server_rest_mean_ms"] + split["http_and_client_mean_ms"]
+    assert parts == pytest.approx(split["latency_mean_ms"]) and split["http_and_client_mean_ms"] > 0
+    assert set(report["time_split"]) == {"binary", "json"}  # v2 answers carry no server_ms
+    assert "Where an open-loop binary request's time went" in md
 
 
 def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_path):
@@ -78,3 +86,30 @@ def test_load_test_refuses_an_empty_open_loop(tiny_artifact, tmp_path, monkeypat
         module.main()
     assert done.value.code == 2 and "--rate-repeats must be positive" in capsys.readouterr().err
     assert not (tmp_path / "load_test.json").exists()
+
+
+def test_runtime_share_is_the_mean_call_between_two_scrapes():
+    module = load_script(SCRIPT, "load_test_bench")
+    text = "\n".join(
+        [
+            "# HELP pointkd_inference_seconds Runtime call duration",
+            'pointkd_inference_seconds_bucket{le="0.001"} 3.0',
+            "pointkd_inference_seconds_sum 0.5",
+            "pointkd_inference_seconds_count 100.0",
+            "pointkd_batch_size_sum 150.0",
+            "pointkd_batch_size_count 100.0",
+            "pointkd_queue_seconds_sum 0.25",
+        ]
+    )
+    before = module.runtime_counters(text)
+    assert before == {
+        "pointkd_inference_seconds_sum": 0.5,
+        "pointkd_inference_seconds_count": 100.0,
+        "pointkd_batch_size_sum": 150.0,
+        "pointkd_queue_seconds_sum": 0.25,
+    }
+    after = {**before, "pointkd_inference_seconds_sum": 0.9, "pointkd_inference_seconds_count": 150.0}
+    after |= {"pointkd_batch_size_sum": 200.0, "pointkd_queue_seconds_sum": 0.3}
+    share = module.runtime_share(before, after)  # 50 calls: 400 ms, 50 clouds, 50 ms queued
+    assert share == pytest.approx({"model_call_mean_ms": 8.0, "batch_mean": 1.0, "queue_mean_ms": 1.0})
+    assert module.runtime_share(before, before) == {}
