@@ -81,6 +81,38 @@ def slim_checkpoint(ckpt: dict[str, Any], half: bool = True) -> dict[str, Any]:
         "epoch",
         "metrics",
         "data_source",
+        "derived",
     )
     state = {k: (v.half() if half and v.is_floating_point() else v).clone() for k, v in ckpt["state_dict"].items()}
     return {**{k: ckpt[k] for k in keep if k in ckpt}, "state_dict": state, "batch": 0}
+
+
+def regraph_checkpoint(ckpt: dict[str, Any], knn_layers: list[int] | None) -> dict[str, Any]:
+    """``ckpt`` with only ``knn_layers`` building a kNN graph (layer 0 always does; ``None``: every layer); the
+    other EdgeConvs aggregate over the most recent graph. The weights are unchanged, so the accuracy is not: the
+    test metrics measured on the old graphs are dropped and ``derived`` records what was changed, from what.
+    ``benchmarks/results/graph_reuse.md`` measures what such a change costs trained students."""
+    import dataclasses
+
+    config = model_from_config(ckpt["model_config"]).config  # validates the source's config
+    new = dataclasses.replace(config, knn_layers=None if knn_layers is None else tuple(knn_layers))
+    metrics = {k: v for k, v in (ckpt.get("metrics") or {}).items() if not k.startswith("test_")}
+    derived = {
+        "from_state_sha256": state_sha256(ckpt["state_dict"]),
+        "from_knn_layers": None if config.knn_layers is None else list(config.knn_layers),
+        "knn_layers": None if new.knn_layers is None else list(new.knn_layers),
+        "note": "kNN graphs changed after training: the source's test metrics were dropped; measure with pointkd eval",
+    }
+    return {**ckpt, "model_config": new.to_dict(), "metrics": metrics, "derived": derived}
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A digest of a state dict's names, dtypes, shapes and values (what identifies the weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().contiguous().cpu()
+        h.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

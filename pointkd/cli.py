@@ -136,6 +136,13 @@ def add_slim(sub: argparse._SubParsersAction) -> None:
     slim.add_argument("checkpoint")
     slim.add_argument("output")
     slim.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    slim.add_argument(
+        "--knn-layers",
+        help="comma-separated EdgeConv layers that build a kNN graph (layer 0 always does; 'all': every layer); "
+        "the others reuse the previous layer's graph: fewer N x N distance matrices, so faster, with the same "
+        "weights. Measure the accuracy after (pointkd eval); benchmarks/results/graph_reuse.md measured trained "
+        "students",
+    )
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
@@ -514,11 +521,27 @@ def eval_k(choice: str, ckpt: dict, num_points: int) -> int:
 
 
 def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+    from .checkpoint import load_checkpoint, regraph_checkpoint, save_checkpoint, slim_checkpoint
 
-    path = save_checkpoint(slim_checkpoint(load_checkpoint(args.checkpoint), half=not args.fp32), args.output)
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.knn_layers is not None:
+        ckpt = regraph_checkpoint(ckpt, parse_knn_layers(args.knn_layers, parser))
+    path = save_checkpoint(slim_checkpoint(ckpt, half=not args.fp32), args.output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if args.knn_layers is not None:
+        layers = ckpt["model_config"]["knn_layers"]
+        print(f"graphs built at layers {'all' if layers is None else layers}; measure it: pointkd eval {path}")
     return 0
+
+
+def parse_knn_layers(text: str, parser: argparse.ArgumentParser) -> list[int] | None:
+    """``--knn-layers``: ``all`` or comma-separated layer numbers (0-based)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--knn-layers takes comma-separated layer numbers or 'all', got {text!r}")
 
 
 def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

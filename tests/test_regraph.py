@@ -1,0 +1,56 @@
+"""Re-graphing a trained checkpoint (``pointkd slim --knn-layers``): same weights, the chosen layers build kNN
+graphs, the others reuse the previous one; the stale test metrics go and the change is recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pointkd.checkpoint import load_checkpoint, model_from_checkpoint, regraph_checkpoint, state_sha256
+from pointkd.cli import main
+
+
+@pytest.fixture
+def trained(tiny_checkpoint):
+    return tiny_checkpoint  # 3 EdgeConvs, trained fully dynamic
+
+
+def test_reused_layers_aggregate_over_the_previous_graph(trained, tiny_data):
+    ckpt = load_checkpoint(trained)
+    assert "test_oa" in ckpt["metrics"]
+    regraphed = regraph_checkpoint(ckpt, [2])  # layer 0 always builds one: (0, 2)
+    assert regraphed["model_config"]["knn_layers"] == [0, 2]
+    assert "test_oa" not in regraphed["metrics"] and "train_loss" in regraphed["metrics"]
+    assert regraphed["derived"]["from_knn_layers"] is None and regraphed["derived"]["knn_layers"] == [0, 2]
+    assert regraphed["derived"]["from_state_sha256"] == state_sha256(ckpt["state_dict"])
+    x = tiny_data.test_x[:4, :64]
+    with torch.inference_mode():
+        full = model_from_checkpoint(ckpt).forward_features(x)
+        reused = model_from_checkpoint(regraphed).forward_features(x)
+    assert torch.equal(reused.graphs[0], full.graphs[0]) and torch.equal(reused.graphs[1], reused.graphs[0])
+    assert not torch.equal(reused.graphs[2], reused.graphs[1])  # layer 2 builds its own graph again
+    assert torch.equal(reused.features[0], full.features[0])  # the layers before the change are untouched
+    back = regraph_checkpoint(regraphed, None)  # and back to every layer: the original model, exactly
+    assert back["model_config"]["knn_layers"] is None
+    with torch.inference_mode():
+        assert torch.equal(model_from_checkpoint(back)(x), model_from_checkpoint(ckpt)(x))
+
+
+def test_state_digest_tells_weights_apart(trained):
+    state = load_checkpoint(trained)["state_dict"]
+    assert state_sha256(state) == state_sha256({k: v.clone() for k, v in state.items()})
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    changed = {**state, name: state[name] + 1}
+    assert state_sha256(changed) != state_sha256(state)
+
+
+def test_slim_knn_layers_on_the_command_line(trained, tmp_path, capsys):
+    out = tmp_path / "fast.pt"
+    assert main(["slim", str(trained), str(out), "--knn-layers", "0,1"]) == 0
+    assert "graphs built at layers [0, 1]" in capsys.readouterr().out
+    assert load_checkpoint(out)["model_config"]["knn_layers"] == [0, 1]
+    assert main(["slim", str(trained), str(tmp_path / "bad.pt"), "--knn-layers", "0,7"]) == 2
+    assert "beyond the 3 EdgeConvs" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
+    with pytest.raises(SystemExit):
+        main(["slim", str(trained), str(tmp_path / "bad.pt"), "--knn-layers", "zero"])
+    assert "comma-separated layer numbers" in capsys.readouterr().err
