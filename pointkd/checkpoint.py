@@ -96,6 +96,8 @@ def regraph_checkpoint(ckpt: dict[str, Any], knn_layers: list[int] | None) -> di
 
     config = model_from_config(ckpt["model_config"]).config  # validates the source's config
     new = dataclasses.replace(config, knn_layers=None if knn_layers is None else tuple(knn_layers))
+    graphs = "every layer" if new.knn_layers is None else "layers " + ", ".join(map(str, new.knn_layers))
+    new = dataclasses.replace(new, description=f"{config.description.split(' [')[0]} [kNN graphs at {graphs}]")
     metrics = {k: v for k, v in (ckpt.get("metrics") or {}).items() if not k.startswith("test_")}
     derived = {
         "from_state_sha256": state_sha256(ckpt["state_dict"]),

@@ -20,6 +20,9 @@ def test_reused_layers_aggregate_over_the_previous_graph(trained, tiny_data):
     assert "test_oa" in ckpt["metrics"]
     regraphed = regraph_checkpoint(ckpt, [2])  # layer 0 always builds one: (0, 2)
     assert regraphed["model_config"]["knn_layers"] == [0, 2]
+    assert regraphed["model_config"]["description"].endswith(" [kNN graphs at layers 0, 2]")
+    again = regraph_checkpoint(regraphed, [1])["model_config"]["description"]
+    assert again.count("[kNN graphs") == 1 and again.endswith(" [kNN graphs at layers 0, 1]")  # replaced, not added
     assert "test_oa" not in regraphed["metrics"] and "train_loss" in regraphed["metrics"]
     assert regraphed["derived"]["from_knn_layers"] is None and regraphed["derived"]["knn_layers"] == [0, 2]
     assert regraphed["derived"]["from_state_sha256"] == state_sha256(ckpt["state_dict"])
