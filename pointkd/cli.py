@@ -143,6 +143,13 @@ def add_slim(sub: argparse._SubParsersAction) -> None:
         "weights. Measure the accuracy after (pointkd eval); benchmarks/results/graph_reuse.md measured trained "
         "students",
     )
+    slim.add_argument(
+        "--eval",
+        action="store_true",
+        help="with --knn-layers: measure the new model on the test split (--data) and record its test OA and mAcc "
+        "in the copy, as training records them",
+    )
+    _data_arg(slim)
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
@@ -523,15 +530,41 @@ def eval_k(choice: str, ckpt: dict, num_points: int) -> int:
 def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .checkpoint import load_checkpoint, regraph_checkpoint, save_checkpoint, slim_checkpoint
 
+    if args.eval and args.knn_layers is None:
+        parser.error("--eval measures a re-graphed copy: give --knn-layers too")
     ckpt = load_checkpoint(args.checkpoint)
     if args.knn_layers is not None:
         ckpt = regraph_checkpoint(ckpt, parse_knn_layers(args.knn_layers, parser))
-    path = save_checkpoint(slim_checkpoint(ckpt, half=not args.fp32), args.output)
+    ckpt = slim_checkpoint(ckpt, half=not args.fp32)
+    if args.eval:
+        ckpt = evaluated_copy(ckpt, args.data)
+    path = save_checkpoint(ckpt, args.output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if args.knn_layers is not None:
         layers = ckpt["model_config"]["knn_layers"]
         print(f"graphs built at layers {'all' if layers is None else layers}; measure it: pointkd eval {path}")
     return 0
+
+
+def evaluated_copy(ckpt: dict, data_source: str | None) -> dict:
+    """``ckpt`` with its test OA and mAcc measured now (at its points, ``eval --k auto``), as training records them."""
+    from .checkpoint import model_from_checkpoint
+    from .data import load_modelnet40
+    from .train import evaluate
+
+    num_points = int(ckpt.get("num_points") or 1024)
+    data = load_modelnet40(data_source, num_points=num_points)
+    if list(data.classes) != list(ckpt["classes"]):
+        raise ValueError(
+            f"the data's classes differ from the checkpoint's ({len(data.classes)} vs {len(ckpt['classes'])})"
+        )
+    model = model_from_checkpoint(ckpt)
+    model.set_k(k := eval_k("auto", ckpt, num_points))
+    report = evaluate(model, data.test_x, data.test_y, num_points, data.num_classes)
+    print(f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %  ({num_points} points, k = {k})")
+    metrics = {**ckpt.get("metrics", {}), "test_oa": report.oa, "test_macc": report.macc}
+    derived = {**ckpt.get("derived", {}), "evaluated": {"data": data.source, "num_points": num_points, "k": k}}
+    return {**ckpt, "metrics": metrics, "derived": derived}
 
 
 def parse_knn_layers(text: str, parser: argparse.ArgumentParser) -> list[int] | None:

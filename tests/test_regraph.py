@@ -57,3 +57,24 @@ def test_slim_knn_layers_on_the_command_line(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["slim", str(trained), str(tmp_path / "bad.pt"), "--knn-layers", "zero"])
     assert "comma-separated layer numbers" in capsys.readouterr().err
+
+
+def test_slim_eval_records_the_new_models_own_accuracy(trained, tmp_path, capsys):
+    from pointkd.cli import eval_k
+    from pointkd.data import load_modelnet40
+    from pointkd.train import evaluate
+
+    out = tmp_path / "measured.pt"
+    assert main(["slim", str(trained), str(out), "--knn-layers", "0", "--eval", "--data", "synthetic"]) == 0
+    assert "OA " in capsys.readouterr().out
+    ckpt = load_checkpoint(out)
+    points = ckpt["num_points"]
+    data = load_modelnet40("synthetic", num_points=points)
+    model = model_from_checkpoint(ckpt)
+    model.set_k(eval_k("auto", ckpt, points))
+    reference = evaluate(model, data.test_x, data.test_y, points, data.num_classes)
+    assert ckpt["metrics"]["test_oa"] == reference.oa and ckpt["metrics"]["test_macc"] == reference.macc
+    assert ckpt["derived"]["evaluated"]["num_points"] == points and ckpt["derived"]["knn_layers"] == [0]
+    with pytest.raises(SystemExit):  # nothing to measure: the weights and graphs are the source's
+        main(["slim", str(trained), str(tmp_path / "x.pt"), "--eval"])
+    assert "give --knn-layers too" in capsys.readouterr().err
