@@ -542,7 +542,8 @@ def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if args.knn_layers is not None:
         layers = ckpt["model_config"]["knn_layers"]
-        print(f"graphs built at layers {'all' if layers is None else layers}; measure it: pointkd eval {path}")
+        hint = "" if args.eval else f"; measure it: pointkd eval {path}"
+        print(f"graphs built at layers {'all' if layers is None else layers}{hint}")
     return 0
 
 
