@@ -91,14 +91,14 @@ def markdown(report: dict) -> str:
         "process CPU time per run, the gap included (not the keep-awake spinners'). Keep awake: `pointkd serve "
         "--keep-awake`'s idle-priority spinner on each CPU.",
         "",
-        "| format | threads | spin | keep awake | p50 back to back | p50 after gap | slowdown | p99 after gap "
-        "| CPU ms back to back | CPU ms with gap |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| artifact | format | threads | spin | keep awake | p50 back to back | p50 after gap | slowdown "
+        "| p99 after gap | CPU ms back to back | CPU ms with gap |",
+        "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
         b, g = r["back_to_back"], r["after_gap"]
         lines.append(
-            f"| {r['format']} | {r['threads']} | {'on' if r['spin'] else 'off'} | "
+            f"| `{r.get('artifact', '?')}` | {r['format']} | {r['threads']} | {'on' if r['spin'] else 'off'} | "
             f"{'on' if r.get('keep_awake') else 'off'} | {b['p50_ms']:.2f} | "
             f"{g['p50_ms']:.2f} | {r['slowdown_p50']:.2f}x | {g['p99_ms']:.2f} | {b['cpu_ms']:.2f} | "
             f"{g['cpu_ms']:.2f} |"
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         inputs = [prepare_cloud(c, manifest["input"]["num_points"])[None] for c in clouds]
         for threads, spin, awake in itertools.product(args.threads, (True, False), args.keep_awake):
             r = measure(artifact, threads, spin, inputs, args.gap_ms / 1000, args.rounds, awake == "on")
-            row = {"format": manifest["artifact_format"], "threads": threads, "spin": spin, "keep_awake": awake == "on"}
+            row = {"artifact": artifact.name, "format": manifest["artifact_format"], "threads": threads}
+            row |= {"spin": spin, "keep_awake": awake == "on"}
             rows.append(row | r)
             print(json.dumps(rows[-1]), flush=True)
     report = {"device": info, "busy_cores_before": busy, "gap_ms": args.gap_ms, "runs": args.runs}
