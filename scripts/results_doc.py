@@ -714,7 +714,9 @@ def load_test_title(d: dict) -> str:
         what += f", {srv.get('loop')} + h11"
     if srv.get("keep_awake"):
         what += ", keep-awake"
-    return f"Load test: {d.get('model', '?')} ({what})"
+    name = Path(d.get("artifact") or "").name
+    model = served_model(d) if f"-{d.get('num_points')}-" in name else d.get("model", "?")
+    return f"Load test: {model} ({what})"
 
 
 def slug(heading: str) -> str:
@@ -878,6 +880,7 @@ def section_serve_tuning(root: Path) -> list[str]:
         ]
         rows = [
             [
+                f"`{r['artifact']}`" if "artifact" in r else "–",  # older runs did not record it
                 r["format"],
                 r["threads"],
                 "on" if r["spin"] else "off",
@@ -891,9 +894,9 @@ def section_serve_tuning(root: Path) -> list[str]:
             ]
             for r in d.get("rows", [])
         ]
-        header = ["format", "threads", "spin", "keep awake", "p50 back to back", "p50 after gap", "slowdown"]
-        header += ["p99 after gap", "CPU ms back to back", "CPU ms with gap"]
-        lines += [*table(header, rows, "lrllrrrrrr"), "", source(rel), ""]
+        header = ["artifact", "format", "threads", "spin", "keep awake", "p50 back to back", "p50 after gap"]
+        header += ["slowdown", "p99 after gap", "CPU ms back to back", "CPU ms with gap"]
+        lines += [*table(header, rows, "llrllrrrrrr"), "", source(rel), ""]
     return lines
 
 

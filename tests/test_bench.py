@@ -289,8 +289,8 @@ def test_demo_shipped_takes_the_shipped_models_and_refuses_other_data(tmp_path):
     ckpt = load_checkpoint(SHIPPED_DIR / SHIPPED["student"])
     classes = SimpleNamespace(classes=list(ckpt["classes"]))
     run = DemoRun(tmp_path, "modelnet40", classes, (), False, lambda *_: None, {"stages": {}})
-    assert shipped_stage(run, 2, "student") == SHIPPED_DIR / "student_lsp_tail1024.pt"
-    assert shipped_stage(run, 1, "teacher") == SHIPPED_DIR / "teacher_tail1024.pt"
+    assert shipped_stage(run, 2, "student") == SHIPPED_DIR / SHIPPED["student"]
+    assert shipped_stage(run, 1, "teacher") == SHIPPED_DIR / SHIPPED["teacher"]
     s = run.record["stages"]["student"]
     assert s["shipped"] and s["oa"] == ckpt["metrics"]["test_oa"] > 0.88 and s["points"] == 1024
     record = {"data": "d", "total_seconds": 60, "stages": run.record["stages"]}
@@ -302,7 +302,7 @@ def test_demo_shipped_takes_the_shipped_models_and_refuses_other_data(tmp_path):
         | {f"client_{p}_ms": 5.0 for p in ("p50", "p95", "p99")},
     }
     text = demo_report(record, "# bench\n\n| table |")
-    assert f"| student | student_lsp_tail1024.pt (shipped): test OA {s['oa'] * 100:.2f} % | 0 |" in text
+    assert f"| student | {SHIPPED['student']} (shipped): test OA {s['oa'] * 100:.2f} % | 0 |" in text
     other = DemoRun(tmp_path, "synthetic", SimpleNamespace(classes=["a", "b"]), (), False, lambda *_: None)
     with pytest.raises(ValueError, match="trained on ModelNet40"):
         shipped_stage(other, 1, "teacher")

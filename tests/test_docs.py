@@ -201,3 +201,19 @@ def test_load_test_time_split_is_rendered_when_recorded():
         "(1.00 clouds per call) + the rest of the server 0.75 ms + HTTP and the client 1.75 ms."
     )
     assert doc.time_split_lines({}) == []  # older load tests did not record it
+
+
+def test_idle_gap_rows_name_their_artifact(tmp_path):
+    doc = results_doc()
+    path = tmp_path / "benchmarks" / "results" / "dev" / "idle_gap.json"
+    path.parent.mkdir(parents=True)
+    timing = {"p50_ms": 1.0, "p99_ms": 2.0, "cpu_ms": 1.0}
+    common = {"format": "onnx-fused", "threads": 2, "spin": True, "keep_awake": False, "slowdown_p50": 1.5}
+    common |= {"back_to_back": timing, "after_gap": timing}
+    rows = [{**common, "artifact": "a-1024-onnx-fused"}, common]  # the second from before artifacts were recorded
+    path.write_text(json.dumps({"gap_ms": 20, "rows": rows}))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    lines = doc.section_serve_tuning(tmp_path)
+    assert any(line.startswith("| `a-1024-onnx-fused` | onnx-fused | 2 | on | off |") for line in lines)
+    assert any(line.startswith("| – | onnx-fused | 2 | on | off |") for line in lines)

@@ -19,10 +19,12 @@ from pointkd.bench import read_report, select_model
 from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import fixed_subset
 from pointkd.data.resample import normalize_unit_sphere
+from pointkd.demo import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
-CHECKPOINTS = ("teacher_tail1024", "student_lsp_tail1024", "student_fast_lsp")
+TRAINED = tuple(Path(SHIPPED[role]).stem for role in ("teacher", "student"))
+CHECKPOINTS = (*TRAINED, "student_fast_lsp")
 # Hides every package but torch, numpy and pyyaml (and the standard library) from the script's interpreter.
 BARE = """
 import importlib.abc, importlib.util, runpy, sys
@@ -52,7 +54,7 @@ def _gpu_check(monkeypatch):
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gpu_check")
-    classes = list(load_checkpoint(ROOT / "benchmarks" / "checkpoints" / "student_lsp_tail1024.pt")["classes"])
+    classes = list(load_checkpoint(ROOT / "benchmarks" / "checkpoints" / SHIPPED["student"])["classes"])
     rng = np.random.default_rng(1)
     clouds = normalize_unit_sphere(rng.normal(size=(6, 64, 3)).astype(np.float32))
     labels = rng.integers(0, len(classes), 6)
@@ -97,9 +99,7 @@ def model_name(label: str) -> str:
 def test_dry_run_times_training_steps_and_copies_to_out(dry_run):
     folder, tmp, _, _ = dry_run
     train = json.loads((folder / "train_step.json").read_text())["rows"]
-    assert [(r["model"], r["edgeconv"]) for r in train] == [
-        (m, impl) for m in ("teacher_tail1024", "student_lsp_tail1024") for impl in ("fast", "naive")
-    ]
+    assert [(r["model"], r["edgeconv"]) for r in train] == [(m, impl) for m in TRAINED for impl in ("fast", "naive")]
     for r in train:
         assert r["status"] == "ok" and r["ms_p10"] <= r["ms_p50"] <= r["ms_p90"] and r["batch"] == 4
         assert r["clouds_per_s"] == pytest.approx(4 / (r["ms_p50"] / 1000)) and np.isfinite(r["loss"])
