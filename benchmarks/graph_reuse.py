@@ -85,7 +85,13 @@ def measure(path: Path, data, points: list[int], overlap_clouds: int, batch_size
                 f"({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
-    return {"checkpoint": str(path), "name": path.stem, "rows": rows, "overlap": overlap}
+    return {"checkpoint": str(path), "name": label(path), "rows": rows, "overlap": overlap}
+
+
+def label(path: str | Path) -> str:
+    """A checkpoint's name in the report: its stem, or ``run/stem`` for a run folder's ``last.pt`` / ``best.pt``."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.stem}" if path.stem in ("last", "best") else path.stem
 
 
 def markdown(report: dict) -> str:
@@ -105,7 +111,7 @@ def markdown(report: dict) -> str:
         dynamic = c["rows"][0]["knn_layers"]  # layer_sets puts the fully dynamic model first
         full = {r["points"]: r["oa"] for r in c["rows"] if r["knn_layers"] == dynamic}
         ks = {r["points"]: r["k"] for r in c["rows"]}
-        lines += [f"## `{c['name']}`", "", f"`{c['checkpoint']}`", ""]
+        lines += [f"## `{label(c['checkpoint'])}`", "", f"`{c['checkpoint']}`", ""]
         header = "| graph layers | graphs |" + "".join(f" OA {n} (k {ks[n]}) | Δ {n} |" for n in points)
         lines += [header, "| --- | ---: |" + " ---: | ---: |" * len(points)]
         variants = [r["knn_layers"] for r in c["rows"] if r["points"] == points[0]]
@@ -126,13 +132,20 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("checkpoints", type=Path, nargs="*", help="fully dynamic checkpoints (.pt)")
     parser.add_argument("--points", type=int, nargs="+", default=[1024, 512])
     parser.add_argument("--overlap-clouds", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--render", action="store_true", help="only rewrite graph_reuse.md from OUT_DIR's json")
     args = parser.parse_args()
+    if args.render:
+        report = json.loads((args.out_dir / "graph_reuse.json").read_text())
+        (args.out_dir / "graph_reuse.md").write_text(markdown(report))
+        return
+    if not args.checkpoints:
+        parser.error("give at least one checkpoint (or --render)")
     data = load_modelnet40(args.data)
     report = {
         "data": data.source,

@@ -61,3 +61,18 @@ def test_a_run_reports_every_variant(tiny_checkpoint, tmp_path):
     assert full.config.knn_layers is None  # the checkpoint on disk is untouched
     md = (tmp_path / "graph_reuse.md").read_text()
     assert "| 0, 1, 2 | 3 |" in md and "| 0 | 1 |" in md and "+0.00 |" in md
+
+
+def test_run_folders_are_named_by_their_run_and_render_rewrites_the_markdown(reuse, tmp_path):
+    assert reuse.label("/x/runs/lsp-s3/last.pt") == "lsp-s3/last"
+    assert reuse.label("benchmarks/checkpoints/student_lsp_tail1024.pt") == "student_lsp_tail1024"
+    rows = [{"points": 64, "k": 6, "knn_layers": s, "oa": oa, "macc": 0.5} for s, oa in [([0, 1], 0.5), ([0], 0.25)]]
+    report = {"test_clouds": 16, "command": "c", "checkpoints": [{"checkpoint": "r/kd-s1/last.pt", "name": "last"}]}
+    report["checkpoints"][0] |= {"rows": rows, "overlap": {"64": [0.5]}}
+    (tmp_path / "graph_reuse.json").write_text(json.dumps(report))
+    argv = [str(SCRIPT), "--render", "--out-dir", str(tmp_path)]
+    subprocess.run([sys.executable, *argv], check=True, capture_output=True, text=True, timeout=120)
+    md = (tmp_path / "graph_reuse.md").read_text()
+    assert "## `kd-s1/last`" in md and "| 0 | 1 | 25.00 | -25.00 |" in md and "layer 1: 0.50" in md
+    result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "give at least one checkpoint" in result.stderr
