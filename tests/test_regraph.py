@@ -78,3 +78,14 @@ def test_slim_eval_records_the_new_models_own_accuracy(trained, tmp_path, capsys
     with pytest.raises(SystemExit):  # nothing to measure: the weights and graphs are the source's
         main(["slim", str(trained), str(tmp_path / "x.pt"), "--eval"])
     assert "give --knn-layers too" in capsys.readouterr().err
+
+
+def test_the_served_student_is_the_trained_one_regraphed():
+    from pointkd.demo import SHIPPED, SHIPPED_DIR
+
+    served = load_checkpoint(SHIPPED_DIR / SHIPPED["student"])
+    source = load_checkpoint(SHIPPED_DIR / "student_lsp_tail1024.pt")
+    assert served["derived"]["from_state_sha256"] == state_sha256(source["state_dict"])
+    assert state_sha256(served["state_dict"]) == state_sha256(source["state_dict"])  # the same weights
+    assert served["model_config"]["knn_layers"] == [0, 2] and source["model_config"]["knn_layers"] is None
+    assert served["metrics"]["test_oa"] > 0.88 and served["derived"]["evaluated"]["num_points"] == 1024
