@@ -132,16 +132,23 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def add_slim(sub: argparse._SubParsersAction) -> None:
-    slim = sub.add_parser("slim", help="write a small release copy of a checkpoint (fp16 weights, no optimizer)")
-    slim.add_argument("checkpoint")
-    slim.add_argument("output")
+    slim = sub.add_parser(
+        "slim",
+        help="write a small release copy of a checkpoint (fp16 weights, no optimizer)",
+        description="A release copy of a checkpoint: fp16 weights, no optimizer or RNG state. With --knn-layers, "
+        "only the named EdgeConvs build kNN graphs and the others reuse the last one (the same weights, fewer "
+        "N x N distance matrices): e.g. pointkd slim runs/lsp/best.pt runs/lsp/g02.pt --knn-layers 0,2 --eval",
+    )
+    slim.add_argument("checkpoint", help="a pointkd checkpoint (.pt)")
+    slim.add_argument("output", help="where to write the copy (.pt)")
     slim.add_argument("--fp32", action="store_true", help="keep float32 weights")
     slim.add_argument(
         "--knn-layers",
+        metavar="0,2",
         help="comma-separated EdgeConv layers that build a kNN graph (layer 0 always does; 'all': every layer); "
         "the others reuse the previous layer's graph: fewer N x N distance matrices, so faster, with the same "
-        "weights. Measure the accuracy after (pointkd eval); benchmarks/results/graph_reuse.md measured trained "
-        "students",
+        "weights. Measure the accuracy after (--eval, or pointkd eval); benchmarks/results/graph_reuse.md measured "
+        "trained students",
     )
     slim.add_argument(
         "--eval",
