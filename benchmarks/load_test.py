@@ -147,11 +147,15 @@ RUNTIME_METRICS = (
 )
 
 
+def metrics_text(base: str) -> str:
+    """The server's ``/metrics`` page."""
+    with urllib.request.urlopen(f"{base}/metrics") as r:
+        return r.read().decode()
+
+
 def scrape(base: str) -> dict[str, float]:
     """The server's runtime-call counters from ``/metrics`` (:data:`RUNTIME_METRICS`)."""
-    with urllib.request.urlopen(f"{base}/metrics") as r:
-        text = r.read().decode()
-    return runtime_counters(text)
+    return runtime_counters(metrics_text(base))
 
 
 def runtime_counters(text: str) -> dict[str, float]:
@@ -283,8 +287,7 @@ def main() -> None:
                 row |= runtime_share(before, scrape(base))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-        with urllib.request.urlopen(f"{base}/metrics") as r:
-            metrics = r.read().decode()
+        metrics = metrics_text(base)
     finally:
         stop_server(server)
     batch_line = [

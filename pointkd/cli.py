@@ -7,9 +7,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .runtime.formats import ARTIFACT_FORMATS, FORMAT_NAMES
+
+if TYPE_CHECKING:
+    from .data import PointCloudSplits
+    from .train.metrics import ClassificationReport
 
 LONG_RUNNING = {"train", "eval", "distill", "bench", "compile", "demo"}
 
@@ -480,23 +485,13 @@ def list_methods() -> str:
 
 
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .checkpoint import load_checkpoint, model_from_checkpoint
-    from .data import load_modelnet40
-    from .train import evaluate, per_class_table, plot_confusion
+    from .checkpoint import load_checkpoint
+    from .train import per_class_table, plot_confusion
 
     ckpt = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(ckpt)
     num_points = args.num_points or ckpt.get("num_points", 1024)
     k = eval_k(args.k, ckpt, num_points)
-    model.set_k(k)
-    data = load_modelnet40(args.data, num_points=num_points)
-    if list(data.classes) != list(ckpt["classes"]):
-        raise ValueError(
-            f"the data's classes differ from the checkpoint's ({len(data.classes)} vs {len(ckpt['classes'])})"
-        )
-    report = evaluate(
-        model, data.test_x, data.test_y, num_points, data.num_classes, args.batch_size, not args.no_progress
-    )
+    report, data = evaluate_checkpoint(ckpt, args.data, num_points, k, args.batch_size, not args.no_progress)
     print(per_class_table(report, data.classes))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -554,21 +549,30 @@ def cmd_slim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def evaluated_copy(ckpt: dict, data_source: str | None) -> dict:
-    """``ckpt`` with its test OA and mAcc measured now (at its points, ``eval --k auto``), as training records them."""
+def evaluate_checkpoint(
+    ckpt: dict, data_source: str | None, num_points: int, k: int, batch_size: int = 64, progress: bool = False
+) -> tuple[ClassificationReport, PointCloudSplits]:
+    """``(report, data)``: ``ckpt``'s model with ``k`` neighbours on the test split at ``num_points``; a ValueError
+    when the data's classes are not the checkpoint's."""
     from .checkpoint import model_from_checkpoint
     from .data import load_modelnet40
     from .train import evaluate
 
-    num_points = int(ckpt.get("num_points") or 1024)
     data = load_modelnet40(data_source, num_points=num_points)
     if list(data.classes) != list(ckpt["classes"]):
         raise ValueError(
             f"the data's classes differ from the checkpoint's ({len(data.classes)} vs {len(ckpt['classes'])})"
         )
     model = model_from_checkpoint(ckpt)
-    model.set_k(k := eval_k("auto", ckpt, num_points))
-    report = evaluate(model, data.test_x, data.test_y, num_points, data.num_classes)
+    model.set_k(k)
+    return evaluate(model, data.test_x, data.test_y, num_points, data.num_classes, batch_size, progress), data
+
+
+def evaluated_copy(ckpt: dict, data_source: str | None) -> dict:
+    """``ckpt`` with its test OA and mAcc measured now (at its points, ``eval --k auto``), as training records them."""
+    num_points = int(ckpt.get("num_points") or 1024)
+    k = eval_k("auto", ckpt, num_points)
+    report, data = evaluate_checkpoint(ckpt, data_source, num_points, k)
     print(f"OA {report.oa * 100:.2f} %  mAcc {report.macc * 100:.2f} %  ({num_points} points, k = {k})")
     metrics = {**ckpt.get("metrics", {}), "test_oa": report.oa, "test_macc": report.macc}
     derived = {**ckpt.get("derived", {}), "evaluated": {"data": data.source, "num_points": num_points, "k": k}}
