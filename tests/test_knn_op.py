@@ -304,11 +304,11 @@ def test_fuse_rejects_a_topk_that_is_not_a_knn(tmp_path):
 
 @pytest.fixture(scope="module")
 def test_clouds():
-    from pointkd.data import load_modelnet40
+    from pointkd.data import DataError, load_modelnet40
 
     try:
         data = load_modelnet40(None, num_points=512)
-    except (FileNotFoundError, OSError) as err:
+    except (DataError, OSError) as err:
         pytest.skip(f"no ModelNet40 here: {err}")
     return np.ascontiguousarray(data.test_x[:256, :512], dtype=np.float32)
 
