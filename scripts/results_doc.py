@@ -230,6 +230,7 @@ def section_campaign(root: Path) -> list[str]:
     lines += table(header, rows, "lllrrrrrr")
     lines += ["", source(rel), ""]
     lines += section_campaign_pairs(groups, paper_student)
+    lines += section_lsp_target(root)
     lines += section_campaign_runs(root)
     lines += section_other_campaigns(root)
     return lines
@@ -315,6 +316,38 @@ def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: s
     header = ["method", "pairs", "per seed (1024 / 512)", "mean Δ 1024", "95 % CI 1024", "mean Δ 512", "95 % CI 512"]
     lines += table(header, rows, "lrlrrrr")
     return [*lines, ""]
+
+
+def section_lsp_target(root: Path) -> list[str]:
+    """Per layer, how much neighbour structure the teacher's LSP target holds under σ = 1 and the median rule."""
+    rel = RESULTS / "lsp_target_shape.json"
+    d = load(root, rel)
+    if not d:
+        return []
+    lines = [
+        "### The LSP target per layer: σ = 1 against the median rule",
+        "",
+        f"The campaign's teacher (`{d['teacher']}`) on {d['clouds']} training clouds × {d['points']} points, with a "
+        "fresh student: the spread (standard deviation) of the teacher's RBF values K over each node's other "
+        "neighbours, the share of them below 0.01, and the student's gradient norm from that layer's "
+        f"λ·L_LSP (λ = {d['lambda']:g}).",
+        "",
+    ]
+    rows = [
+        [
+            f"{r['teacher_layer']}, {r['student_layer']}",
+            r["rule"],
+            num(r["sigma"], 2),
+            num(r["k_spread_others"], 3),
+            f"{r['k_below_1e-2_others'] * 100:.1f} %",
+            f"{r['entropy_over_log_u']:.3f}",
+            f"{r['lsp']:.2e}",
+            num(r["grad_norm"], 2),
+        ]
+        for r in d["rows"]
+    ]
+    header = ["layers (t, s)", "rule", "σ", "std K", "K < 0.01", "entropy / log \\|U\\|", "L_LSP", "grad norm"]
+    return [*lines, *table(header, rows, "llrrrrrr"), "", source(rel), ""]
 
 
 def section_other_campaigns(root: Path) -> list[str]:
