@@ -14,8 +14,8 @@ import yaml
 
 from pointkd.campaign import load_plan, run_campaign, status_table, summary
 from pointkd.campaign.report import summary_markdown
-from pointkd.campaign.runner import WORKDIR, pointkd_command, run_checkpoint, train_args, train_seconds
-from pointkd.campaign.state import plan_states, take_lock
+from pointkd.campaign.runner import WORKDIR, pointkd_command, run_checkpoint, train_args
+from pointkd.campaign.state import plan_states, take_lock, train_seconds
 from pointkd.config import ConfigError, load_config
 
 TINY = {
@@ -249,6 +249,21 @@ def test_committed_plans_load_and_every_run_config_resolves(plan_file, tmp_path)
             assert (plan.repo / spec.init).is_file(), f"{spec.name}: init {spec.init} is missing"
         if spec.teacher and spec.teacher not in {r.name for r in plan.runs}:
             assert (plan.repo / spec.teacher).is_file(), f"{spec.name}: teacher {spec.teacher} is missing"
+
+
+def test_a_resumed_run_is_timed_over_all_its_sittings(tmp_path):
+    """The status table's time left uses every sitting's time, not the last sitting's over all epochs."""
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    folder = plan.folder(plan.run("t"))
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"epochs": 8}}))
+    history = [{"epoch": 1, "elapsed_s": 600.0}, {"epoch": 2, "elapsed_s": 1200.0}, {"epoch": 3, "elapsed_s": 600.0}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    (folder / "last.pt").write_bytes(b"")
+    state = plan_states(plan)[0]
+    assert state.state == "partial" and state.epochs_left == 5
+    assert state.seconds_per_epoch == pytest.approx(600.0)
+    assert "0 h 50 min" in status_table(plan).splitlines()[3]  # 5 epochs x 10 min
 
 
 def test_train_seconds_adds_up_the_sittings():

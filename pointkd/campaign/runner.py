@@ -17,7 +17,7 @@ from typing import Any
 from ..process import cpu_model
 from .plan import Plan, RunSpec
 from .report import write_summary
-from .state import CODE, plan_states, read_history, release_lock, take_lock
+from .state import CODE, plan_states, read_history, release_lock, take_lock, train_seconds
 
 Log = Callable[[str], None]
 
@@ -160,19 +160,6 @@ def evaluate_run(plan: Plan, spec: RunSpec, code: Path, checkpoint: str, points:
             raise CampaignError(f"[{spec.name}] eval at {points} points failed; see {folder / 'eval.log'}")
     m = json.loads((out / "metrics.json").read_text())
     return {"oa": m["oa"], "macc": m["macc"], "k": m.get("k"), "points": points}
-
-
-def train_seconds(history: list[dict[str, Any]]) -> float:
-    """Training time over all sittings of a run: each sitting's ``elapsed_s`` restarts from 0 on resume, so the
-    total is the sum of each sitting's last value (work lost at a stop, after the last checkpoint, is not counted).
-    Time the process spent stopped (SIGSTOP) is not in ``elapsed_s`` (:mod:`pointkd.train.run_clock`) for runs
-    trained from a commit that has it; older runs' values include their pauses."""
-    total, last = 0.0, 0.0
-    for row in history:
-        if row["elapsed_s"] < last:  # a resume
-            total += last
-        last = row["elapsed_s"]
-    return total + last
 
 
 def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, Any]:

@@ -38,6 +38,19 @@ def read_history(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def train_seconds(history: list[dict[str, Any]]) -> float:
+    """Training time over all sittings of a run: each sitting's ``elapsed_s`` restarts from 0 on resume, so the
+    total is the sum of each sitting's last value (work lost at a stop, after the last checkpoint, is not counted).
+    Time the process spent stopped (SIGSTOP) is not in ``elapsed_s`` (:mod:`pointkd.train.run_clock`) for runs
+    trained from a commit that has it; older runs' values include their pauses."""
+    total, last = 0.0, 0.0
+    for row in history:
+        if row["elapsed_s"] < last:  # a resume
+            total += last
+        last = row["elapsed_s"]
+    return total + last
+
+
 def planned_epochs(folder: Path) -> int | None:
     path = folder / "config.yaml"
     if not path.is_file():
@@ -76,7 +89,7 @@ def run_state(plan: Plan, spec: RunSpec, done: set[str]) -> RunState:
     folder = plan.folder(spec)
     history = read_history(folder)
     epochs = planned_epochs(folder)
-    per_epoch = history[-1]["elapsed_s"] / len(history) if history else None
+    per_epoch = train_seconds(history) / len(history) if history else None
     last_oa = next((h["test_oa"] for h in reversed(history) if "test_oa" in h), None)
     if plan.record_path(spec).is_file():
         record = json.loads(plan.record_path(spec).read_text())
