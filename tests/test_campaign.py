@@ -266,6 +266,20 @@ def test_a_resumed_run_is_timed_over_all_its_sittings(tmp_path):
     assert "0 h 50 min" in status_table(plan).splitlines()[3]  # 5 epochs x 10 min
 
 
+def test_an_untimed_method_is_timed_from_its_configs_other_runs(tmp_path):
+    runs = _runs(tmp_path)
+    runs.append({**runs[1], "name": "kd-s1", "set": {"seed": 2, "distill.method": "kd"}})
+    plan = load_plan(_write(tmp_path, runs))
+    folder = plan.folder(plan.run("lsp-s1"))
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"epochs": 2}}))
+    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "elapsed_s": 1200.0}) + "\n")
+    (folder / "last.pt").write_bytes(b"")
+    rows = {line.split()[0]: line for line in status_table(plan).splitlines()[3:6]}
+    assert rows["t"].endswith("?")  # the teacher's config has no timed run
+    assert rows["lsp-s1"].endswith("0 h 20 min") and rows["kd-s1"].endswith("0 h 40 min")  # TINY has 2 epochs
+
+
 def test_train_seconds_adds_up_the_sittings():
     """``elapsed_s`` restarts at each resume: the record's time is the sum of each sitting's last value."""
     one_sitting = [{"elapsed_s": 10.0}, {"elapsed_s": 21.0}, {"elapsed_s": 30.5}]

@@ -38,15 +38,18 @@ def _eta_seconds(st: RunState, states: list[RunState], plan: Plan) -> float | No
 
 
 def _similar_epoch_seconds(st: RunState, states: list[RunState]) -> float | None:
-    """Seconds per epoch of the runs with the same config and method (done or under way)."""
-    key = (st.spec.config, st.spec.overrides.get("distill.method"), st.spec.overrides.get("model.name"))
-    same = [
-        s.seconds_per_epoch
-        for s in states
-        if s.seconds_per_epoch
-        and (s.spec.config, s.spec.overrides.get("distill.method"), s.spec.overrides.get("model.name")) == key
-    ]
-    return statistics.median(same) if same else None
+    """Median seconds per epoch of the timed runs with the same config, model and method; failing those, of the
+    runs with the same config and model (another method's step is a rougher guess, but a guess)."""
+
+    def key(s: RunState, method: bool) -> tuple:
+        o = s.spec.overrides
+        return (s.spec.config, o.get("model.name")) + ((o.get("distill.method"),) if method else ())
+
+    for method in (True, False):
+        same = [s.seconds_per_epoch for s in states if s.seconds_per_epoch and key(s, method) == key(st, method)]
+        if same:
+            return statistics.median(same)
+    return None
 
 
 def _configured_epochs(plan: Plan, st: RunState) -> int | None:
