@@ -23,26 +23,38 @@ from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.distill.kernels import KERNELS, Kernel
 from pointkd.distill.lsp import LSPLoss
 from pointkd.models import create_model
+from pointkd.models.dgcnn import DGCNNOutput
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default="benchmarks/checkpoints/teacher_cpu.pt")
+def add_batch_args(parser: argparse.ArgumentParser, teacher: str) -> None:
+    """The options of a real training batch seen by a teacher checkpoint and a fresh student (shared with
+    ``lsp_target_shape.py``)."""
+    parser.add_argument("--teacher", default=teacher)
     parser.add_argument("--student", default="dgcnn_student")
     parser.add_argument("--clouds", type=int, default=32)
     parser.add_argument("--points", type=int, default=512)
     parser.add_argument("--lambda", dest="lam", type=float, default=100.0)
     parser.add_argument("--data", default=None)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    args = parser.parse_args()
+
+
+def teacher_batch(args: argparse.Namespace) -> tuple[torch.Tensor, DGCNNOutput]:
+    """``--clouds`` training clouds (a fixed draw) at ``--points`` points, and the teacher's outputs on them."""
     data = load_modelnet40(args.data)
     ids = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))[: args.clouds]
     x = fixed_subset(data.train_x[ids], args.points)
     teacher = model_from_checkpoint(load_checkpoint(args.teacher)).float().eval()
     with torch.no_grad():
-        t = teacher.forward_features(x)
+        return x, teacher.forward_features(x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_batch_args(parser, teacher="benchmarks/checkpoints/teacher_cpu.pt")
+    args = parser.parse_args()
+    x, t = teacher_batch(args)
     dots = [float((f @ f.transpose(1, 2)).abs().median()) for f in t.features]
     rows = {}
     for name in KERNELS:

@@ -23,18 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
 
-from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
-from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.distill.kernels import Kernel
 from pointkd.distill.layer_map import default_layer_map
 from pointkd.distill.lsp import LSPLoss, union_candidates
 from pointkd.models import create_model
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lsp_kernel_scale import add_batch_args, teacher_batch  # the sibling script: the same real batch
+
 RULES = {"σ = 1": Kernel("rbf", sigma=1.0), "median σ": Kernel("rbf", sigma_rule="median")}
 
 
@@ -81,20 +82,9 @@ def layer_push(student_name: str, x: torch.Tensor, t, pair: tuple[int, int], ker
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default="benchmarks/checkpoints/teacher_short.pt")
-    parser.add_argument("--student", default="dgcnn_student")
-    parser.add_argument("--clouds", type=int, default=32)
-    parser.add_argument("--points", type=int, default=512)
-    parser.add_argument("--lambda", dest="lam", type=float, default=100.0)
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    add_batch_args(parser, teacher="benchmarks/checkpoints/teacher_short.pt")
     args = parser.parse_args()
-    data = load_modelnet40(args.data)
-    ids = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(0))[: args.clouds]
-    x = fixed_subset(data.train_x[ids], args.points)
-    teacher = model_from_checkpoint(load_checkpoint(args.teacher)).float().eval()
-    with torch.no_grad():
-        t = teacher.forward_features(x)
+    x, t = teacher_batch(args)
     pairs = default_layer_map(len(t.features), len(create_model(args.student).convs))
     rows = []
     for pair in pairs:
