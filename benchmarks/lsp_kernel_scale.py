@@ -50,6 +50,12 @@ def teacher_batch(args: argparse.Namespace) -> tuple[torch.Tensor, DGCNNOutput]:
         return x, teacher.forward_features(x)
 
 
+def batch_header(args: argparse.Namespace) -> dict:
+    """What a report says of its batch and models."""
+    a = args
+    return {"teacher": a.teacher, "student": a.student, "clouds": a.clouds, "points": a.points, "lambda": a.lam}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_batch_args(parser, teacher="benchmarks/checkpoints/teacher_cpu.pt")
@@ -69,11 +75,7 @@ def main() -> None:
     for r in rows.values():
         r["matched_lambda"] = args.lam * rows["rbf"]["grad_norm"] / r["grad_norm"]
     report = {
-        "teacher": args.teacher,
-        "student": args.student,
-        "clouds": args.clouds,
-        "points": args.points,
-        "lambda": args.lam,
+        **batch_header(args),
         "teacher_median_abs_dot_per_layer": dots,
         "kernels": rows,
     }

@@ -34,7 +34,7 @@ from pointkd.distill.lsp import LSPLoss, union_candidates
 from pointkd.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp_kernel_scale import add_batch_args, teacher_batch  # the sibling script: the same real batch
+from lsp_kernel_scale import add_batch_args, batch_header, teacher_batch  # the sibling script: the same real batch
 
 RULES = {"σ = 1": Kernel("rbf", sigma=1.0), "median σ": Kernel("rbf", sigma_rule="median")}
 
@@ -102,14 +102,7 @@ def main() -> None:
                     **stats,
                 }
             )
-    report = {
-        "teacher": args.teacher,
-        "student": args.student,
-        "clouds": args.clouds,
-        "points": args.points,
-        "lambda": args.lam,
-        "rows": rows,
-    }
+    report = {**batch_header(args), "rows": rows}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "lsp_target_shape.json").write_text(json.dumps(report, indent=2) + "\n")
     text = render(report)
