@@ -112,6 +112,17 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     )
     distill.add_argument("--kernel", default=None, help="LSP kernel: rbf (default) | poly | linear | l2")
     distill.add_argument("--lambda", dest="lsp_lambda", type=float, default=None, help="LSP weight λ (default 100)")
+    distill.add_argument(
+        "--sigma", type=float, default=None, help="RBF bandwidth σ under --sigma-rule fixed (default 1)"
+    )
+    distill.add_argument(
+        "--sigma-rule",
+        choices=("fixed", "median"),
+        default=None,
+        help="fixed: one σ for every layer (the paper's, default); median: σ per layer pair and step = the median "
+        "teacher distance over the compared edges, so deep layers, whose features lie far apart, keep a "
+        "neighbour structure to match (benchmarks/results/lsp_target_shape.md)",
+    )
     distill.add_argument("--kd-alpha", type=float, default=None, help="KD weight α (default 0.1)")
     distill.add_argument("--kd-temperature", type=float, default=None, help="KD temperature T (default 4)")
     _run_args(distill)
@@ -458,17 +469,23 @@ def cmd_distill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if args.list_methods:
         print(list_methods())
         return 0
+    return _run(args, "distill_cpu", distill_overrides(args))
+
+
+def distill_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides that the distill flags given stand for."""
     flags = {
         "teacher": "distill.teacher",
         "student": "model.name",
         "method": "distill.method",
         "kernel": "distill.kernel",
         "lsp_lambda": "distill.lsp_lambda",
+        "sigma": "distill.sigma",
+        "sigma_rule": "distill.sigma_rule",
         "kd_alpha": "distill.kd_alpha",
         "kd_temperature": "distill.kd_temperature",
     }
-    overrides = [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag) is not None]
-    return _run(args, "distill_cpu", overrides)
+    return [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag) is not None]
 
 
 def list_methods() -> str:

@@ -126,3 +126,21 @@ def test_parser_lists_all_subcommands():
     text = build_parser().format_help()
     for name in ("data", "train", "eval", "distill", "compile", "serve", "bench", "select", "demo"):
         assert name in text
+
+
+def test_distill_flags_reach_the_lsp_term():
+    from pointkd.cli import distill_overrides
+    from pointkd.config import load_config
+    from pointkd.distill.presets import preset_terms
+
+    args = build_parser().parse_args(["distill", "--teacher", "t.pt", "--sigma-rule", "median", "--lambda", "50"])
+    cfg = load_config("distill_cpu", distill_overrides(args))
+    lsp = next(spec for spec in preset_terms(cfg.distill) if spec["loss"] == "lsp")
+    assert lsp["sigma_rule"] == "median" and lsp["weight"] == 50 and cfg.distill.teacher == "t.pt"
+    args = build_parser().parse_args(["distill", "--teacher", "t.pt", "--sigma", "2.5"])
+    lsp = next(
+        s for s in preset_terms(load_config("distill_cpu", distill_overrides(args)).distill) if s["loss"] == "lsp"
+    )
+    assert lsp["sigma"] == 2.5 and lsp["sigma_rule"] == "fixed"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["distill", "--sigma-rule", "mean"])
