@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from pointkd.distill.kernels import Kernel
+from pointkd.distill.kernels import Kernel, _sqdist
 from pointkd.distill.layer_map import default_layer_map
-from pointkd.distill.lsp import LSPLoss, union_candidates
+from pointkd.distill.lsp import LSPLoss, _candidate_dots, union_candidates
 from pointkd.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,13 +43,11 @@ def target_stats(z_t: torch.Tensor, idx_t: torch.Tensor, idx_s: torch.Tensor, ke
     """σ, median teacher distance, normalised entropy and top-1 probability of the teacher's LSP target."""
     cand, valid = union_candidates(idx_t, idx_s)
     centre = torch.arange(z_t.shape[1]).view(1, -1, 1)
-    sq = (z_t * z_t).sum(-1)
-    dot = torch.bmm(z_t, z_t.transpose(1, 2)).gather(2, cand)
-    sq_j = sq.gather(1, cand.flatten(1)).view_as(cand)
+    dots = _candidate_dots(z_t, cand)  # the loss's own (z_i·z_j, ‖z_i‖², ‖z_j‖²) on the union candidates
     edges = valid & (cand != centre)
-    kernel = kernel.with_median_sigma(dot, sq.unsqueeze(-1), sq_j, edges)
-    d2 = (sq.unsqueeze(-1) + sq_j - 2 * dot).clamp_min(0)[edges]
-    k = kernel.from_dots(dot, sq.unsqueeze(-1), sq_j)
+    kernel = kernel.with_median_sigma(*dots, edges)
+    d2 = _sqdist(*dots)[edges]
+    k = kernel.from_dots(*dots)
     k_others = k.masked_fill(~edges, float("nan"))
     spread = (k_others - k_others.nanmean(-1, keepdim=True)).pow(2).nanmean(-1).sqrt()
     logits = k.masked_fill(~valid, float("-inf"))
