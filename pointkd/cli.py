@@ -370,6 +370,7 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
         ("run", "work through the plan (Ctrl-C or SIGTERM: the current run saves and stops)"),
         ("status", "per run: state, epochs, latest test OA, time left"),
         ("summary", "write summary.json / summary.md from the committed records"),
+        ("park", "copy each unfinished run's resume state into the records (commit it; `run` restores it)"),
     ):
         p = camp_sub.add_parser(action, help=text)
         p.add_argument("plan", help="the plan's YAML file")
@@ -381,6 +382,8 @@ def add_campaign(sub: argparse._SubParsersAction) -> None:
             p.add_argument(
                 "--wait", action="store_true", help="while another process holds a run, wait for it (poll every 60 s)"
             )
+        if action == "park":
+            p.add_argument("--max-mb", type=float, default=8.0, help="skip a run whose state is larger (default 8)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -736,6 +739,11 @@ def cmd_campaign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(status_table(plan))
     elif args.campaign_command == "summary":
         print(f"wrote {write_summary(plan)}")
+    elif args.campaign_command == "park":
+        from .campaign.inflight import park
+
+        parked = park(plan, args.max_mb)
+        print(f"{len(parked)} run(s) parked under {plan.records / 'inflight'}" if parked else "nothing to park")
     else:
         log = lambda m: print(m, flush=True)  # noqa: E731
         n = run_campaign(plan, args.code, args.only, args.max_runs, log, wait_s=60.0 if args.wait else None)

@@ -292,3 +292,36 @@ def test_train_seconds_adds_up_the_sittings():
         {"elapsed_s": 8.0},
     ]
     assert train_seconds(resumed_twice) == 20.0 + 9.0 + 8.0
+
+
+def test_a_parked_run_resumes_on_a_machine_without_its_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from pointkd.campaign import inflight, runner
+    from pointkd.campaign.state import inflight_dir, read_history
+
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    t = plan.run("t")
+
+    def crash(*_a, **_k):
+        raise runner.CampaignError("the machine went away")
+
+    monkeypatch.setattr(runner, "finish_run", crash)
+    with pytest.raises(runner.CampaignError):
+        run_campaign(plan, WORKDIR, log=lambda m: None)
+    assert plan_states(plan)[0].state == "trained"
+    messages: list[str] = []
+    assert inflight.park(plan, max_mb=1e-4, log=messages.append) == []  # over the size cap: nothing copied
+    assert "not parked" in messages[0] and not inflight_dir(plan, t).exists()
+    assert inflight.park(plan, log=messages.append) == ["t"]
+    parked = read_history(inflight_dir(plan, t))
+    assert [h["epoch"] for h in parked] == [1, 2] and (inflight_dir(plan, t) / "code.txt").is_file()
+    shutil.rmtree(plan.folder(t))  # a new machine: the run folder is gone, the committed records are not
+    assert plan_states(plan)[0].state == "parked"
+    monkeypatch.undo()
+    logs: list[str] = []
+    assert run_campaign(plan, WORKDIR, log=logs.append, only=["t"]) == 1
+    assert any("restored its parked state" in line for line in logs)
+    record = json.loads(plan.record_path(t).read_text())
+    assert [h["train_loss"] for h in record["history"]] == [h["train_loss"] for h in parked]  # resumed, not retrained
+    assert not inflight_dir(plan, t).exists()  # the record and the shipped copy replace the parked state

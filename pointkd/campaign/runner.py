@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..process import cpu_model
+from .inflight import discard, restore
 from .plan import Plan, RunSpec
 from .report import write_summary
 from .state import CODE, plan_states, read_history, release_lock, take_lock, train_seconds
@@ -185,7 +186,7 @@ def finish_run(plan: Plan, spec: RunSpec, commit: str, log: Log) -> dict[str, An
         "best": {"epoch": best["epoch"], "test_oa": best.get("test_oa")},
         "history": history,
     }
-    if best["epoch"] != history[-1]["epoch"]:
+    if best["epoch"] != history[-1]["epoch"] and (folder / "best.pt").is_file():
         top = max(spec.eval_points)
         record["best"]["evals"] = {str(top): evaluate_run(plan, spec, code, "best.pt", top)}
     if spec.ship:
@@ -217,7 +218,7 @@ def run_campaign(
     finished = 0
     while max_runs is None or finished < max_runs:
         states = [s for s in plan_states(plan) if not only or s.spec.name in only]
-        ready = [s for s in states if s.state in ("todo", "partial", "trained")]
+        ready = [s for s in states if s.state in ("todo", "partial", "parked", "trained")]
         if not ready:
             if wait_s and any(s.state == "running" for s in states):
                 time.sleep(wait_s)
@@ -225,9 +226,12 @@ def run_campaign(
             break
         st = ready[0]
         started = time.monotonic()
+        if st.state == "parked":
+            restore(plan, st.spec, log)
         if st.state != "trained":
             train_run(plan, st.spec, commit, log)
         finish_run(plan, st.spec, commit, log)
+        discard(plan, st.spec)
         write_summary(plan)
         finished += 1
         log(f"[{st.spec.name}] {time.monotonic() - started:.0f} s in this sitting")

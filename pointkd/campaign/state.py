@@ -20,7 +20,7 @@ CODE = "code.txt"
 @dataclass
 class RunState:
     spec: RunSpec
-    state: str  # done | running | trained | partial | waiting | todo
+    state: str  # done | running | trained | partial | parked | waiting | todo
     epochs_done: int
     epochs: int | None
     seconds_per_epoch: float | None
@@ -29,6 +29,11 @@ class RunState:
     @property
     def epochs_left(self) -> int | None:
         return None if self.epochs is None else self.epochs - self.epochs_done
+
+
+def inflight_dir(plan: Plan, spec: RunSpec) -> Path:
+    """Where :mod:`pointkd.campaign.inflight` parks a run's resume state (committed with the records)."""
+    return plan.records / "inflight" / spec.name
 
 
 def read_history(folder: Path) -> list[dict[str, Any]]:
@@ -101,6 +106,10 @@ def run_state(plan: Plan, spec: RunSpec, done: set[str]) -> RunState:
         state = "trained"
     elif (folder / "last.pt").is_file():
         state = "partial"
+    elif (inflight_dir(plan, spec) / "last.pt").is_file():
+        state = "parked"
+        history = read_history(inflight_dir(plan, spec))
+        epochs = planned_epochs(inflight_dir(plan, spec))
     elif any(dep not in done for dep in spec.after):
         state = "waiting"
     else:
