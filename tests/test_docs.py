@@ -217,3 +217,26 @@ def test_idle_gap_rows_name_their_artifact(tmp_path):
     lines = doc.section_serve_tuning(tmp_path)
     assert any(line.startswith("| `a-1024-onnx-fused` | onnx-fused | 2 | on | off |") for line in lines)
     assert any(line.startswith("| – | onnx-fused | 2 | on | off |") for line in lines)
+
+
+def test_paper_style_table_groups_seeds_skips_warm_starts_and_pairs_the_same_budget(tmp_path):
+    doc = results_doc()
+    folder = tmp_path / "benchmarks" / "results" / "campaign" / doc.PAPER_PLAN
+    folder.mkdir(parents=True)
+    row = {"student": "dgcnn_student", "epochs": 20}
+    runs = [
+        {**row, "name": "scratch20-s1", "method": "scratch", "seed": 1, "oa_1024": 0.86, "macc_1024": 0.80},
+        {**row, "name": "scratch20-s2", "method": "scratch", "seed": 2, "oa_1024": 0.87, "macc_1024": 0.80},
+        {**row, "name": "lsp_med20-s1", "method": "lsp", "seed": 1, "oa_1024": 0.88, "macc_1024": 0.82},
+        {**row, "name": "lsp_med20-s2", "method": "lsp", "seed": 2, "oa_1024": 0.88, "macc_1024": 0.82},
+        {**row, "name": "lsp_tail-s1", "method": "lsp", "seed": 1, "oa_1024": 0.90, "init": "x.pt", "epochs": 3},
+    ]
+    paper = {"student": "dgcnn_student", "oa_macc": {"teacher": [92.4, 89.3], "lsp": [91.9, 88.6]}}
+    (folder / "summary.json").write_text(json.dumps({"teacher": None, "runs": runs, "paper": paper}))
+    lines = doc.section_paper_campaign(tmp_path)
+    text = "\n".join(lines)
+    assert "| lsp_med20 | lsp | 1, 2 | 20 | 88.00 ± 0.00 | 82.00 ± 0.00 | – | 91.9 | 88.6 | -3.90 |" in text
+    assert "| scratch20 | scratch | 1, 2 | 20 | 86.50 ± 0.71 | 80.00 ± 0.00 | – | – | – | – |" in text
+    assert "lsp_tail" not in text  # a warm start adds to another run's epochs: not a row of the paper's table
+    # paired: s1 +2.00, s2 +1.00 -> mean +1.50 ± 0.71; t(1) 12.706 * 0.707 / sqrt(2) = 6.35
+    assert "| lsp_med20 | 2 | s1: +2.00 / –; s2: +1.00 / – | +1.50 ± 0.71 | -4.85 to +7.85 | – | – |" in text

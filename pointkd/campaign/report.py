@@ -100,6 +100,7 @@ def _student_row(record: dict[str, Any]) -> dict[str, Any]:
         "seed": cfg.get("seed"),
         "student": cfg["model"]["name"],
         "epochs": record["epochs"],
+        "init": (cfg.get("train") or {}).get("init"),  # a warm start: its epochs add to another run's
         "oa_1024": evals.get("1024", {}).get("oa"),
         "macc_1024": evals.get("1024", {}).get("macc"),
         "k_1024": evals.get("1024", {}).get("k"),
