@@ -34,6 +34,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from .knn_input import check_knn_input
+
 KNN_BACKENDS = ("auto", "dense", "cluster", "fused")
 # Largest input dimension for which "auto" prefers torch-cluster (measured: faster at 3-d, slower at 64-d).
 CLUSTER_MAX_DIM = 8
@@ -57,13 +59,13 @@ def knn_scores(x: Tensor) -> Tensor:
 
 def knn_dense(x: Tensor, k: int) -> Tensor:
     """Dense kNN: ``x`` ``[B, N, C]`` -> ``idx`` ``[B, N, k]`` (int64), nearest first."""
-    _check(x, k)
+    check_knn_input(x, k)
     return knn_scores(x).topk(k, dim=-1).indices
 
 
 def knn_cluster(x: Tensor, k: int) -> Tensor:
     """kNN with ``torch_cluster.knn``: same contract as :func:`knn_dense`."""
-    _check(x, k)
+    check_knn_input(x, k)
     if not torch_cluster_available():
         raise RuntimeError(
             "torch-cluster is not installed: `pip install --no-build-isolation torch-cluster` "
@@ -127,10 +129,3 @@ def fused_knn_ready() -> bool:
         warnings.warn(f"kNN: the fused kernel is unavailable ({err}); using the dense backend", stacklevel=2)
         return False
     return True
-
-
-def _check(x: Tensor, k: int) -> None:
-    if x.dim() != 3:
-        raise ValueError(f"expected points [B, N, C], got shape {tuple(x.shape)}")
-    if not 1 <= k <= x.shape[1]:
-        raise ValueError(f"k={k} needs 1 <= k <= number of points ({x.shape[1]})")

@@ -29,7 +29,7 @@ import functools
 import torch
 from torch import Tensor
 
-from .knn import _check
+from .knn_input import check_knn_input
 
 
 @functools.cache
@@ -47,7 +47,7 @@ def _kernel() -> ctypes._CFuncPtr:
 def knn_fused(x: Tensor, k: int) -> Tensor:
     """kNN graph ``[B, N, k]`` (int64, nearest first) of CPU points ``x`` ``[B, N, C]``; see the module docstring.
     :class:`KnnOpUnavailable` where the kernel cannot be built (no C++ compiler)."""
-    _check(x, k)
+    check_knn_input(x, k)
     b, n, c = x.shape
     if x.device.type != "cpu":
         raise ValueError(f"the fused kNN runs on the CPU, got a tensor on {x.device}")
