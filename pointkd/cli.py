@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .config import SIGMA_RULES
 from .runtime.formats import ARTIFACT_FORMATS, FORMAT_NAMES
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     )
     distill.add_argument(
         "--sigma-rule",
-        choices=("fixed", "median"),
+        choices=SIGMA_RULES,
         default=None,
         help="fixed: one σ for every layer (the paper's, default); median: σ per layer pair and step = the median "
         "teacher distance over the compared edges, so deep layers, whose features lie far apart, keep a "

@@ -14,9 +14,11 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config file or override is malformed."""
+# The choice lists that the CLI's flags, the configs and the torch code share, here because this module is torch-free
+KERNELS = ("rbf", "poly", "linear", "l2")  # LSP kernels
+SIGMA_RULES = ("fixed", "median")  # the RBF bandwidth rule of pointkd.distill.kernels
 
 
 @dataclass
@@ -117,6 +119,8 @@ class DistillSection:
 
             if self.preset not in PRESETS:
                 raise ConfigError(f"distill.method must be one of {sorted(PRESETS)}, got {self.method!r}")
+        if self.sigma_rule not in SIGMA_RULES:
+            raise ConfigError(f"distill.sigma_rule must be one of {SIGMA_RULES}, got {self.sigma_rule!r}")
         if self.lsp_centres is not None and self.lsp_centres < 1:
             raise ConfigError(f"distill.lsp_centres must be >= 1 or null (all), got {self.lsp_centres}")
         if not 0.0 <= self.kd_alpha <= 1.0:

@@ -115,6 +115,7 @@ def test_terms_without_ce_get_plain_cross_entropy_first_and_names_tell_terms_apa
         (dict(method="kd", terms=[{"loss": "kd", "weight": 1}]), "both set"),
         (dict(kd_alpha=0.5, terms=[{"loss": "kd", "weight": 1}]), r"\['kd_alpha'\] parameterise"),
         (dict(method="crd"), r"distill\.method must be one of"),
+        (dict(sigma_rule="mean"), r"distill\.sigma_rule must be one of \('fixed', 'median'\)"),
     ],
 )
 def test_distill_settings_errors(settings, match):

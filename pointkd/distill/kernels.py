@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-KERNELS = ("rbf", "poly", "linear", "l2")
-SIGMA_RULES = ("fixed", "median")
+from ..config import KERNELS, SIGMA_RULES
+
 _EPS = 1e-12
 
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 from torch import Tensor, nn
 
-from ..config import ConfigError, DistillSection
+from ..errors import ConfigError
 from ..models import DGCNN
 from ..models.dgcnn import DGCNNOutput
 
@@ -70,7 +70,9 @@ class Term(nn.Module):
 
 
 LOSSES: dict[str, type[Term]] = {}
-PresetFn = Callable[[DistillSection], list[dict[str, Any]]]
+# A preset reads a pointkd.config.DistillSection; typed Any: config checks specs against this registry, and an
+# import of config from here would close a loop
+PresetFn = Callable[[Any], list[dict[str, Any]]]
 PRESETS: dict[str, PresetFn] = {}
 _NOT_OPTIONS = ("self", "teacher", "student")
 T = TypeVar("T", bound=type[Term])
