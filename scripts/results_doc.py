@@ -93,20 +93,6 @@ def source(*rels: Path | str) -> str:
     return "Source: " + ", ".join(link(r) for r in rels) + "."
 
 
-def longer_runs(root: Path) -> str:
-    """``; longer runs: ...`` for the README's campaign line from plan ``modelnet40_long``'s summary ('' if none)."""
-    long = load(root, RESULTS / "campaign" / "modelnet40_long" / "summary.json")
-    if not long or not long.get("teachers"):
-        return ""
-    # the last epoch, as the line says (a teacher's oa_1024 is its best epoch's, by the summary's schema)
-    last = [(t, t.get("last_epoch_oa_1024", t.get("oa_1024"))) for t in long["teachers"]]
-    runs = [f"{t['name']} {pct(oa)} % (k {t.get('k_1024')})" for t, oa in last]
-    runs += [f"{r['name']} {pct(r.get('oa_1024'))} %" for r in long.get("runs", []) if r.get("oa_1024") is not None]
-    return (
-        f"; longer, warm-started runs: {', '.join(runs)} ([table](docs/results.md#campaign-runs-plan-modelnet40_long))"
-    )
-
-
 def pct(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x * 100:.{digits}f}"
 
@@ -289,6 +275,38 @@ def section_paper_campaign(root: Path, plan: str = PAPER_PLAN) -> list[str]:
         renamed = {(("scratch" if k == base else k[0]), k[1]): v for k, v in same.items()}
         lines += section_campaign_pairs(renamed, paper_student)
     return lines
+
+
+PER_CLASS = RESULTS / "per_class.json"  # benchmarks/per_class.py: the served student against its teacher
+
+
+def section_per_class(root: Path) -> list[str]:
+    """The served student's accuracy per class beside its teacher's, worst difference first."""
+    d = load(root, PER_CLASS)
+    if not d:
+        return []
+    t, s = d["teacher"], d["student"]
+    lines = [
+        "### Per class: the served student against its teacher",
+        "",
+        f"`python benchmarks/per_class.py`: the whole test split at {d['points']} points, no voting. Teacher "
+        f"`{Path(t['checkpoint']).name}` (k {t['k']}) OA {pct(t['oa'])} / mAcc {pct(t['macc'])}; served student "
+        f"`{Path(s['checkpoint']).name}` (k {s['k']}) OA {pct(s['oa'])} / mAcc {pct(s['macc'])}. Sorted by the "
+        "difference, the student's worst classes first; with 4 to 100 test clouds a class, read the counts.",
+        "",
+    ]
+    rows = [
+        [
+            r["class"],
+            r["clouds"],
+            f"{r['teacher']} ({r['teacher'] / r['clouds'] * 100:.1f} %)",
+            f"{r['student']} ({r['student'] / r['clouds'] * 100:.1f} %)",
+            signed(r["delta"] * 100),
+        ]
+        for r in d["rows"]
+    ]
+    lines += table(["class", "test clouds", "teacher correct", "student correct", "Δ points"], rows, "lrrrr")
+    return [*lines, "", source(PER_CLASS), ""]
 
 
 def mean_delta(deltas: list[tuple[int, float]]) -> str:
@@ -1163,31 +1181,64 @@ def fused_clause(row: dict | None) -> str:
     return f" (with the fused kNN and gather-max operators, onnx-fused: {ms})"
 
 
+def shipped_models_line(root: Path) -> list[str]:
+    """The shipped teacher and served student as evaluated by benchmarks/per_class.py (empty without it)."""
+    d = load(root, PER_CLASS)
+    s = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json") or {}
+    if not d:
+        return []
+    paper, _ = paper_table(s)
+    pt, ps = paper.get("teacher", ("–", "–")), paper.get("lsp", ("–", "–"))
+    t, st = d["teacher"], d["student"]
+    return [
+        f"- **Shipped models** (ModelNet40 test split, {d['points']} points, last epoch, no voting): teacher "
+        f"`{Path(t['checkpoint']).stem}` {pct(t['oa'])} % OA / {pct(t['macc'])} % mAcc (paper {pt[0]} / {pt[1]}); "
+        f"served student `{Path(st['checkpoint']).stem}` {pct(st['oa'])} / {pct(st['macc'])} (the paper's LSP "
+        f"student {ps[0]} / {ps[1]}) ([per class](docs/results.md#per-class-the-served-student-against-its-teacher))."
+    ]
+
+
+def method_lines(root: Path) -> list[str]:
+    """LSP against scratch at 20 epochs (plan modelnet40_paper, paired by seed) and every method at 8 epochs."""
+    out = []
+    s20 = load(root, RESULTS / "campaign" / PAPER_PLAN / "summary.json") or {}
+    groups20 = campaign_groups({"runs": [r for r in s20.get("runs") or [] if not r.get("init")]})
+    scratch = {r.get("seed"): r for r in groups20.get(("scratch20", "dgcnn_student"), [])}
+    lsp = groups20.get(("lsp_med20", "dgcnn_student"), [])
+    deltas = seed_deltas(lsp, scratch, "oa_1024")
+    if deltas:
+        ci = delta_interval(deltas)
+        out.append(
+            f"- **LSP against scratch at 20 epochs** (median-σ LSP, {len(deltas)} seed pair(s), 1024 test points): "
+            f"{mean_sd([r['oa_1024'] for r in lsp])} % against {mean_sd([r['oa_1024'] for r in scratch.values()])} "
+            f"%, {mean_delta(deltas)} points{f' (95 % CI {ci})' if ci != '–' else ''} "
+            "([table](docs/results.md#the-papers-table-at-20-epochs-plan-modelnet40_paper))."
+        )
+    s = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json")
+    if s:
+        paper, paper_student = paper_table(s)
+        order = list(paper)
+        groups = sorted(campaign_groups(s).items(), key=lambda kv: order.index(kv[0][0]) if kv[0][0] in order else 99)
+        students = []
+        for (label, student), runs in groups:
+            oas = [r["oa_1024"] for r in runs if r.get("oa_1024") is not None]
+            if student == paper_student and oas:
+                students.append(f"{label} {statistics.mean(oas) * 100:.2f} %")
+        if students:
+            out.append(
+                "- **Every method at 8 epochs** (the paper's student, 1024 test points, mean over seeds): "
+                f"{', '.join(students)} ([table](docs/results.md#campaign-against-the-lsp-paper))."
+            )
+    return out
+
+
 def headline(root: Path) -> list[str]:
     """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
     from pointkd.demo import SHIPPED
 
     shipped_student = Path(SHIPPED["student"]).stem
-    out = []
-    s = load(root, RESULTS / "campaign" / "modelnet40" / "summary.json")
-    if s and s.get("teacher"):
-        t = s["teacher"]
-        oa = t.get("last_epoch_oa_1024", t.get("oa_1024"))
-        students = []
-        paper, paper_student = paper_table(s)
-        order = list(paper)
-        groups = sorted(campaign_groups(s).items(), key=lambda kv: order.index(kv[0][0]) if kv[0][0] in order else 99)
-        for (label, student), runs in groups:
-            if student == paper_student:
-                oas = [r["oa_1024"] for r in runs if r.get("oa_1024") is not None]
-                if oas:
-                    students.append(f"{label} {statistics.mean(oas) * 100:.2f} %")
-        out.append(
-            f"- **Campaign** (ModelNet40, 1024 test points, last epoch): teacher {pct(oa)} % OA after {t['epochs']} "
-            f"epochs (paper {paper.get('teacher', (None,))[0]} %); paper student: "
-            f"{', '.join(students) or 'no runs yet'} "
-            f"([table](docs/results.md#campaign-against-the-lsp-paper)){longer_runs(root)}."
-        )
+    out = shipped_models_line(root)
+    out += method_lines(root)
     d = load(root, RESULTS / "amd-epyc-2c" / "train_step_levers.json")
     if d:
         rows = {(r["label"], r["code"], r.get("centres")): r for r in d.get("rows", []) if r.get("status") == "ok"}
@@ -1254,6 +1305,7 @@ def render(root: Path) -> str:
     ]
     lines += section_campaign(root)
     lines += section_paper_campaign(root)
+    lines += section_per_class(root)
     lines += section_train_speed(root)
     latency = section_bench(root) + section_latency(root) + section_topk(root) + section_artifacts(root)
     if latency:
