@@ -72,8 +72,9 @@ def input_tensor(doc: object) -> dict:
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise BadRequest("expected {'inputs': [{'name', 'shape', 'datatype', 'data'}]} with one input")
     tensor = inputs[0]
-    if tensor.get("datatype") not in DTYPES:
-        raise BadRequest(f"datatype must be FP32 or FP64, got {tensor.get('datatype')!r}")
+    datatype = tensor.get("datatype")
+    if type(datatype) is not str or datatype not in DTYPES:  # a list or an object is unhashable: test its type first
+        raise BadRequest(f"datatype must be FP32 or FP64, got {_brief(datatype)}")
     params = tensor.get("parameters", {})
     if not isinstance(params, dict):
         raise BadRequest("an input's parameters must be an object")

@@ -117,6 +117,22 @@ def test_kserve_shapes_are_checked(client, shape, data, message):
     assert message in r.json()["error"]
 
 
+@pytest.mark.parametrize("datatype", [["FP32"], {"t": "FP32"}, [], {}, None, 32, True, "fp32", "BYTES"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_datatype_that_is_not_fp32_or_fp64_is_400(client, datatype, binary):
+    doc = {"inputs": [{"name": "points", "shape": [1, 10, 3], "datatype": datatype}]}
+    raw = np.zeros((10, 3), "<f4").tobytes()
+    if binary:
+        doc["inputs"][0]["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps(doc).encode()
+        r = client.post(INFER, content=header + raw, headers={"inference-header-content-length": str(len(header))})
+    else:
+        doc["inputs"][0]["data"] = [0.0] * 30
+        r = post_json(client, json.dumps(doc), INFER)
+    assert r.status_code == 400, r.text
+    assert list(r.json()) == ["error"] and "datatype must be FP32 or FP64" in r.json()["error"]
+
+
 def test_unreadable_json_is_400_on_every_endpoint(client):
     for url in ("/predict", INFER):
         r = post_json(client, '{"points": [[1,', url)
