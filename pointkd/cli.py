@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .train.metrics import ClassificationReport
 
 LONG_RUNNING = {"train", "eval", "distill", "bench", "compile", "demo"}
+TORCH_FREE = {"predict"}  # commands that import torch only when their model is a checkpoint
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_slim,
         add_models,
         add_serve,
+        add_predict,
         add_compile,
         add_bench,
         add_select,
@@ -263,6 +265,32 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-level", default="warning")
 
 
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    pred = sub.add_parser(
+        "predict",
+        help="classify cloud files with a checkpoint or an artifact, without a server",
+        description="Classify clouds: one line a cloud (file, class, probability) and a per-class count at the "
+        "end. Each file is read and prepared exactly as the server prepares an upload (centred, scaled to the unit "
+        "sphere, resampled to the model's point count; send clouds z-up, as ModelNet40). An unreadable file is "
+        "reported with its reason and the rest go on; the exit status is 1 only when nothing could be classified.",
+    )
+    pred.add_argument("model", help="an artifact folder written by `pointkd compile`, or a .pt checkpoint")
+    pred.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="cloud files (.ply .pcd .xyz .pts .txt .off .npy), folders (searched recursively) or glob patterns "
+        "(quote them for ** )",
+    )
+    pred.add_argument("--top-k", type=int, default=1, help="classes shown per cloud (default 1)")
+    rows = pred.add_mutually_exclusive_group()
+    rows.add_argument("--jsonl", default=None, metavar="OUT", help="also write one JSON object a file to OUT")
+    rows.add_argument("--csv", default=None, metavar="OUT", help="also write one CSV row a file to OUT")
+    pred.add_argument("--batch-size", type=int, default=32, help="clouds per model call (default 32)")
+    pred.add_argument("--threads", type=int, default=0, help="runtime CPU threads (default 0: one per core)")
+    pred.add_argument("--no-progress", action="store_true", help="no progress report on stderr")
+
+
 def add_compile(sub: argparse._SubParsersAction) -> None:
     comp = sub.add_parser(
         "compile",
@@ -410,29 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         from .process import stop_on_signals
 
         stop_on_signals()
-    from .campaign.runner import CampaignError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import DataError
-    from .runtime.errors import ExportError, RuntimeUnavailable
-    from .train.trainer import TrainingDiverged
-
     try:
         return COMMANDS[args.command](args, parser)
-    except (
-        DataError,
-        ConfigError,
-        CampaignError,
-        CheckpointError,
-        ExportError,
-        RuntimeUnavailable,
-        FileExistsError,
-        FileNotFoundError,
-        TrainingDiverged,
-        KeyError,
-        TypeError,
-        ValueError,
-    ) as e:
+    except handled_errors(args.command) as e:
         if os.environ.get("POINTKD_DEBUG"):
             raise
         print(f"pointkd {args.command}: error: {e}", file=sys.stderr)
@@ -440,6 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pointkd {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def handled_errors(command: str) -> tuple[type[BaseException], ...]:
+    """The errors a command reports in one line (exit status 2) rather than as a traceback. The torch-free commands
+    (:data:`TORCH_FREE`) do not import the trainer, the checkpoint module or the campaign runner to name theirs."""
+    from .runtime.errors import ExportError, RuntimeUnavailable
+
+    light = (ExportError, RuntimeUnavailable, FileExistsError, FileNotFoundError, KeyError, TypeError, ValueError)
+    if command in TORCH_FREE:
+        return light  # DataError, CheckpointError, ManifestError and ConfigError are ValueErrors
+    from .campaign.runner import CampaignError
+    from .train.trainer import TrainingDiverged
+
+    return (*light, CampaignError, TrainingDiverged)
 
 
 def cmd_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -673,6 +695,31 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .classify import RowWriter, run_predict
+    from .inference import find_clouds, load
+
+    if args.top_k < 1 or args.batch_size < 1:
+        parser.error("--top-k and --batch-size must be at least 1")
+    files, missing = find_clouds(args.sources)
+    model = load(args.model, threads=args.threads)
+    top_k = min(args.top_k, len(model.classes))
+    target, kind = (args.jsonl, "jsonl") if args.jsonl else (args.csv, "csv")
+    rows = RowWriter(Path(target), kind, top_k) if target else None
+    try:
+        outcome = run_predict(model, files, missing, top_k, args.batch_size, rows, progress=not args.no_progress)
+    finally:
+        if rows is not None:
+            rows.close()
+    if not outcome.predictions:
+        print(
+            f"pointkd predict: error: no cloud could be classified ({len(outcome.failures)} unreadable)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_compile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .checkpoint import load_checkpoint
     from .export.compile import CompileOptions, compile_checkpoint
@@ -781,6 +828,7 @@ COMMANDS = {
     "models": cmd_models,
     "compile": cmd_compile,
     "serve": cmd_serve,
+    "predict": cmd_predict,
     "bench": cmd_bench,
     "select": cmd_select,
     "demo": cmd_demo,

@@ -37,8 +37,13 @@ class Predictor:
         self.input_name = m["input"]["name"]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.run(np.ascontiguousarray(batch, dtype=np.float32))
-        z = logits.astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
+        return softmax(self.run(np.ascontiguousarray(batch, dtype=np.float32)))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities ``[B, C]`` float64 of ``logits`` ``[B, C]`` (the one softmax of the server, ``pointkd
+    predict`` and the Python API)."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
