@@ -235,6 +235,14 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "other formats in the worker processes (default); --no-raw-in-threads sends them to the workers too",
     )
     serve.add_argument(
+        "--outlier-filter",
+        choices=("none", "sor"),
+        default=ServeSettings.outlier_filter,
+        help="remove outliers from every cloud before it is normalised: none, or sor (statistical outlier removal, "
+        "k 20, 2 standard deviations; pointkd.data.outliers, measured in benchmarks/results/robustness.md); "
+        f"default {ServeSettings.outlier_filter}",
+    )
+    serve.add_argument(
         "--parse-timeout-s", type=float, default=10.0, help="longest a worker may spend on one body (default 10 s)"
     )
     serve.add_argument(
@@ -681,6 +689,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raw_in_threads=args.raw_in_threads,
         parse_timeout_s=args.parse_timeout_s,
         worker_memory_x=args.worker_memory_x,
+        outlier_filter=args.outlier_filter,
         keep_awake=args.keep_awake,
     )
     uvicorn.run(

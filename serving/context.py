@@ -43,8 +43,16 @@ class ServerContext:
         return self.state.get("raw_pool") or self.state["pool"]
 
     def job_meta(self, p: Predictor, **extra) -> dict:
-        """A parse job's ``meta``: the model's input size and the server's point limit, plus ``extra``."""
-        return {"num_points": p.num_points, "min_points": p.min_points, "max_points": self.settings.max_points, **extra}
+        """A parse job's ``meta``: the model's input size, the server's point limit and outlier filter, plus
+        ``extra``."""
+        s = self.settings
+        return {
+            "num_points": p.num_points,
+            "min_points": p.min_points,
+            "max_points": s.max_points,
+            "outliers": s.outlier_filter,
+            **extra,
+        }
 
     def served_model(self, name: str | None, version: str | None = None) -> Served:
         """The model ``name`` (the only one when None) at ``version`` (any when None), or an :class:`HTTPProblem`."""

@@ -33,7 +33,8 @@ def prepare_upload(meta: dict, body: bytes) -> tuple[dict, np.ndarray]:
     else:
         points = parse_body(meta.get("ctype", ""), body, max_points)
     received = int(points.shape[0]) if points.ndim else 0
-    return {"received": received}, prepare(points, meta["num_points"], meta["min_points"], max_points)
+    prepared = prepare(points, meta["num_points"], meta["min_points"], max_points, meta.get("outliers", "none"))
+    return {"received": received}, prepared
 
 
 def prepare_infer(meta: dict, body: bytes) -> tuple[dict, np.ndarray]:
@@ -41,8 +42,8 @@ def prepare_infer(meta: dict, body: bytes) -> tuple[dict, np.ndarray]:
     options and the prepared ``[B, N, 3]`` clouds."""
     limit = json_values_limit(meta["max_points"], MAX_CLOUDS)
     options, clouds = infer_request(body, meta.get("json_length"), limit)
-    n, k, most = meta["num_points"], meta["min_points"], meta["max_points"]
-    return options.to_dict(), np.stack([prepare(c, n, k, most) for c in clouds])
+    n, k, most, outliers = meta["num_points"], meta["min_points"], meta["max_points"], meta.get("outliers", "none")
+    return options.to_dict(), np.stack([prepare(c, n, k, most, outliers) for c in clouds])
 
 
 JOBS: dict[str, Callable[[dict, bytes], tuple[dict, np.ndarray]]] = {
@@ -76,3 +77,4 @@ def warm_up(num_points: int) -> None:
     prepare_upload({**meta, "ctype": "application/octet-stream"}, cloud.tobytes())
     doc = b'{"inputs": [{"name": "points", "shape": [1, 2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 7]}]}'
     prepare_infer({**meta, "min_points": 1}, doc)
+    prepare_upload({**meta, "ctype": "application/octet-stream", "outliers": "sor"}, cloud.tobytes())

@@ -3,8 +3,9 @@
 A request cloud is validated here (shape, the model's minimum and the server's maximum point count, finite float32,
 some extent), then prepared by :func:`pointkd.data.resample.prepare_cloud`, the function evaluation, compile's
 calibration and accuracy check and the data loaders use: centred and scaled into the unit sphere on the whole
-cloud, then resampled to the model's ``N`` (a seeded random subset of its distinct points when it has more, every
-point repeated in order when it has fewer). The result is always exactly ``[N, 3]`` finite float32, or a
+cloud (after an optional outlier filter, ``pointkd serve --outlier-filter``), then resampled to the model's ``N``
+(a seeded random subset of its distinct points when it has more, every point repeated in order when it has
+fewer). The result is always exactly ``[N, 3]`` finite float32, or a
 :class:`BadCloud`. The frame is the caller's: the model was trained z-up, with the manifest's axis order.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pointkd.data.outliers import outlier_filter
 from pointkd.data.resample import prepare_cloud
 
 
@@ -39,15 +41,18 @@ def validate(points: np.ndarray, min_points: int, max_points: int) -> np.ndarray
     return out
 
 
-def prepare(points: np.ndarray, num_points: int, min_points: int, max_points: int) -> np.ndarray:
+def prepare(
+    points: np.ndarray, num_points: int, min_points: int, max_points: int, outliers: str = "none"
+) -> np.ndarray:
     """Validated, normalised, resampled ``[num_points, 3]`` finite float32 (:func:`pointkd.data.resample.prepare_cloud`,
-    as ``pointkd eval`` prepares a test cloud)."""
+    as ``pointkd eval`` prepares a test cloud), its outliers removed first with ``outliers`` (``none``, ``sor``:
+    :mod:`pointkd.data.outliers`)."""
     cloud = validate(points, min_points, max_points)
     if not cloud.shape[0]:
         raise BadCloud("the cloud has no points")
     if (cloud == cloud[0]).all():
         raise BadCloud("all points coincide: the cloud has no extent")
-    out = prepare_cloud(cloud, num_points)
+    out = prepare_cloud(cloud, num_points, outliers=outlier_filter(outliers))
     check_model_input(out, (num_points, 3), "the prepared cloud")
     return out
 

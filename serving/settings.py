@@ -21,5 +21,6 @@ class ServeSettings:
     raw_in_threads: bool = True
     parse_timeout_s: float = 10.0  # a body's parsing and resampling in a worker process, at most
     worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
+    outlier_filter: str = "none"  # pointkd.data.outliers: "none" | "sor", before the normalisation of every cloud
     keep_awake: bool = False  # an idle-priority spinner per CPU, so the vCPUs never halt (serving.keep_awake)
     worker_faults: bool = False  # tests only (never the command line): workers obey FAULT_CTYPE bodies

@@ -19,12 +19,20 @@ So a raw cloud becomes the same tensor, bit for bit, on the server and in evalua
   farthest-point sampling measured no better on the test split (student -1.04 OA points against the mean of three
   random subsets, teacher -0.04; ``benchmarks/results/resample_choice.md``).
 
+An optional outlier filter (:mod:`pointkd.data.outliers`, off by default) runs before both steps in
+:func:`prepare_cloud`, so evaluation and the server filter the same way.
+
 NaN and Inf are not handled here: the readers and the server's validation refuse them before this point.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .outliers import OutlierFilter
 
 
 class EmptyCloud(ValueError):
@@ -91,7 +99,11 @@ def all_rows_differ(points: np.ndarray) -> bool:
     return bool((keys[1:] != keys[:-1]).all())
 
 
-def prepare_cloud(points: np.ndarray, num_points: int, seed: int = 0) -> np.ndarray:
-    """A raw ``[P, 3]`` cloud as the model takes it: normalised on the whole cloud, then resampled to
-    ``[num_points, 3]`` float32."""
+def prepare_cloud(
+    points: np.ndarray, num_points: int, seed: int = 0, outliers: OutlierFilter | None = None
+) -> np.ndarray:
+    """A raw ``[P, 3]`` cloud as the model takes it: with ``outliers`` (:mod:`pointkd.data.outliers`) its outliers
+    removed first, then normalised on the whole cloud, then resampled to ``[num_points, 3]`` float32."""
+    if outliers is not None:
+        points = outliers(points)
     return resample(normalize_unit_sphere(points), num_points, seed)
