@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `pointkd select` on one device's bench report, for the budgets the README quotes: writes
 # benchmarks/results/<device-id>/select.md (each section is the command and its output).
-# Run from the repository root: bash benchmarks/select_report.sh [DEVICE_ID]   (default amd-epyc-2c)
+# Run from the repository root: bash benchmarks/select_report.sh [DEVICE_ID]   (default: this machine's id)
 set -u
-device="${1:-amd-epyc-2c}"
+device="${1:-$(python -c "from pointkd.bench import device_id, device_info; print(device_id(device_info()))")}"
 report="benchmarks/results/$device/bench.json"
 [ -f "$report" ] || { echo "no $report: run pointkd bench first" >&2; exit 2; }
 {

@@ -357,6 +357,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--calib-size", type=int, default=1024, help="int8 calibration clouds (default 1024)")
     bench.add_argument("--max-drop", type=float, default=1.0, help="int8: largest OA loss in points (default 1.0)")
+    bench.add_argument(
+        "--add",
+        action="store_true",
+        help="add the rows to OUT/<device-id>/bench.json (rows of the same model and format are replaced, the "
+        "others kept; its settings must match): one report from several shorter runs",
+    )
     bench.add_argument("--no-progress", action="store_true")
 
 
@@ -770,6 +776,7 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_seconds=args.max_seconds,
         calib_size=args.calib_size,
         max_drop=args.max_drop,
+        add=args.add,
         progress=not args.no_progress,
     )
     paths, rows = run_bench(args.sources, args.out, opts)

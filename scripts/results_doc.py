@@ -592,6 +592,53 @@ def section_train_speed(root: Path) -> list[str]:
 # ------------------------------------------------------------------ latency
 
 
+def cpu_identity(dev: dict) -> str:
+    """`` (zen5, family 26 model 2 stepping 1, avx512vnni, fused kNN avx512)`` from a device header that records
+    them ('' for a header written before they were)."""
+    if not dev.get("simd"):
+        return ""
+    fms = f"family {dev.get('family')} model {dev.get('model')} stepping {dev.get('stepping')}"
+    return f" ({dev.get('microarch')}, {fms}, {dev['simd']}, fused kNN {dev.get('knn_dispatch', '?')})"
+
+
+def bench_rows(d: dict) -> dict[tuple[str, str, int | None], dict]:
+    """A bench report's measured rows by (model, format, threads)."""
+    return {(r["model"], r["format"], r.get("threads")): r for r in d.get("rows", []) if r.get("status") == "ok"}
+
+
+def section_cross_device(root: Path) -> list[str]:
+    """p50 / p99 (ms, batch 1) of every (model, format, threads) measured by a committed bench.json, one column per
+    device folder, so the same model and format sit side by side."""
+    reports = {rel.parent.name: bench_rows(load(root, rel)) for rel in device_dirs(root, "bench.json")}
+    if len(reports) < 2:
+        return []
+    devices = sorted(reports)
+    keys = sorted({k for rows in reports.values() for k in rows}, key=lambda k: (k[0], k[1], k[2] or 0))
+    rows = []
+    for model, fmt, threads in keys:
+        cells = []
+        for dev in devices:
+            r = reports[dev].get((model, fmt, threads))
+            cells.append(f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}" if r else "–")
+        points = next(
+            reports[d][(model, fmt, threads)].get("points", "–") for d in devices if (model, fmt, threads) in reports[d]
+        )
+        rows.append([model, fmt, points, threads or "–", *cells])
+    header = ["model", "format", "points", "threads", *(f"{d} p50 / p99" for d in devices)]
+    return [
+        "### Across devices",
+        "",
+        "Batch-1 latency (ms, p50 / p99) of the same model and format on each device that has a `pointkd bench` "
+        "report; – where that device's report has no such row. The device sections below give each one's settings "
+        "and OA.",
+        "",
+        *table(header, rows, "llrr" + "r" * len(devices)),
+        "",
+        source(*device_dirs(root, "bench.json")),
+        "",
+    ]
+
+
 def section_bench(root: Path) -> list[str]:
     lines = []
     for rel in device_dirs(root, "bench.json"):
@@ -601,7 +648,8 @@ def section_bench(root: Path) -> list[str]:
         lines += [
             f"### `pointkd bench`: {rel.parent.name}",
             "",
-            f"{dev.get('cpu', '?')}, {dev.get('cores', '?')} cores, GPU {dev.get('gpu') or 'none'}; torch "
+            f"{dev.get('cpu', '?')}{cpu_identity(dev)}, {dev.get('cores', '?')} cores, "
+            f"GPU {dev.get('gpu') or 'none'}; torch "
             f"{v.get('torch', '?')}, onnxruntime {v.get('onnxruntime', '?')}, tensorrt {v.get('tensorrt', '?')}; "
             f"{d.get('created', '')}. Batch 1 latency (ms), batch-32 throughput, OA on the whole test split.",
             "",
@@ -1149,7 +1197,7 @@ def paper_table(summary: dict[str, Any]) -> tuple[dict[str, tuple[float, float |
     return table, paper["student"]
 
 
-def int8_clause(root: Path, rows: dict, label: str) -> str:
+def int8_clause(root: Path, rows: dict, label: str, device: str) -> str:
     """int8 against fp32 ONNX for ``label``: size, accuracy and p50 speed-up at each thread count from the bench,
     and the per-op profile's bound on what int8 could gain (empty parts where a source is missing)."""
     fp, q = rows[(label, "onnx", 2)], rows[(label, "onnx-int8", 2)]
@@ -1162,7 +1210,7 @@ def int8_clause(root: Path, rows: dict, label: str) -> str:
     ]
     speed = f"; fp32/int8 p50 {min(speedups):.2f}–{max(speedups):.2f}× at 1–2 threads" if speedups else ""
     text = f"int8 is {fp['size_mb'] / q['size_mb']:.1f}× smaller {accuracy}{speed}"
-    rel = RESULTS / "amd-epyc-2c" / "int8_profile.json"
+    rel = RESULTS / device / "int8_profile.json"
     d = load(root, rel)
     if d and d.get("settings"):
         bound = max(s["quantized_layers"]["bound_if_free"] for s in d["settings"])
@@ -1239,20 +1287,27 @@ def headline(root: Path) -> list[str]:
     shipped_student = Path(SHIPPED["student"]).stem
     out = shipped_models_line(root)
     out += method_lines(root)
-    d = load(root, RESULTS / "amd-epyc-2c" / "train_step_levers.json")
+    levers = sorted(device_dirs(root, "train_step_levers.json"), key=lambda rel: load(root, rel).get("created", ""))
+    d = load(root, levers[-1]) if levers else None
     if d:
+        dev = levers[-1].parent.name
         rows = {(r["label"], r["code"], r.get("centres")): r for r in d.get("rows", []) if r.get("status") == "ok"}
         tb, tc = rows.get(("teacher", "baseline", None)), rows.get(("teacher", "current", None))
         lsp, scratch = rows.get(("LSP, 128 centres", "current", 128)), rows.get(("scratch student", "current", None))
         if tb and tc and lsp and scratch:
             out.append(
-                f"- **Training step** (batch 32 × 512, 2-core EPYC): teacher {tb['ms_p50']:.0f} → {tc['ms_p50']:.0f} "
+                f"- **Training step** (batch 32 × 512, on `{dev}`): teacher {tb['ms_p50']:.0f} → {tc['ms_p50']:.0f} "
                 f"ms; an LSP step costs {lsp['ms_p50'] / scratch['ms_p50']:.2f}× a scratch-student step"
-                f"{fused_knn_clause(rows)} ([table](docs/results.md#training-step-levers-amd-epyc-2c))."
+                f"{fused_knn_clause(rows)} ([table](docs/results.md#{slug(f'Training-step levers: {dev}')}))."
             )
-    d = load(root, RESULTS / "amd-epyc-2c" / "bench.json")
+    # the newest device report that measured the shipped student (an older report: the newest of all)
+    benches = sorted(device_dirs(root, "bench.json"), key=lambda rel: load(root, rel).get("created", ""))
+    shipped_benches = [rel for rel in benches if (shipped_student, "onnx", 2) in bench_rows(load(root, rel))]
+    chosen = (shipped_benches or benches)[-1:] or [None]
+    d = load(root, chosen[0]) if chosen[0] else None
     if d:
-        rows = {(r["model"], r["format"], r.get("threads")): r for r in d.get("rows", []) if r.get("status") == "ok"}
+        dev = chosen[0].parent.name
+        rows = bench_rows(d)
         # the shipped campaign student, else (an older report) the CPU-budget one
         campaign = (shipped_student, "student_lsp_long")  # the shipped one, then its predecessor
         label = next((m for m in (*campaign, "student_lsp") if (m, "onnx", 2) in rows), "student_lsp")
@@ -1262,9 +1317,9 @@ def headline(root: Path) -> list[str]:
         if fp and q:
             out.append(
                 f"- **Student latency** ({what}, {fp['oa'] * 100:.2f} % OA {source}; "
-                f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads): p50 {fp['p50_ms']:.2f} ms, p99 "
-                f"{fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
-                f"{int8_clause(root, rows, label)} ([table](docs/results.md#pointkd-bench-amd-epyc-2c))."
+                f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads, on `{dev}`): p50 {fp['p50_ms']:.2f} ms, "
+                f"p99 {fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
+                f"{int8_clause(root, rows, label, dev)} ([table](docs/results.md#{slug(f'`pointkd bench`: {dev}')}))."
             )
     student_tests = [load(root, rel) for rel in glob(root, "*/load_test_student*/load_test.json")]
     best = {}  # each point count's best serving setting measured for the student
@@ -1299,15 +1354,23 @@ def render(root: Path) -> str:
         "<!-- Generated by scripts/results_doc.py from the committed JSON under benchmarks/results/: do not edit; "
         "run `python scripts/results_doc.py` after adding results. -->",
         "",
-        "Every table is generated from a committed result file, named under it. Times are wall-clock on the machine "
-        "named; the 2-core AMD EPYC is shared with other work, so single runs vary by several per cent.",
+        "Every table is generated from a committed result file, named under it. Times are wall-clock on the device "
+        "named: its results folder benchmarks/results/<device-id>/ names the CPU model, microarchitecture, SIMD level "
+        "and cores (`pointkd.bench.device.device_id`); the 2-core machines are shared with other work, so single runs "
+        "vary by several per cent.",
         "",
     ]
     lines += section_campaign(root)
     lines += section_paper_campaign(root)
     lines += section_per_class(root)
     lines += section_train_speed(root)
-    latency = section_bench(root) + section_latency(root) + section_topk(root) + section_artifacts(root)
+    latency = (
+        section_cross_device(root)
+        + section_bench(root)
+        + section_latency(root)
+        + section_topk(root)
+        + section_artifacts(root)
+    )
     if latency:
         lines += ["## Latency per device and format", "", *latency]
     serving = section_load(root)

@@ -204,6 +204,24 @@ def test_select_cli(checkpoint_bench, capsys, tmp_path):
     assert "no benchmark report" in capsys.readouterr().err
 
 
+def test_add_merges_runs_into_one_report(tiny_checkpoint, tmp_path):
+    """``--add``: a second run's rows join the first run's report (same model and format replaced), and a run with
+    other settings is refused instead of mixed in."""
+    first = BenchOptions(formats=("torch",), threads=(1,), **QUICK)
+    paths, _ = run_bench([str(tiny_checkpoint)], tmp_path, first)
+    _, before = read_report(paths["json"])
+    second = BenchOptions(formats=("onnx", "torch"), threads=(1,), add=True, **QUICK)
+    paths, rows = run_bench([str(tiny_checkpoint)], tmp_path, second)
+    _, after = read_report(paths["json"])
+    assert after == rows and [(r.format, r.threads) for r in after] == [("onnx", 1), ("torch", 1)]
+    assert after[1] != before[0]  # torch measured again: the new row replaced the old one
+    settings = json.loads(paths["json"].read_text())["settings"]
+    assert settings["formats"] == ["torch", "onnx"] and settings["sources"] == [str(tiny_checkpoint)]
+    other = BenchOptions(formats=("torch",), threads=(1,), add=True, **{**QUICK, "repeats": 11})
+    with pytest.raises(ValueError, match=r"other settings \(repeats 10 vs 11\)"):
+        run_bench([str(tiny_checkpoint)], tmp_path, other)
+
+
 @pytest.mark.parametrize(
     "info, expected",
     [

@@ -1,6 +1,6 @@
 """benchmarks/int8_profile.py's aggregation on a tiny quantized graph (the real profile of the student is committed in
-benchmarks/results/amd-epyc-2c/int8_profile.*): roles, integer-kernel and Q/DQ counts in the graph ONNX Runtime runs,
-and per-op shares of a real ORT profile."""
+benchmarks/results/amd-epyc-unknown-avx2-2c/int8_profile.*): roles, integer-kernel and Q/DQ counts in the graph ONNX
+Runtime runs, and per-op shares of a real ORT profile."""
 
 from __future__ import annotations
 

@@ -53,6 +53,7 @@ class BenchOptions:
     calib_size: int = 1024
     max_drop: float = 1.0
     worker_timeout_s: float = 3600.0
+    add: bool = False  # add the rows to the device's bench.json (same model and format replaced) instead of a new one
     progress: bool = True
     log: Callable[[str], None] = field(default=print)
 
@@ -354,4 +355,30 @@ def run_bench(sources: list[str], out: str | os.PathLike, opts: BenchOptions) ->
         "data": "–" if data is None else str(data.source),
         "sources": list(sources),
     }
+    if opts.add and (folder / "bench.json").is_file():
+        rows, settings = added_rows(folder / "bench.json", rows, settings)
     return write_report(folder, device, rows, settings), rows
+
+
+# The settings that make two runs' rows comparable: a report holds rows of one setting only.
+SAME_SETTINGS = ("repeats", "warmup", "max_seconds", "batch_size", "timing_clouds", "test_clouds", "data")
+
+
+def added_rows(path: Path, rows: list[BenchRow], settings: dict[str, Any]) -> tuple[list[BenchRow], dict[str, Any]]:
+    """``rows`` added to the report at ``path`` (``pointkd bench --add``): its rows of another (model, format) are
+    kept, in their order, and followed by the new ones; sources and formats are the union. ValueError if the report
+    was measured with other :data:`SAME_SETTINGS` (its rows and the new ones would not compare)."""
+    from ..documents import read_document
+    from .report import REPORT_FORMAT
+
+    old = read_document(path, REPORT_FORMAT, "a pointkd bench report")
+    differ = [k for k in SAME_SETTINGS if old["settings"].get(k) != settings.get(k)]
+    if differ:
+        pairs = ", ".join(f"{k} {old['settings'].get(k)!r} vs {settings.get(k)!r}" for k in differ)
+        raise ValueError(f"{path} was measured with other settings ({pairs}); bench into another --out")
+    new = {(r.model, r.format) for r in rows}
+    kept = [r for r in (BenchRow.from_dict(d) for d in old["rows"]) if (r.model, r.format) not in new]
+    merged = dict(settings)
+    for key in ("sources", "formats"):
+        merged[key] = list(dict.fromkeys([*old["settings"].get(key, []), *settings[key]]))
+    return kept + rows, merged

@@ -21,7 +21,7 @@ The backends:
   ``benchmarks/results/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of dense
   (1 x 1024: 4.0 vs 6.3 ms; 32 x 512: 41 vs 60 ms), in 64-d feature space 4.9-5.9x, so ``"auto"`` uses it for
   inputs of at most ``CLUSTER_MAX_DIM`` dimensions when it is installed. The fused kernel made whole training
-  steps 1.10-1.51x faster than dense (``benchmarks/results/amd-epyc-2c/train_step_levers.md``).
+  steps 1.10-1.51x faster than dense (``benchmarks/results/amd-epyc-unknown-avx2-2c/train_step_levers.md``).
   ``POINTKD_KNN_FUSED=0`` keeps ``"auto"`` off it.
 """
 
