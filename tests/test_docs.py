@@ -217,3 +217,34 @@ def test_idle_gap_rows_name_their_artifact(tmp_path):
     lines = doc.section_serve_tuning(tmp_path)
     assert any(line.startswith("| `a-1024-onnx-fused` | onnx-fused | 2 | on | off |") for line in lines)
     assert any(line.startswith("| – | onnx-fused | 2 | on | off |") for line in lines)
+
+
+def test_cross_device_table_sets_each_device_s_row_side_by_side(tmp_path):
+    doc = results_doc()
+    results = tmp_path / "benchmarks" / "results"
+
+    def row(model, fmt, threads, p50, p99):
+        return {"model": model, "format": fmt, "threads": threads, "status": "ok", "points": 1024, "oa": 0.9,
+                "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+
+    reports = {
+        "amd-epyc-unknown-avx2-2c": ({"cpu": "AMD EPYC", "cores": 2}, [row("s", "onnx-fused", 2, 2.75, 3.52)]),
+        "amd-epyc-zen5-avx512vnni-2c": (
+            {"cpu": "AMD EPYC", "cores": 2, "microarch": "zen5", "family": 26, "model": 2, "stepping": 1,
+             "simd": "avx512vnni", "knn_dispatch": "avx512"},
+            [row("s", "onnx-fused", 2, 1.95, 2.5), row("s", "torch", 1, 5.12, 6.0),
+             {**row("s", "onnx", 2, 0, 0), "status": "failed"}],
+        ),
+    }  # fmt: skip
+    for name, (device, rows) in reports.items():
+        (results / name).mkdir(parents=True)
+        (results / name / "bench.json").write_text(json.dumps({"device": device, "rows": rows, "created": name}))
+    lines = doc.section_cross_device(tmp_path)
+    assert "| s | onnx-fused | 1024 | 2 | 2.75 / 3.52 | 1.95 / 2.50 |" in lines
+    assert "| s | torch | 1024 | 1 | – | 5.12 / 6.00 |" in lines  # no such row on the AVX2 machine
+    assert not any("| s | onnx |" in line for line in lines)  # a failed row is not a latency
+    assert "AMD EPYC (zen5, family 26 model 2 stepping 1, avx512vnni, fused kNN avx512), 2 cores" in "\n".join(
+        doc.section_bench(tmp_path)
+    )
+    (results / "amd-epyc-unknown-avx2-2c" / "bench.json").unlink()
+    assert doc.section_cross_device(tmp_path) == []  # one device: nothing to set side by side
