@@ -241,3 +241,34 @@ def test_paper_style_table_groups_seeds_skips_warm_starts_and_pairs_the_same_bud
     assert "lsp_tail" not in text  # a warm start adds to another run's epochs: not a row of the paper's table
     # paired: s1 +2.00, s2 +1.00 -> mean +1.50 ± 0.71; t(1) 12.706 * 0.707 / sqrt(2) = 6.35
     assert "| lsp_med20 | 2 | s1: +2.00 / –; s2: +1.00 / – | +1.50 ± 0.71 | -4.85 to +7.85 | – | – |" in text
+
+
+def test_cross_device_table_sets_each_device_s_row_side_by_side(tmp_path):
+    doc = results_doc()
+    results = tmp_path / "benchmarks" / "results"
+
+    def row(model, fmt, threads, p50, p99):
+        return {"model": model, "format": fmt, "threads": threads, "status": "ok", "points": 1024, "oa": 0.9,
+                "p50_ms": p50, "p99_ms": p99}  # fmt: skip
+
+    reports = {
+        "amd-epyc-unknown-avx2-2c": ({"cpu": "AMD EPYC", "cores": 2}, [row("s", "onnx-fused", 2, 2.75, 3.52)]),
+        "amd-epyc-zen5-avx512vnni-2c": (
+            {"cpu": "AMD EPYC", "cores": 2, "microarch": "zen5", "family": 26, "model": 2, "stepping": 1,
+             "simd": "avx512vnni", "knn_dispatch": "avx512"},
+            [row("s", "onnx-fused", 2, 1.95, 2.5), row("s", "torch", 1, 5.12, 6.0),
+             {**row("s", "onnx", 2, 0, 0), "status": "failed"}],
+        ),
+    }  # fmt: skip
+    for name, (device, rows) in reports.items():
+        (results / name).mkdir(parents=True)
+        (results / name / "bench.json").write_text(json.dumps({"device": device, "rows": rows, "created": name}))
+    lines = doc.section_cross_device(tmp_path)
+    assert "| s | onnx-fused | 1024 | 2 | 2.75 / 3.52 | 1.95 / 2.50 |" in lines
+    assert "| s | torch | 1024 | 1 | – | 5.12 / 6.00 |" in lines  # no such row on the AVX2 machine
+    assert not any("| s | onnx |" in line for line in lines)  # a failed row is not a latency
+    assert "AMD EPYC (zen5, family 26 model 2 stepping 1, avx512vnni, fused kNN avx512), 2 cores" in "\n".join(
+        doc.section_bench(tmp_path)
+    )
+    (results / "amd-epyc-unknown-avx2-2c" / "bench.json").unlink()
+    assert doc.section_cross_device(tmp_path) == []  # one device: nothing to set side by side
