@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 
+from .access import ApiKeyGuard
 from .batcher import BatchStats, MicroBatcher
 from .context import Served, ServerContext
+from .edge import InFlightLimit
 from .errors import add_error_handlers
 from .health_routes import health_routes
 from .keep_awake import KeepAwake
@@ -68,7 +70,10 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
 
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
-    # Outermost, so 413s and HEADs are counted too.
+    app.add_middleware(InFlightLimit, limit=ctx.settings.max_in_flight)
+    s = ctx.settings
+    app.add_middleware(ApiKeyGuard, keys=s.api_keys, guard_health=s.guard_health, open_metrics=s.open_metrics)
+    # Outermost, so 401s, 413s, 503s and HEADs are counted too.
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     add_error_handlers(app)
     for routes in (oip_routes, health_routes, predict_routes):
