@@ -305,7 +305,7 @@ def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
         "--body-timeout-s",
         type=float,
         default=e.body_timeout_s,
-        help="a body gets this grace plus 1 s per --min-body-rate-kib KiB received, else 408 "
+        help="a body must arrive within this grace plus its size at --min-body-rate-kib, else 408 "
         f"(default {e.body_timeout_s:g})",
     )
     lim.add_argument(
@@ -712,7 +712,6 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from serving import ServeSettings, create_app
     from serving.access import is_loopback, load_api_keys
-    from serving.edge import edge_protocol
     from serving.launch import server_stack
     from serving.repository import model_folders
     from serving.settings import EdgeLimits
@@ -764,6 +763,8 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     loop, http = server_stack(args.loop, args.http)
     protocol: object = http
     if http == "httptools":
+        from serving.edge import edge_protocol  # imports httptools
+
         protocol = edge_protocol(limits)
     else:
         print("WARNING: --http h11 has no header, body or body-budget limits (they need httptools)", file=sys.stderr)

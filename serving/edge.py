@@ -13,8 +13,8 @@ subclass of it (uvloop + httptools latency kept: a few counters per callback) th
   ``Content-Length`` is reserved when its headers end (chunked bodies as they arrive) and released when its
   response is complete or its connection lost; a request that would pass the budget -> 503 with ``Retry-After``.
 
-:class:`InFlightLimit` (ASGI middleware) bounds the requests the app works on at once (503 with ``Retry-After``);
-health and readiness are never counted or refused, so they answer while the server is full.
+:class:`serving.middleware.InFlightLimit` bounds the requests the app works on at once (503 with ``Retry-After``,
+health apart).
 Every answer here is the project's one error shape, ``{"error": message}``.
 """
 
@@ -25,7 +25,6 @@ import json
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .access import HEALTH_PATHS
 from .settings import EdgeLimits
 
 LINGER_S = 2.0  # after a refusal, the client's further bytes are read and dropped for this long, at most
@@ -288,27 +287,3 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in headers)
-
-
-class InFlightLimit:
-    """At most ``limit`` requests in the app at once (503 with ``Retry-After`` beyond); health is never refused."""
-
-    def __init__(self, app, limit: int):
-        self.app = app
-        self.limit = limit
-        self.in_flight = 0
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.limit or scope["path"] in HEALTH_PATHS:
-            return await self.app(scope, receive, send)
-        if self.in_flight >= self.limit:
-            from fastapi.responses import JSONResponse
-
-            message = f"the server is working on {self.limit} requests, its limit; retry shortly"
-            response = JSONResponse({"error": message}, status_code=503, headers={"retry-after": "1"})
-            return await response(scope, receive, send)
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from serving import ServeSettings, create_app
 from serving.access import ApiKeyGuard, is_loopback, key_matches, load_api_keys, presented_key
-from serving.edge import InFlightLimit
+from serving.middleware import InFlightLimit
 
 RAW = {"content-type": "application/octet-stream"}
 
@@ -137,4 +137,3 @@ def test_serve_gives_uvicorn_the_edge_protocol_tls_and_warns_without_a_key(tiny_
     monkeypatch.setenv("POINTKD_API_KEY", "k")
     assert main(["serve", str(tiny_artifact), "--host", "127.0.0.1"]) == 0
     assert "WARNING" not in capsys.readouterr().err
-
