@@ -271,6 +271,98 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         help="uvicorn's HTTP parser (default auto: httptools, a C parser, when installed; h11 is pure Python)",
     )
     serve.add_argument("--log-level", default="warning")
+    _add_serve_edge(serve)
+
+
+def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
+    """``pointkd serve``'s network edge: API keys, TLS, deadlines and limits (serving.access, serving.edge)."""
+    from serving.settings import EdgeLimits
+
+    e = EdgeLimits()
+    net = serve.add_argument_group("access control and TLS")
+    net.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a key a client must send (Authorization: Bearer KEY or X-API-Key: KEY), else 401; repeatable; "
+        "$POINTKD_API_KEY adds one. Without any key, every client may infer",
+    )
+    net.add_argument(
+        "--api-key-file", action="append", default=[], metavar="FILE", help="a file of API keys, one a line"
+    )
+    net.add_argument(
+        "--guard-health",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="liveness and readiness need a key too (default: they answer anyone, for load balancers)",
+    )
+    net.add_argument(
+        "--open-metrics",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="/metrics answers without a key (default: it needs one, as inference does)",
+    )
+    net.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    net.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
+    lim = serve.add_argument_group("deadlines and limits (0 turns one off)")
+    lim.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=e.idle_timeout_s,
+        help="close a connection that sends nothing for this long, new or between requests "
+        f"(default {e.idle_timeout_s:g})",
+    )
+    lim.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=e.header_timeout_s,
+        help=f"a request's headers must arrive within this, else 408 (default {e.header_timeout_s:g})",
+    )
+    lim.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=e.body_timeout_s,
+        help="a body must arrive within this grace plus its size at --min-body-rate-kib, else 408 "
+        f"(default {e.body_timeout_s:g})",
+    )
+    lim.add_argument(
+        "--min-body-rate-kib",
+        type=float,
+        default=e.min_body_rate / 1024,
+        help=f"slowest average body upload after the grace, KiB/s (default {e.min_body_rate / 1024:g})",
+    )
+    lim.add_argument(
+        "--max-header-kib",
+        type=float,
+        default=e.max_header_bytes / 1024,
+        help=f"request line + headers, KiB, else 431 (default {e.max_header_bytes / 1024:g})",
+    )
+    lim.add_argument(
+        "--max-header-fields",
+        type=int,
+        default=e.max_header_fields,
+        help=f"header fields per request, else 431 (default {e.max_header_fields})",
+    )
+    lim.add_argument(
+        "--max-connections",
+        type=int,
+        default=e.max_connections,
+        help=f"open connections; one more gets 503 + Retry-After and is closed (default {e.max_connections})",
+    )
+    lim.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=64,
+        help="requests the app works on at once; more get 503 + Retry-After, health is always answered (default 64)",
+    )
+    lim.add_argument(
+        "--body-budget-mb",
+        type=float,
+        default=e.body_budget_bytes / (1 << 20),
+        help="request body bytes the server holds at once, over all connections; a request that would pass it gets "
+        f"503 + Retry-After (default {e.body_budget_bytes / (1 << 20):g} MiB)",
+    )
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -678,12 +770,28 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import uvicorn
 
     from serving import ServeSettings, create_app
+    from serving.access import is_loopback, load_api_keys
+    from serving.launch import server_stack
     from serving.repository import model_folders
+    from serving.settings import EdgeLimits
 
     from .runtime.manifest import read_manifest
 
     for _, folder in model_folders(args.artifact):
         read_manifest(folder)  # fail here, with one line, rather than inside the server's start-up
+    try:
+        keys = load_api_keys(args.api_key, args.api_key_file)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+    if bool(args.ssl_keyfile) and not args.ssl_certfile:
+        parser.error("--ssl-keyfile needs --ssl-certfile")
+    if not keys and not is_loopback(args.host):
+        print(
+            f"WARNING: serving on {args.host}, beyond this machine, without an API key: anyone who can reach port "
+            f"{args.port} may infer and read the metrics. Give --api-key / --api-key-file / $POINTKD_API_KEY "
+            "(and --ssl-certfile / --ssl-keyfile for TLS).",
+            file=sys.stderr,
+        )
     settings = ServeSettings(
         threads=args.threads,
         max_batch=args.max_batch,
@@ -697,15 +805,42 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         worker_memory_x=args.worker_memory_x,
         outlier_filter=args.outlier_filter,
         keep_awake=args.keep_awake,
+        api_keys=keys,
+        guard_health=args.guard_health,
+        open_metrics=args.open_metrics,
+        max_in_flight=args.max_in_flight,
     )
+    limits = EdgeLimits(
+        idle_timeout_s=args.idle_timeout_s,
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        min_body_rate=int(args.min_body_rate_kib * 1024),
+        max_header_bytes=int(args.max_header_kib * 1024),
+        max_header_fields=args.max_header_fields,
+        max_connections=args.max_connections,
+        body_budget_bytes=int(args.body_budget_mb * (1 << 20)),
+    )
+    loop, http = server_stack(args.loop, args.http)
+    protocol: object = http
+    if http == "httptools":
+        from serving.edge import edge_protocol  # imports httptools
+
+        protocol = edge_protocol(limits)
+    else:
+        print("WARNING: --http h11 has no header, body or body-budget limits (they need httptools)", file=sys.stderr)
     uvicorn.run(
         create_app(args.artifact, settings),
         host=args.host,
         port=args.port,
-        loop=args.loop,
-        http=args.http,
+        loop=loop,
+        http=protocol,
         log_level=args.log_level,
         access_log=False,
+        timeout_keep_alive=max(args.idle_timeout_s, 0.001) if args.idle_timeout_s else 3600,
+        h11_max_incomplete_event_size=int(args.max_header_kib * 1024) or None,
+        limit_concurrency=None if http == "httptools" else (args.max_connections or None),
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     return 0
 

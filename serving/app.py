@@ -7,7 +7,10 @@ workers (:mod:`serving.workers`: worker processes with a memory cap and a time l
 ``parse_workers=0``), off the event loop, so health checks keep answering. Every error body is ``{"error": "..."}``;
 bad input is a 4xx, never a 500: 400 unreadable body, 404 unknown model, version or path, 405 method, 413 body too
 large, 415 content type, 422 a cloud the model cannot take (or one that crashed or exhausted its worker); 503 while
-not ready, or when a body's parsing ran out of time. HEAD works on every GET route.
+not ready, or when a body's parsing ran out of time. HEAD works on every GET route. With API keys
+(:mod:`serving.access`) a request without a valid one is a 401; past ``max_in_flight`` requests, a 503 with
+``Retry-After`` (health apart). Deadlines, header limits and the global body budget (408, 431, 503) are the
+connection's, :mod:`serving.edge`.
 
 This module assembles the app: the routes (:mod:`serving.oip_routes`, :mod:`serving.predict_routes`,
 :mod:`serving.health_routes`) share a :class:`~serving.context.ServerContext`; the middleware is
@@ -25,13 +28,14 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 
+from .access import ApiKeyGuard
 from .batcher import BatchStats, MicroBatcher
 from .context import Served, ServerContext
 from .errors import add_error_handlers
 from .health_routes import health_routes
 from .keep_awake import KeepAwake
 from .metrics import ServerMetrics
-from .middleware import BodyLimit, HeadAsGet, RequestMetrics
+from .middleware import BodyLimit, HeadAsGet, InFlightLimit, RequestMetrics
 from .oip_routes import oip_routes
 from .predict_routes import predict_routes
 from .predictor import Predictor
@@ -68,7 +72,10 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
 
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
-    # Outermost, so 413s and HEADs are counted too.
+    app.add_middleware(InFlightLimit, limit=ctx.settings.max_in_flight)
+    s = ctx.settings
+    app.add_middleware(ApiKeyGuard, keys=s.api_keys, guard_health=s.guard_health, open_metrics=s.open_metrics)
+    # Outermost, so 401s, 413s, 503s and HEADs are counted too.
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     add_error_handlers(app)
     for routes in (oip_routes, health_routes, predict_routes):

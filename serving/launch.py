@@ -33,11 +33,18 @@ def free_port() -> int:
 
 
 def start_server(
-    artifact: str | os.PathLike, port: int, *serve_args: str, ready_timeout_s: float = 120.0, quiet: bool = False
+    artifact: str | os.PathLike,
+    port: int,
+    *serve_args: str,
+    ready_timeout_s: float = 120.0,
+    quiet: bool = False,
+    tls_verify: object = None,
+    headers: dict | None = None,
 ) -> subprocess.Popen:
     """``pointkd serve ARTIFACT --port PORT *serve_args`` in its own session; returns once ``/v2/health/ready``
     answers 200, raises RuntimeError if the server exits or is not ready in time. The server gets SIGTERM (a
-    graceful shutdown) if this process dies without calling :func:`stop_server`."""
+    graceful shutdown) if this process dies without calling :func:`stop_server`. ``tls_verify`` (an
+    ``ssl.SSLContext`` or a CA file): poll over HTTPS with it; ``headers``: sent with the poll (an API key)."""
     import httpx
 
     cmd = [sys.executable, "-m", "pointkd", "serve", str(Path(artifact)), "--port", str(port), *serve_args]
@@ -46,7 +53,9 @@ def start_server(
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+            scheme = "http" if tls_verify is None else "https"
+            url = f"{scheme}://127.0.0.1:{port}/v2/health/ready"
+            if httpx.get(url, timeout=1, verify=tls_verify or True, headers=headers).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass

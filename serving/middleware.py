@@ -1,5 +1,6 @@
 """Plain ASGI middleware of the server (rather than ``@app.middleware("http")``, whose BaseHTTPMiddleware adds a task
-group and a response re-stream to every request): the body limit, request metrics, and HEAD on GET routes."""
+group and a response re-stream to every request): the body limit, request metrics, HEAD on GET routes, and the
+in-flight request limit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from .access import HEALTH_PATHS
 from .metrics import ServerMetrics
 
 CLIENT_CLOSED = "499"  # nginx's status for a request whose client went away before the answer
@@ -109,3 +111,25 @@ class HeadAsGet:
             await self.app(inner, receive, send_headers_only)
         finally:  # what routing put in the scope (the matched route, for the metrics' endpoint label)
             scope.update({k: v for k, v in inner.items() if k != "method"})
+
+
+class InFlightLimit:
+    """At most ``limit`` requests in the app at once (503 with ``Retry-After`` beyond); health is never refused."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.limit or scope["path"] in HEALTH_PATHS:
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.limit:
+            message = f"the server is working on {self.limit} requests, its limit; retry shortly"
+            response = JSONResponse({"error": message}, status_code=503, headers={"retry-after": "1"})
+            return await response(scope, receive, send)
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

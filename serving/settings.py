@@ -23,4 +23,22 @@ class ServeSettings:
     worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
     outlier_filter: str = "none"  # pointkd.data.outliers: "none" | "sor", before the normalisation of every cloud
     keep_awake: bool = False  # an idle-priority spinner per CPU, so the vCPUs never halt (serving.keep_awake)
+    api_keys: tuple[str, ...] = ()  # none: no access control (serving.access)
+    guard_health: bool = False  # liveness and readiness need a key too
+    open_metrics: bool = False  # /metrics answers without a key
+    max_in_flight: int = 64  # requests in the app at once, health apart; 503 + Retry-After beyond (0: no limit)
     worker_faults: bool = False  # tests only (never the command line): workers obey FAULT_CTYPE bodies
+
+
+@dataclass
+class EdgeLimits:
+    """``pointkd serve``'s network edge flags (:mod:`serving.edge`; 0 turns a limit off)."""
+
+    idle_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    min_body_rate: int = 256 << 10  # bytes per second, on average, after the grace
+    max_header_bytes: int = 16 << 10
+    max_header_fields: int = 100
+    max_connections: int = 1024
+    body_budget_bytes: int = 128 << 20

@@ -1,0 +1,116 @@
+"""What serving.edge's protocol costs per request: uvicorn's stock httptools protocol against the edge subclass
+(deadlines, header counts, the body budget), same uvloop, same trivial ASGI app, in a server subprocess each.
+
+A client on one keep-alive connection sends ``--requests`` small POSTs (a 12 KiB body, as a raw 1024-point cloud)
+back to back; the report gives the round trip's p50 / p99 / min per protocol, in alternating rounds so that drift
+in the machine's load falls on both. Run: ``python benchmarks/edge_overhead.py`` ->
+``benchmarks/results/edge_overhead.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pointkd.timing import percentile
+from serving.launch import free_port
+
+RESULTS = Path(__file__).parent / "results"
+
+SERVER = """
+import sys, uvicorn
+from serving.edge import edge_protocol
+from serving.settings import EdgeLimits
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+http = edge_protocol(EdgeLimits()) if sys.argv[2] == "edge" else "httptools"
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http=http, log_level="warning")
+"""
+
+
+def serve(kind: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), kind])
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def round_trips(port: int, n: int) -> list[float]:
+    body = b"\0" * 12288
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        s.sendall(request)
+        data = b""
+        while not data.endswith(b"ok"):
+            data += s.recv(4096)
+        out.append((time.perf_counter() - t) * 1e3)
+    s.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=2000, help="per protocol, over all rounds")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=RESULTS / "edge_overhead")
+    args = ap.parse_args()
+    servers = {kind: serve(kind) for kind in ("stock", "edge")}
+    times: dict[str, list[float]] = {k: [] for k in servers}
+    try:
+        for _, port in servers.values():
+            round_trips(port, 200)  # warm-up
+        for _ in range(args.rounds):
+            for kind, (_, port) in servers.items():
+                times[kind] += round_trips(port, args.requests // args.rounds)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait()
+    rows = {
+        k: {
+            "requests": len(v),
+            "p50_ms": round(percentile(v, 50), 4),
+            "p99_ms": round(percentile(v, 99), 4),
+            "min_ms": round(min(v), 4),
+        }
+        for k, v in times.items()
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    lines = [
+        "# Edge protocol overhead: uvicorn's httptools protocol vs serving.edge's subclass",
+        "",
+        f"`python benchmarks/edge_overhead.py --requests {args.requests} --rounds {args.rounds}`: one keep-alive "
+        "connection, 12 KiB POST bodies back to back, a trivial ASGI app, uvloop.",
+        "",
+        "| protocol | requests | p50 ms | p99 ms | min ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {k} | {r['requests']} | {r['p50_ms']} | {r['p99_ms']} | {r['min_ms']} |" for k, r in rows.items()]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The server's strict JSON parse of one request body, this checkout's ``serving.strict_json`` against another's
+(``--before DIR``: a copy of an earlier commit, e.g. ``git archive COMMIT | tar -x -C DIR``).
+
+Bodies as the load test sends them: ``/predict`` JSON ``{"points": ...}`` and a v2 JSON infer request, each of one
+1024-point cloud (3,072 floats, ``json.dumps`` of float32 values as Python floats). Timed: ``load_json`` alone and
+``load_json`` + ``numbers_of`` (what a parse worker does before resampling), min and median of ``--repeats`` rounds
+of ``--calls`` calls each. Pure CPU on one thread: min-of-rounds is the figure least moved by other load.
+
+Run: ``python benchmarks/json_parse.py --before DIR`` -> ``benchmarks/results/json_parse.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from serving import strict_json
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def bodies() -> dict[str, tuple[bytes, str]]:
+    cloud = np.random.default_rng(0).standard_normal((1024, 3)).astype(np.float32)
+    tensor = {"name": "points", "shape": [1, 1024, 3], "datatype": "FP32", "data": cloud.ravel().tolist()}
+    return {
+        "json /predict": (json.dumps({"points": cloud.tolist()}).encode(), "points"),
+        "v2 JSON infer": (json.dumps({"inputs": [tensor]}).encode(), "data"),
+    }
+
+
+def module_at(folder: Path):
+    spec = importlib.util.spec_from_file_location("strict_json_before", folder / "serving" / "strict_json.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def timed(fn, calls: int, repeats: int) -> dict:
+    rounds = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.perf_counter() - t) / calls * 1e3)
+    return {"min_ms": round(min(rounds), 4), "median_ms": round(statistics.median(rounds), 4)}
+
+
+def numbers(mod, body: bytes, field: str):
+    doc = mod.load_json(body, 10**7)
+    value = doc["points"] if field == "points" else doc["inputs"][0]["data"]
+    return mod.numbers_of(value, field)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", type=Path, required=True)
+    ap.add_argument("--before-commit", default="", help="the commit --before was copied from, for the report")
+    ap.add_argument("--calls", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=RESULTS / "json_parse")
+    args = ap.parse_args()
+    versions = {"before": module_at(args.before), "after": strict_json}
+    rows = {}
+    for name, (body, field) in bodies().items():
+        for version, mod in versions.items():
+            rows[f"{name} / {version}"] = {
+                "bytes": len(body),
+                "load_json": timed(lambda m=mod, b=body: m.load_json(b, 10**7), args.calls, args.repeats),
+                "load_json + numbers_of": timed(
+                    lambda m=mod, b=body, f=field: numbers(m, b, f), args.calls, args.repeats
+                ),
+            }
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    report = {"after_commit": commit, "before_commit": args.before_commit, "calls": args.calls, "repeats": args.repeats}
+    args.out.with_suffix(".json").write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
+    lines = [
+        "# Strict JSON parse of one 1024-point body: before / after",
+        "",
+        f"`python benchmarks/json_parse.py --before DIR` (before: {args.before_commit}, after: {commit}); min and "
+        f"median ms per call of {args.repeats} rounds x {args.calls} calls, one thread, under /work/logs/paused.sh.",
+        "",
+        "| body / version | bytes | load_json min | median | + numbers_of min | median |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        a, b = r["load_json"], r["load_json + numbers_of"]
+        lines.append(f"| {name} | {r['bytes']} | {a['min_ms']} | {a['median_ms']} | {b['min_ms']} | {b['median_ms']} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
