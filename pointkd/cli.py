@@ -544,7 +544,7 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.corruptions:
         return eval_corruptions(args, parser)
     if Path(args.checkpoint).is_dir():
-        parser.error("an artifact folder is evaluated with --corruptions (its clean OA is in its manifest)")
+        raise ValueError("an artifact folder is evaluated with --corruptions (its clean OA is in its manifest)")
 
     ckpt = load_checkpoint(args.checkpoint)
     num_points = args.num_points or ckpt.get("num_points", 1024)
@@ -584,7 +584,8 @@ def eval_corruptions(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             parser.error(f"--reference takes NAME=robustness.json, got {item!r}")
         references[name] = json.loads(Path(path).read_text())
     run, num_points, classes, label = corruption_runner(args)
-    data = load_modelnet40(args.data, num_points=num_points)
+    # ModelNet-C corrupts 1024-point clouds (dropout_local removes up to 500): sources that sample, at least that
+    data = load_modelnet40(args.data, num_points=max(num_points, 1024))
     if list(data.classes) != list(classes):
         raise ValueError(f"the data's classes differ from the model's ({len(data.classes)} vs {len(classes)})")
     idx = sample_indices(len(data.test_y), args.corruption_samples, args.corruption_seed)
