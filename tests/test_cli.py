@@ -78,6 +78,13 @@ def test_train_eval_slim_round_trip(tmp_path, capsys):
     assert 0 <= metrics["oa"] <= 1 and metrics["num_points"] == 64
     assert (tmp_path / "ev" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "| **all** |" in (tmp_path / "ev" / "per_class.md").read_text()
+    rob = ["eval", str(run / "best.pt"), "--data", "synthetic", "--corruptions", "--corruption-samples", "3"]
+    assert main([*rob, "--outlier-filter", "sor", "--out", str(tmp_path / "rob"), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "rob" / "robustness.json").read_text())
+    assert result["clouds"] == 3 and result["num_points"] == 64 and result["outlier_filter"] == "sor"
+    assert len(result["oa"]["add_local"]) == 5 and result["scores"]["mCE"] >= 0
+    assert "mCE" in capsys.readouterr().out and "| add_global |" in (tmp_path / "rob" / "robustness.md").read_text()
+    assert main(["eval", str(tmp_path / "rob")]) == 2  # a folder is an artifact: --corruptions only
     assert main(["slim", str(run / "best.pt"), str(tmp_path / "slim.pt")]) == 0
     assert (tmp_path / "slim.pt").stat().st_size < (run / "best.pt").stat().st_size
 
