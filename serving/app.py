@@ -37,6 +37,7 @@ from .keep_awake import KeepAwake
 from .metrics import ServerMetrics
 from .middleware import BodyLimit, HeadAsGet, InFlightLimit, RequestMetrics
 from .oip_routes import oip_routes
+from .openapi import document_openapi
 from .predict_routes import predict_routes
 from .predictor import Predictor
 from .repository import model_folders
@@ -80,6 +81,7 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
     add_error_handlers(app)
     for routes in (oip_routes, health_routes, predict_routes):
         app.include_router(routes(ctx))
+    document_openapi(app)
     return app
 
 
