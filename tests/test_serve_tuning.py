@@ -103,7 +103,11 @@ def test_serve_passes_its_loop_and_parser_to_uvicorn(monkeypatch, tiny_artifact)
     cmd_serve(parser.parse_args(["serve", str(tiny_artifact), "--loop", "asyncio", "--http", "h11"]), parser)
     assert (seen["loop"], seen["http"]) == ("asyncio", "h11")
     cmd_serve(parser.parse_args(["serve", str(tiny_artifact)]), parser)
-    assert (seen["loop"], seen["http"]) == ("auto", "auto")
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    # auto: uvloop, and httptools under the network edge's deadlines and limits (serving/edge.py)
+    assert seen["loop"] == "uvloop" and issubclass(seen["http"], HttpToolsProtocol)
+    assert seen["http"].__name__ == "EdgeProtocol"
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", str(tiny_artifact), "--http", "h2"])
 
