@@ -264,6 +264,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "other formats in the worker processes (default); --no-raw-in-threads sends them to the workers too",
     )
     serve.add_argument(
+        "--json-in-threads",
+        action=argparse.BooleanOptionalAction,
+        default=ServeSettings.json_in_threads,
+        help="parse JSON /predict bodies in threads of the server too (default: orjson under the body and value "
+        "limits, no file reader); --no-json-in-threads sends them to the isolated workers",
+    )
+    serve.add_argument(
         "--outlier-filter",
         choices=("none", "sor"),
         default=ServeSettings.outlier_filter,
@@ -931,6 +938,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         spin=args.spin,
         parse_workers=args.parse_workers,
         raw_in_threads=args.raw_in_threads,
+        json_in_threads=args.json_in_threads,
         parse_timeout_s=args.parse_timeout_s,
         worker_memory_x=args.worker_memory_x,
         outlier_filter=args.outlier_filter,

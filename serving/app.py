@@ -95,7 +95,7 @@ def serving_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictors, pool = await asyncio.get_running_loop().run_in_executor(None, load_models, ctx, artifact)
         ctx.state["pool"] = pool
-        if ctx.settings.raw_in_threads and isinstance(pool, ProcessPool):
+        if (ctx.settings.raw_in_threads or ctx.settings.json_in_threads) and isinstance(pool, ProcessPool):
             ctx.state["raw_pool"] = ThreadPool(ctx.settings.parse_threads)
         models = {}
         for name, p in predictors.items():

@@ -40,7 +40,13 @@ class ServerContext:
     @property
     def raw_pool(self) -> ProcessPool | ThreadPool:
         """Where raw float32 bodies are parsed: threads of this process (``raw_in_threads``), else :attr:`pool`."""
-        return self.state.get("raw_pool") or self.state["pool"]
+        return self.state.get("raw_pool") if self.settings.raw_in_threads and "raw_pool" in self.state else self.pool
+
+    @property
+    def json_pool(self) -> ProcessPool | ThreadPool:
+        """Where JSON ``/predict`` bodies are parsed: threads of this process (``json_in_threads``), else
+        :attr:`pool`."""
+        return self.state.get("raw_pool") if self.settings.json_in_threads and "raw_pool" in self.state else self.pool
 
     def job_meta(self, p: Predictor, **extra) -> dict:
         """A parse job's ``meta``: the model's input size, the server's point limit and outlier filter, plus

@@ -49,7 +49,7 @@ async def cloud_of(ctx: ServerContext, request: Request, p: Predictor) -> tuple[
     """``{"received": points}`` and the prepared cloud of a ``/predict`` request."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "multipart/form-data":
-        pool = ctx.raw_pool if ctype == RAW_FLOAT32 else ctx.pool
+        pool = ctx.raw_pool if ctype == RAW_FLOAT32 else ctx.json_pool if ctype == "application/json" else ctx.pool
         return await pool.run("upload", ctx.job_meta(p, ctype=ctype), await request.body())
     try:
         form = await request.form()

@@ -19,6 +19,9 @@ class ServeSettings:
     # Raw float32 /predict bodies go to threads of this process even with parse workers: no file reader touches them
     # (a length check, then numpy views the bytes), so a worker's isolation buys nothing there and its hop costs.
     raw_in_threads: bool = True
+    # JSON /predict bodies too: orjson (memory-safe, no callbacks) parses them under the body limit and the JSON
+    # value limit; the worker hop was most of JSON's p99 at 50 requests/s (benchmarks/results/<device>/load_test_*)
+    json_in_threads: bool = True
     parse_timeout_s: float = 10.0  # a body's parsing and resampling in a worker process, at most
     worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
     outlier_filter: str = "none"  # pointkd.data.outliers: "none" | "sor", before the normalisation of every cloud

@@ -145,3 +145,25 @@ def test_raw_float32_is_parsed_in_threads_by_default(client, tiny_artifact, clou
             assert hung.result().status_code == 503
         json_body = {"points": cloud.tolist()}
         assert c.post("/predict?top_k=8", json=json_body).status_code == 200  # other formats: the (new) worker
+
+
+@pytest.mark.parametrize("in_threads", [True, False])
+def test_json_bodies_skip_the_workers_unless_told_not_to(tiny_artifact, cloud, in_threads):
+    """JSON is parsed by orjson under the body and value limits: by default in threads (answered while the only
+    worker hangs); with json_in_threads off it waits for a worker like the file formats."""
+    settings = ServeSettings(
+        threads=1, parse_workers=1, parse_timeout_s=2.0, worker_faults=True, json_in_threads=in_threads
+    )
+    body = {"points": cloud.tolist()}
+    with TestClient(create_app(tiny_artifact, settings)) as c:
+        want = {row["class"]: row["probability"] for row in c.post("/predict?top_k=8", json=body).json()["top_k"]}
+        with ThreadPoolExecutor(1) as one:
+            hung = one.submit(fault, c, "hang")
+            time.sleep(0.3)
+            r = c.post("/predict?top_k=8", json=body)
+            if in_threads:
+                assert r.status_code == 200
+                assert {row["class"]: row["probability"] for row in r.json()["top_k"]} == pytest.approx(want)
+            else:
+                assert r.status_code == 503  # no free worker within the parse timeout
+            assert hung.result().status_code == 503
