@@ -535,6 +535,21 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     sel.add_argument(
         "--models", nargs="+", default=None, metavar="LABEL", help="choose only among these models (e.g. the students)"
     )
+    sel.add_argument(
+        "--max-mce",
+        type=float,
+        default=None,
+        help="a robustness floor: only rows whose ModelNet-C mCE (vs DGCNN, from --robustness) is at most this; a "
+        "row never measured under corruption is not eligible",
+    )
+    sel.add_argument(
+        "--robustness",
+        default="benchmarks/results/robustness.json",
+        help="the robustness report --max-mce reads (benchmarks/robustness.py; default %(default)s)",
+    )
+    sel.add_argument(
+        "--outlier-filter", default="none", choices=("none", "sor"), help="the served filter its mCE is read for"
+    )
     sel.add_argument("--json", action="store_true", help="print the chosen row as JSON")
 
 
@@ -1076,9 +1091,17 @@ def cmd_select(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from dataclasses import asdict
 
     from .bench import read_report, select_model
+    from .bench.select import mce_index
 
     _, rows = read_report(args.device_report)
-    selection = select_model(rows, args.budget_ms, f"{args.metric}_ms", args.threads, args.models)
+    mce = None
+    if args.max_mce is not None:
+        path = Path(args.robustness)
+        if not path.is_file():
+            parser.error(f"--max-mce needs a robustness report: {path} does not exist (benchmarks/robustness.py)")
+        mce = mce_index(json.loads(path.read_text()), args.outlier_filter)
+    metric = f"{args.metric}_ms"
+    selection = select_model(rows, args.budget_ms, metric, args.threads, args.models, mce, args.max_mce)
     if args.json:
         print(json.dumps(asdict(selection.chosen) if selection.chosen else None, indent=2))
     else:

@@ -183,6 +183,29 @@ def test_select_picks_the_most_accurate_validated_model_within_the_budget():
         select_model(ROWS, 10, models=["resnet"])
 
 
+def test_a_robustness_floor_needs_a_measured_mce_under_it():
+    from pointkd.bench.select import mce_index
+
+    doc = {
+        "rows": [
+            {"model": "benchmarks/checkpoints/student.pt", "outlier_filter": "none", "scores": {"mCE": 1.38}},
+            {"model": "runs/a/fast-onnx", "label": "fast", "format": "onnx", "scores": {"mCE": 0.95}},
+            {"model": "student.pt", "outlier_filter": "sor", "scores": {"mCE": 1.04}},
+        ]
+    }
+    assert mce_index(doc) == {("student", "torch"): 1.38, ("fast", "onnx"): 0.95}
+    assert mce_index(doc, "sor") == {("student", "torch"): 1.04}
+    rows = [*ROWS, _row("student", "torch", 0.81, 9.0)]
+    assert select_model(rows, budget_ms=10).chosen.format == "torch"  # no floor: the most accurate
+    sel = select_model(rows, budget_ms=10, mce=mce_index(doc), max_mce=1.2)
+    verdicts = {(r.model, r.format): v for r, v in sel.verdicts}
+    assert (sel.chosen.model, sel.chosen.format) == ("fast", "onnx")  # the only row measured under the floor
+    assert verdicts[("student", "torch")] == "under the robustness floor (mCE 1.380 > 1.2)"
+    assert verdicts[("student", "onnx-int8")] == "no robustness figure (pointkd eval --corruptions)"
+    none = select_model(rows, budget_ms=10, mce=mce_index(doc), max_mce=0.5)
+    assert none.chosen is None and "and mCE ≤ 0.5" in none.explain()
+
+
 def test_select_explains_when_nothing_fits_and_rejects_bad_arguments():
     sel = select_model(ROWS, budget_ms=1)
     assert sel.chosen is None and "No validated model meets p95 ≤ 1 ms" in sel.explain()
