@@ -18,7 +18,7 @@ from .plan import Plan, RunSpec
 from .state import CODE, inflight_dir, plan_states
 
 FILES = ("last.pt", "best.pt", "config.yaml", CODE)
-MAX_MB = 8.0  # a student's state is ~0.8 MB; a teacher's (~15 MB) is sized to finish inside a session instead
+MAX_MB = 8.0  # a student's state (last.pt + best.pt) is ~1.6 MB; a teacher's (~30 MB) is sized to a session instead
 
 
 def park(plan: Plan, max_mb: float = MAX_MB, log=print) -> list[str]:
