@@ -70,6 +70,7 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
         lifespan=serving_lifespan(ctx, artifact),
     )
     app.state.serving = ctx.state  # the parse pool and the models, for tests and tools
+    app.state.context = ctx  # for what serves beside the routes (serving.grpc_server)
 
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
