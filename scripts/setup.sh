@@ -32,10 +32,10 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 stamp="$VENV/.pointkd-installed"
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing torch 2.13.0 (CPU) and pointkd[export,serve,dev]"
+  log "installing torch 2.13.0 (CPU) and pointkd[export,serve,grpc,dev]"
   "${PIP[@]}" install --upgrade pip
   "${PIP[@]}" install torch==2.13.0
-  "${PIP[@]}" install -e ".[export,serve,dev]"
+  "${PIP[@]}" install -e ".[export,serve,grpc,dev]"
   "$VENV/bin/python" -c "import torch, open3d, onnxruntime, pointkd"
   echo "$want" >"$stamp"
 fi
