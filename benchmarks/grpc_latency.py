@@ -38,6 +38,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from pointkd.bench import device_id, device_info
 from pointkd.data import load_modelnet40
+from pointkd.documents import write_result
 from pointkd.process import busy_cores, cpu_model
 from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import percentile
@@ -198,8 +199,6 @@ def main() -> None:
         },
         "rows": rows,
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "grpc_latency.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# gRPC against HTTP: round trips to `pointkd serve` on 127.0.0.1",
         "",
@@ -221,7 +220,7 @@ def main() -> None:
             f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['max_ms']:.2f} | "
             f"{r['max_abs_diff']:.1e} |"
         )
-    (args.out_dir / "grpc_latency.md").write_text("\n".join(lines) + "\n")
+    write_result(args.out_dir, "grpc_latency", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
