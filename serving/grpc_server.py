@@ -26,7 +26,7 @@ from fastapi import FastAPI
 
 from .access import key_matches, presented_key
 from .context import ServerContext
-from .grpc_service import HEALTH_METHODS, SERVICE, InferenceService, generic_handler
+from .grpc_service import HEALTH_METHODS, METHODS, SERVICE, InferenceService, generic_handler
 
 STOP_GRACE_S = 5.0  # RPCs still running at shutdown get this long to finish
 HEALTH_HEADROOM = 16  # gRPC's own RPC cap sits this far above the in-flight limit, so health is still answered
@@ -71,7 +71,8 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         message = "this server needs an API key: send metadata 'authorization: Bearer KEY' or 'x-api-key: KEY'"
         if given is not None:
             message = "the API key is not valid"
-        self.metrics.requests.labels(f"grpc:{details.method.rsplit('/', 1)[-1]}", "UNAUTHENTICATED").inc()
+        method = details.method.rsplit("/", 1)[-1]  # the client's string: a label only when it is a known method
+        self.metrics.requests.labels(f"grpc:{method if method in METHODS else 'other'}", "UNAUTHENTICATED").inc()
 
         async def refuse(request, context: grpc.aio.ServicerContext):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)

@@ -9,11 +9,12 @@ one preprocessing), so that there is one validator for both protocols. The answe
 ``[B, C]`` FP32 in ``raw_output_contents`` (as Triton answers), with the top-1 class names as the JSON list in the
 response parameter ``classes``.
 
-Errors are gRPC status codes: INVALID_ARGUMENT for input the protocol or the model does not take (what HTTP answers
-with a 400 or 422), NOT_FOUND for an unknown model or version, UNAVAILABLE while the models load or when a parse
-worker ran out of time, RESOURCE_EXHAUSTED past the in-flight limit, INTERNAL (the exception's type only) otherwise.
-The messages are the HTTP answers' ``error`` strings. The generated messages are ``tritonclient.grpc.service_pb2``,
-the ones Triton's own client sends, rather than a second copy of Triton's ``grpc_service.proto`` compiled here.
+Errors are gRPC status codes: INVALID_ARGUMENT for input the protocol or the model does not take (what HTTP answers with
+a 400 or 422), NOT_FOUND for an unknown model or version (ModelReady answers false, as Triton does), UNAVAILABLE while
+the models load or when a parse worker ran out of time, RESOURCE_EXHAUSTED past the in-flight limit, INTERNAL (the
+exception's type only) otherwise. The messages are the HTTP answers' ``error`` strings. The generated messages are
+``tritonclient.grpc.service_pb2``, the ones Triton's own client sends, rather than a second copy of Triton's
+``grpc_service.proto`` compiled here.
 """
 
 from __future__ import annotations

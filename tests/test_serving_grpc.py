@@ -1,11 +1,13 @@
 """The Open Inference Protocol over gRPC (``pointkd serve --grpc-port``), checked on a real ``python -m pointkd serve``
 subprocess on 127.0.0.1 with Triton's own gRPC client (``tritonclient.grpc``) and the raw generated stub: health,
 metadata, inference that matches the HTTP v2 route for the same clouds (raw and typed contents), status codes for
-bad input, unknown models, missing and wrong keys and an oversized message, and the in-flight limit."""
+bad input, unknown models, missing and wrong keys and an oversized message, the in-flight limit, TLS, and a clear
+error for the flag without grpcio."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 
 import httpx
@@ -253,3 +255,33 @@ def test_the_flag_without_grpcio_is_a_clear_error(monkeypatch, capsys):
         attach_grpc(object(), args, parser)
     assert "pip install 'pointkd[grpc]'" in capsys.readouterr().err
     assert attach_grpc("app", parser.parse_args(["serve", "x"]), parser) == "app"  # off: nothing imported
+
+
+def test_tls_with_the_http_servers_certificate(tiny_artifact, tmp_path, clouds):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    http_port, grpc_port = free_port(), free_port()
+    args = ("--threads", "1", "--parse-workers", "0", "--ssl-certfile", str(tmp_path / "server.pem"))
+    verify = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    proc = start_server(
+        tiny_artifact,
+        http_port,
+        *args,
+        "--grpc-port",
+        str(grpc_port),
+        quiet=True,
+        ready_timeout_s=600,
+        tls_verify=verify,
+    )
+    try:
+        url = f"127.0.0.1:{grpc_port}"
+        client = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(tmp_path / "ca.pem"))
+        name = client.get_model_metadata("").name
+        assert client.infer(name, [points(clouds)]).as_numpy("probabilities").shape == (3, 8)  # no key: none set
+        with pytest.raises(InferenceServerException) as err:  # plain text to the TLS port
+            grpcclient.InferenceServerClient(url).is_server_live(client_timeout=10)
+        assert code(err) == "StatusCode.UNAVAILABLE"
+    finally:
+        stop_server(proc)
