@@ -136,7 +136,7 @@ def test_parser_lists_all_subcommands():
 
 
 def test_distill_flags_reach_the_lsp_term():
-    from pointkd.cli import distill_overrides
+    from pointkd.cli.distill import distill_overrides
     from pointkd.config import load_config
     from pointkd.distill.presets import preset_terms
 
