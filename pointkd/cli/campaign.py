@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..campaign.inflight import MAX_MB
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     camp = sub.add_parser(
@@ -32,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                 "--wait", action="store_true", help="while another process holds a run, wait for it (poll every 60 s)"
             )
         if action == "park":
-            p.add_argument("--max-mb", type=float, default=8.0, help="skip a run whose state is larger (default 8)")
+            p.add_argument(
+                "--max-mb", type=float, default=MAX_MB, help=f"skip a run whose state is larger (default {MAX_MB:g})"
+            )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# the names of pointkd.data.outliers.OUTLIER_FILTERS (a numpy module: not imported to build the parser)
+OUTLIER_FILTERS = ("none", "sor")
+
 
 def data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import SIGMA_RULES
+from ..config import KERNELS, SIGMA_RULES, DistillSection
 from .common import run_args
 from .train import run_training
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = DistillSection  # the defaults its help names
     distill = sub.add_parser(
         "distill",
         help="distil a trained teacher into a student (LSP, KD, FitNet, AT, HKD, layer attention)",
@@ -27,10 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     distill.add_argument(
         "--list-methods", action="store_true", help="list the presets with the terms each expands to, and exit"
     )
-    distill.add_argument("--kernel", default=None, help="LSP kernel: rbf (default) | poly | linear | l2")
-    distill.add_argument("--lambda", dest="lsp_lambda", type=float, default=None, help="LSP weight λ (default 100)")
     distill.add_argument(
-        "--sigma", type=float, default=None, help="RBF bandwidth σ under --sigma-rule fixed (default 1)"
+        "--kernel",
+        default=None,
+        help="LSP kernel: " + " | ".join(f"{k} (default)" if k == d.kernel else k for k in KERNELS),
+    )
+    distill.add_argument(
+        "--lambda", dest="lsp_lambda", type=float, default=None, help=f"LSP weight λ (default {d.lsp_lambda:g})"
+    )
+    distill.add_argument(
+        "--sigma", type=float, default=None, help=f"RBF bandwidth σ under --sigma-rule fixed (default {d.sigma:g})"
     )
     distill.add_argument(
         "--sigma-rule",
@@ -40,8 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "teacher distance over the compared edges, so deep layers, whose features lie far apart, keep a "
         "neighbour structure to match (benchmarks/results/lsp_target_shape.md)",
     )
-    distill.add_argument("--kd-alpha", type=float, default=None, help="KD weight α (default 0.1)")
-    distill.add_argument("--kd-temperature", type=float, default=None, help="KD temperature T (default 4)")
+    distill.add_argument("--kd-alpha", type=float, default=None, help=f"KD weight α (default {d.kd_alpha:g})")
+    distill.add_argument(
+        "--kd-temperature", type=float, default=None, help=f"KD temperature T (default {d.kd_temperature:g})"
+    )
     run_args(distill)
 
 
@@ -70,7 +79,6 @@ def distill_overrides(args: argparse.Namespace) -> list[str]:
 
 def list_methods() -> str:
     """The ``distill.method`` presets of the registry, each with its doc line and its terms at the defaults."""
-    from ..config import DistillSection
     from ..distill import PRESETS
 
     lines = []

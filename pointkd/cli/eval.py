@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import data_arg
+from .common import OUTLIER_FILTERS, data_arg
 
 if TYPE_CHECKING:
     from ..data import PointCloudSplits
@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--corruption-seed", type=int, default=0, help="seeds the corruptions and the sample (default 0)")
     ev.add_argument(
         "--outlier-filter",
-        choices=("none", "sor"),
+        choices=OUTLIER_FILTERS,
         default="none",
         help="remove outliers before normalising each cloud, as pointkd serve --outlier-filter (default none)",
     )

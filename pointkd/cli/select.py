@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import OUTLIER_FILTERS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sel = sub.add_parser(
@@ -35,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the robustness report --max-mce reads (benchmarks/robustness.py; default %(default)s)",
     )
     sel.add_argument(
-        "--outlier-filter", default="none", choices=("none", "sor"), help="the served filter its mCE is read for"
+        "--outlier-filter", default="none", choices=OUTLIER_FILTERS, help="the served filter its mCE is read for"
     )
     sel.add_argument("--json", action="store_true", help="print the chosen row as JSON")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import OUTLIER_FILTERS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
@@ -22,63 +24,83 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     from serving.settings import ServeSettings  # a dataclass only: the server itself is imported when it runs
 
+    d = ServeSettings  # the defaults
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default 0: one per core)")
-    serve.add_argument("--max-batch", type=int, default=8, help="largest micro-batch (default 8)")
     serve.add_argument(
-        "--max-delay-ms", type=float, default=0.0, help="longest wait to fill a batch (default 0: no added wait)"
+        "--threads", type=int, default=d.threads, help=f"ONNX Runtime threads (default {d.threads}: one per core)"
     )
-    serve.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MiB)")
-    serve.add_argument("--max-points", type=int, default=1_000_000, help="largest cloud (default 1e6 points)")
+    serve.add_argument(
+        "--max-batch", type=int, default=d.max_batch, help=f"largest micro-batch (default {d.max_batch})"
+    )
+    serve.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=d.max_delay_ms,
+        help=f"longest wait to fill a batch (default {d.max_delay_ms:g}: no added wait)",
+    )
+    serve.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=d.max_body_bytes / (1 << 20),
+        help=f"largest request body (default {d.max_body_bytes / (1 << 20):g} MiB)",
+    )
+    serve.add_argument(
+        "--max-points", type=int, default=d.max_points, help=f"largest cloud (default {d.max_points / 1e6:g}e6 points)"
+    )
     serve.add_argument(
         "--spin",
         action=argparse.BooleanOptionalAction,
-        default=ServeSettings.spin,
+        default=d.spin,
         help="ONNX Runtime threads busy-wait between runs (--spin) or sleep (--no-spin); "
-        f"default {'--spin' if ServeSettings.spin else '--no-spin'}",
+        f"default {'--spin' if d.spin else '--no-spin'}",
     )
     serve.add_argument(
         "--parse-workers",
         type=int,
-        default=2,
-        help="worker processes that read and resample uploads (default 2; 0: threads of the server, no isolation)",
+        default=d.parse_workers,
+        help=f"worker processes that read and resample uploads (default {d.parse_workers}; 0: threads of the server, "
+        "no isolation)",
     )
     serve.add_argument(
         "--raw-in-threads",
         action=argparse.BooleanOptionalAction,
-        default=ServeSettings.raw_in_threads,
+        default=d.raw_in_threads,
         help="parse raw float32 bodies (application/octet-stream: no file reader) in threads of the server, the "
         "other formats in the worker processes (default); --no-raw-in-threads sends them to the workers too",
     )
     serve.add_argument(
         "--json-in-threads",
         action=argparse.BooleanOptionalAction,
-        default=ServeSettings.json_in_threads,
+        default=d.json_in_threads,
         help="parse JSON /predict bodies in threads of the server too (default: orjson under the body and value "
         "limits, no file reader); --no-json-in-threads sends them to the isolated workers",
     )
     serve.add_argument(
         "--outlier-filter",
-        choices=("none", "sor"),
-        default=ServeSettings.outlier_filter,
+        choices=OUTLIER_FILTERS,
+        default=d.outlier_filter,
         help="remove outliers from every cloud before it is normalised: none, or sor (statistical outlier removal, "
         "k 20, 2 standard deviations; pointkd.data.outliers, measured in benchmarks/results/robustness.md); "
-        f"default {ServeSettings.outlier_filter}",
+        f"default {d.outlier_filter}",
     )
     serve.add_argument(
-        "--parse-timeout-s", type=float, default=10.0, help="longest a worker may spend on one body (default 10 s)"
+        "--parse-timeout-s",
+        type=float,
+        default=d.parse_timeout_s,
+        help=f"longest a worker may spend on one body (default {d.parse_timeout_s:g} s)",
     )
     serve.add_argument(
         "--worker-memory-x",
         type=float,
-        default=24.0,
-        help="a worker's memory cap: its baseline + this many times --max-body-mb (default 24; JSON needs ~22x)",
+        default=d.worker_memory_x,
+        help="a worker's memory cap: its baseline + this many times --max-body-mb "
+        f"(default {d.worker_memory_x:g}; JSON needs ~22x)",
     )
     serve.add_argument(
         "--keep-awake",
         action=argparse.BooleanOptionalAction,
-        default=ServeSettings.keep_awake,
+        default=d.keep_awake,
         help="run an idle-priority busy process on each CPU so that an idle (virtual) CPU never halts: lower latency "
         "at low request rates, at the price of CPUs that show 100%% busy (default off)",
     )
@@ -100,9 +122,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
     """``pointkd serve``'s network edge: API keys, TLS, deadlines and limits (serving.access, serving.edge)."""
-    from serving.settings import EdgeLimits
+    from serving.settings import EdgeLimits, ServeSettings
 
-    e = EdgeLimits()
+    e, d = EdgeLimits(), ServeSettings
     net = serve.add_argument_group("access control and TLS")
     net.add_argument(
         "--api-key",
@@ -118,13 +140,13 @@ def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
     net.add_argument(
         "--guard-health",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=d.guard_health,
         help="liveness and readiness need a key too (default: they answer anyone, for load balancers)",
     )
     net.add_argument(
         "--open-metrics",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=d.open_metrics,
         help="/metrics answers without a key (default: it needs one, as inference does)",
     )
     net.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate (chain)")
@@ -177,8 +199,9 @@ def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
     lim.add_argument(
         "--max-in-flight",
         type=int,
-        default=64,
-        help="requests the app works on at once; more get 503 + Retry-After, health is always answered (default 64)",
+        default=d.max_in_flight,
+        help="requests the app works on at once; more get 503 + Retry-After, health is always answered "
+        f"(default {d.max_in_flight})",
     )
     lim.add_argument(
         "--body-budget-mb",
