@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
-from pointkd.cli import eval_k
+from pointkd.cli.eval import eval_k
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.models.dgcnn import DGCNN
 from pointkd.train import evaluate

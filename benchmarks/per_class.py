@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from pointkd.checkpoint import load_checkpoint
-from pointkd.cli import eval_k, evaluate_checkpoint
+from pointkd.cli.eval import eval_k, evaluate_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 CHECKPOINTS = Path(__file__).parent / "checkpoints"

@@ -136,7 +136,7 @@ def test_parser_lists_all_subcommands():
 
 
 def test_distill_flags_reach_the_lsp_term():
-    from pointkd.cli import distill_overrides
+    from pointkd.cli.distill import distill_overrides
     from pointkd.config import load_config
     from pointkd.distill.presets import preset_terms
 
@@ -151,3 +151,19 @@ def test_distill_flags_reach_the_lsp_term():
     assert lsp["sigma"] == 2.5 and lsp["sigma_rule"] == "fixed"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["distill", "--sigma-rule", "mean"])
+
+
+def test_the_parser_takes_its_choices_and_defaults_from_their_homes():
+    from pointkd.campaign.inflight import MAX_MB
+    from pointkd.cli.common import OUTLIER_FILTERS
+    from pointkd.data.outliers import OUTLIER_FILTERS as NAMES
+    from serving.settings import ServeSettings
+
+    assert tuple(NAMES) == OUTLIER_FILTERS  # the CLI's copy of the names (building the parser imports no numpy)
+    parser = build_parser()
+    assert parser.parse_args(["campaign", "park", "plan.yaml"]).max_mb == MAX_MB
+    serve = vars(parser.parse_args(["serve", "artifact"]))
+    defaults = ServeSettings()
+    for key in ("threads", "max_batch", "max_delay_ms", "max_points", "parse_workers", "parse_timeout_s"):
+        assert serve[key] == getattr(defaults, key), key
+    assert serve["max_body_mb"] * (1 << 20) == defaults.max_body_bytes

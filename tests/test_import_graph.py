@@ -4,6 +4,8 @@ arrow, and the arrows form no loop (a deferred import in a function is still a d
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +96,17 @@ def test_no_import_circles_in_the_product_code():
     assert "pointkd.config" in edges["pointkd.distill.kernels"]  # the graph holds the arrows it should
     assert "pointkd.distill.registry" in edges["pointkd.config"]  # deferred imports count
     assert cycles(edges) == []  # on 3e6d4c7: config <-> distill.registry and models.knn <-> models.knn_fused
+
+
+def test_the_command_line_starts_without_torch():
+    """Building every command's parser (what ``pointkd --help`` does) imports no heavy library: each command imports
+    what it needs inside its ``run``."""
+    heavy = ("torch", "numpy", "onnxruntime", "fastapi", "uvicorn")
+    code = (
+        "import sys\nfrom pointkd.cli import build_parser\nbuild_parser()\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)!r}))"
+    )
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -86,7 +86,7 @@ def test_rejects_wrong_input_shape():
 
 
 def test_scaled_k_and_set_k():
-    from pointkd.cli import eval_k
+    from pointkd.cli.eval import eval_k
     from pointkd.models.dgcnn import scaled_k
 
     assert scaled_k(20, 512, 1024) == 40 and scaled_k(10, 512, 1024) == 20 and scaled_k(20, 1024, 16) == 1

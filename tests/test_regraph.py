@@ -60,7 +60,7 @@ def test_slim_knn_layers_on_the_command_line(trained, tmp_path, capsys):
 
 
 def test_slim_eval_records_the_new_models_own_accuracy(trained, tmp_path, capsys):
-    from pointkd.cli import eval_k
+    from pointkd.cli.eval import eval_k
     from pointkd.data import load_modelnet40
     from pointkd.train import evaluate
 

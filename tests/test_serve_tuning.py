@@ -12,7 +12,7 @@ import time
 import pytest
 from scriptload import ROOT, load_script
 
-from pointkd.cli import build_parser, cmd_serve
+from pointkd.cli import build_parser, serve
 from pointkd.process import descendants
 from serving.launch import server_stack
 
@@ -100,9 +100,9 @@ def test_serve_passes_its_loop_and_parser_to_uvicorn(monkeypatch, tiny_artifact)
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     parser = build_parser()
-    cmd_serve(parser.parse_args(["serve", str(tiny_artifact), "--loop", "asyncio", "--http", "h11"]), parser)
+    serve.run(parser.parse_args(["serve", str(tiny_artifact), "--loop", "asyncio", "--http", "h11"]), parser)
     assert (seen["loop"], seen["http"]) == ("asyncio", "h11")
-    cmd_serve(parser.parse_args(["serve", str(tiny_artifact)]), parser)
+    serve.run(parser.parse_args(["serve", str(tiny_artifact)]), parser)
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     # auto: uvloop, and httptools under the network edge's deadlines and limits (serving/edge.py)
