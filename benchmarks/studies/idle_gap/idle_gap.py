@@ -46,7 +46,8 @@ def timed_runs(run, inputs: list[np.ndarray], gap_s: float) -> tuple[list[float]
         run(x)
         times.append((time.perf_counter() - t) * 1000)
     cpu1 = os.times()
-    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) * 1000 / len(inputs)
+    # each counter's own difference, then the sum: never below 0 (a sum of both first could round to -1e-13)
+    cpu = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) * 1000 / len(inputs)
     return times, cpu
 
 
