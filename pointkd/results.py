@@ -141,6 +141,15 @@ def per_class_lines(d: dict[str, Any], command: str = "python benchmarks/per_cla
     return lines + table(["class", "test clouds", "teacher correct", "student correct", "Δ points"], rows, "lrrrr")
 
 
+def section_module(code: Path, name: str) -> Any:
+    """The section module of a maintained benchmark or command (``benchmarks/sections/<name>.py``) or, as
+    ``study:<name>``, of a study (``benchmarks/studies/<name>/section.py``), in the checkout ``code``."""
+    if name.startswith("study:"):
+        study = name.split(":", 1)[1]
+        return load_section(code / STUDIES / study / "section.py", f"results_study_{study}")
+    return load_section(code / "benchmarks" / "sections" / f"{name}.py", f"results_section_{name}")
+
+
 def load_section(path: Path, name: str) -> Any:
     """The module at ``path`` (a study's ``section.py``, a benchmark script) loaded as ``name``, for its
     ``section(root)``."""
