@@ -9,10 +9,11 @@ maintained benchmark's or a command's in ``benchmarks/sections/<name>.py`` (kept
 torch); the README's headline block is ``benchmarks/sections/headline.py``. The shared pieces (which files count,
 links, tables) are :mod:`pointkd.results`. The robustness section is still rendered here (its hook in the layout).
 
-Reads only JSON under benchmarks/results/ and benchmarks/studies/ (never the .md beside them); every table names the
-file it comes from. In a git checkout only the files git tracks count (a record the campaign has just written counts
-once it is added). Every source but the campaign summary is optional: a missing file drops its table. Any number of
-campaign runs and of device folders (benchmarks/results/<device-id>/) is handled.
+Reads only JSON under benchmarks/results/ and benchmarks/studies/ (never the .md beside them; the studies' index
+quotes each study README's question); every table names the file it comes from. In a git checkout only the files
+git tracks count (a record the campaign has just written counts once it is added). Every source but the campaign
+summary is optional: a missing file drops its table. Any number of campaign runs and of device folders
+(benchmarks/results/<device-id>/) is handled.
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ LAYOUT: list[tuple[str | None, list[Section]]] = [
             section_robustness,  # the robustness hook: benchmarks/robustness.py's renderers are called from it
             part("demo").section,
             part("house").section,
+            part("studies").section,  # the index of benchmarks/studies/
         ],
     ),
 ]
