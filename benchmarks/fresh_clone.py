@@ -19,12 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pointkd.bench.device import device_id, device_info
-from pointkd.documents import write_result
+from pointkd.bench import harness
 from pointkd.process import busy_cores
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 SUMMARY = re.compile(r"^(?:=+ )?((?:\d+ \w+, )*\d+ \w+) in ([\d.]+)s", re.MULTILINE)
 DURATION = re.compile(r"^([\d.]+)s (setup|call|teardown) +(\S+)$", re.MULTILINE)
 
@@ -109,15 +107,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared data folder")
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
-    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    harness.add_common_args(parser, threads=None)
     args = parser.parse_args(argv)
     if not args.shared.is_dir():
         parser.error(f"{args.shared} is not a folder: the clone needs the shared data beside it")
-    info, busy = device_info(), busy_cores()
+    info, busy = harness.device_header(), busy_cores()
     result = run_ci(args.shared, args.keep)
     report = {"device": info, "busy_cores_before": busy, **result}
-    out = args.out or RESULTS / device_id(info)
-    write_result(out, "fresh_clone", report, markdown(report))
+    harness.write(harness.out_folder(args.out, info), "fresh_clone", report, markdown(report))
     print(markdown(report))
     if result["status"] != 0:
         print(result["tail"])

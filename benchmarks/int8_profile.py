@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 # Kernels that compute on 8-bit integers (ONNX and ONNX Runtime contrib ops).
 INTEGER_OPS = frozenset(
@@ -345,23 +344,11 @@ def profile_sessions(
 
 
 def interleaved(sessions: dict[str, Any], feed: dict[str, np.ndarray], runs: int, rounds: int, warmup: int) -> dict:
-    """End-to-end milliseconds of each session on ``feed``, in ``rounds`` interleaved rounds."""
-    from pointkd.timing import time_ms
+    """End-to-end milliseconds of each session on ``feed``, in ``rounds`` interleaved rounds
+    (:func:`pointkd.bench.harness.interleaved`)."""
+    from pointkd.bench import harness
 
-    for sess in sessions.values():
-        time_ms(lambda s=sess: s.run(None, feed), 0, warmup)
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    per_round = max(1, runs // rounds)
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            times[name] += time_ms(lambda s=sess: s.run(None, feed), per_round, warmup=1)
-    return times
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    from pointkd.timing import percentile
-
-    return {"p50_ms": round(percentile(times, 50), 4), "p90_ms": round(percentile(times, 90), 4), "runs": len(times)}
+    return harness.interleaved({n: (lambda s=s: s.run(None, feed)) for n, s in sessions.items()}, runs, rounds, warmup)
 
 
 def artifacts(checkpoint: Path, folder: Path, points: int) -> dict[str, Path]:
@@ -555,9 +542,8 @@ def cpu_flags() -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import onnx
 
-    from pointkd.bench.device import device_id, device_info
+    from pointkd.bench import harness
     from pointkd.data import fixed_subset, load_modelnet40
-    from pointkd.documents import write_result
     from pointkd.process import busy_cores
     from pointkd.runtime.ort import make_session
 
@@ -565,16 +551,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "student_lsp.pt")
     parser.add_argument("--points", type=int, default=512)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--runs", type=int, default=600, help="timed runs per format at batch 1 (fewer at larger)")
     parser.add_argument("--profile-runs", type=int, default=200, help="profiled runs at batch 1 (fewer at larger)")
-    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--artifacts", type=Path, default=ROOT / "runs" / "int8_profile" / "artifacts")
-    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    # --runs: timed runs per format at batch 1 (fewer at larger batches)
+    harness.add_common_args(parser, threads=[1, 2], repeats=600, rounds=20, repeats_flags=("--runs",))
     args = parser.parse_args(argv)
 
-    info = device_info(args.threads)
-    out_dir = args.out or RESULTS / device_id(info)
+    info = harness.device_header(args.threads)
+    out_dir = harness.out_folder(args.out, info)
     files = artifacts(args.checkpoint, args.artifacts, args.points)
     manifest = json.loads(files["manifest"].read_text())
     busy = busy_cores()
@@ -609,10 +593,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for batch in args.batches:
                 feed = {"points": np.ascontiguousarray(clouds[:batch])}
                 scale = max(1, batch // 4)
-                runs, prof_runs = max(20, args.runs // scale), max(10, args.profile_runs // scale)
+                runs, prof_runs = max(20, args.repeats // scale), max(10, args.profile_runs // scale)
                 times = interleaved(sessions, feed, runs, args.rounds, warmup=max(2, 20 // scale))
                 row: dict[str, Any] = {"batch": batch, "threads": threads}
-                row["latency"] = {fmt: summary(t) for fmt, t in times.items()}
+                row["latency"] = {fmt: harness.summary(t) for fmt, t in times.items()}
                 row["speedup_int8_p50"] = round(row["latency"]["fp32"]["p50_ms"] / row["latency"]["int8"]["p50_ms"], 3)
                 paths = {fmt: files[fmt] for fmt in ("fp32", "int8")}
                 profiles = profile_sessions(paths, threads, feed, prof_runs, str(Path(tmp) / f"b{batch}-t{threads}"))
@@ -630,9 +614,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     flush=True,
                 )
     report["why"] = why(report)
-    write_result(out_dir, "int8_profile", report, markdown(report))
     print(report["why"])
-    print(f"wrote {out_dir / 'int8_profile.md'}")
+    harness.write(out_dir, "int8_profile", report, markdown(report))
     return report
 
 

@@ -23,20 +23,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from pointkd.bench import harness
 from pointkd.bench.device import cpu_flags as device_cpu_flags
-from pointkd.bench.device import device_id, device_info
 from pointkd.checkpoint import model_from_checkpoint
 from pointkd.data import load_modelnet40
-from pointkd.documents import write_result
 from pointkd.export.knn_op import build_knn_op, fuse_knn
 from pointkd.export.onnx_export import export_onnx
 from pointkd.process import busy_cores
 from pointkd.runtime.knn_op import make_fused_session
 from pointkd.runtime.ort import make_session
-from pointkd.timing import percentile, time_ms
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TARGETS = {1024: {"p50_ms": 5.0, "speedup": 1.4, "threads": 2}, 512: {"p50_ms": 2.0, "threads": 2}}
 
 
@@ -73,25 +70,11 @@ def parity(stock: Path, fused: Path, indices: list[str], clouds: np.ndarray, lib
 def time_interleaved(
     sessions: dict, cloud: np.ndarray, repeats: int, warmup: int, rounds: int
 ) -> dict[str, list[float]]:
-    """Interleaved timings (ms) of the named sessions on one batch."""
+    """Interleaved timings (ms) of the named sessions on one batch (:func:`pointkd.bench.harness.interleaved`)."""
     feeds = {"points": cloud}
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for sess in sessions.values():
-        time_ms(lambda s=sess: s.run(None, feeds), 0, warmup)
-    per_round = max(1, repeats // rounds)
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            times[name] += time_ms(lambda s=sess: s.run(None, feeds), per_round, warmup=1)
-    return times
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(percentile(times, 50), 4),
-        "p90_ms": round(percentile(times, 90), 4),
-        "min_ms": round(min(times), 4),
-        "runs": len(times),
-    }
+    return harness.interleaved(
+        {name: (lambda s=sess: s.run(None, feeds)) for name, sess in sessions.items()}, repeats, rounds, warmup
+    )
 
 
 def markdown(report: dict) -> str:
@@ -136,16 +119,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "student_lsp_long.pt")
     parser.add_argument("--points", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=400)
-    parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--parity-clouds", type=int, default=None, help="test clouds checked (default: all)")
-    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    harness.add_common_args(parser, threads=[1, 2], repeats=400, warmup=30, rounds=10)
     args = parser.parse_args(argv)
 
-    info = device_info(args.threads)
-    out_dir = args.out or RESULTS / device_id(info)
+    info = harness.device_header(args.threads)
+    out_dir = harness.out_folder(args.out, info)
     library = build_knn_op()
     busy = busy_cores()
     model = model_from_checkpoint(args.checkpoint)
@@ -182,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "fused": make_fused_session(fused_path, library, threads=threads),
                 }
                 times = time_interleaved(sessions, cloud, args.repeats, args.warmup, args.rounds)
-                row = {"points": points, "threads": threads, **{name: summary(t) for name, t in times.items()}}
+                row = {"points": points, "threads": threads}
+                row |= {name: harness.summary(t, low=True) for name, t in times.items()}
                 row["speedup_p50"] = round(row["stock"]["p50_ms"] / row["fused"]["p50_ms"], 3)
                 row["target"] = target_of(points, threads, row["stock"]["p50_ms"], row["fused"]["p50_ms"])
                 report["rows"].append(row)
@@ -192,8 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"({row['speedup_p50']:.2f}x)",
                     flush=True,
                 )
-    write_result(out_dir, "knn_op", report, markdown(report))
-    print(f"wrote {out_dir / 'knn_op.md'}")
+    harness.write(out_dir, "knn_op", report, markdown(report))
     return report
 
 

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from calibration import build_calibration_set
+from pointkd.bench import harness
 from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.export.onnx_export import export_onnx
 from pointkd.export.quantize import quantize_int8
 from pointkd.process import busy_cores, cpu_model
 from pointkd.runtime.ort import make_session
-from pointkd.timing import percentile, time_ms
 
 RESULTS = Path(__file__).parent / "results"
 FORMATS = ("torch", "onnx-naive", "onnx", "onnx-int8")
@@ -91,13 +91,14 @@ def op_profile(onnx_path: Path, x: np.ndarray, runs: int = 200) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", default=None, metavar="LABEL=CKPT@POINTS")
-    parser.add_argument("--runs", type=int, default=200, help="timed runs at batch 1")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="time cap per batch-1 row (the teacher's)")
     parser.add_argument("--batch-runs", type=int, default=50, help="timed runs at batch 32 (time-capped at 20 s)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    # --runs: timed runs at batch 1 (--batch-runs at larger batches)
+    harness.add_common_args(
+        parser, out="folder (default benchmarks/results)", repeats=200, warmup=5, repeats_flags=("--runs",)
+    )
     args = parser.parse_args()
     busy = busy_cores()
     data = load_modelnet40(args.data)
@@ -138,9 +139,9 @@ def main() -> None:
                         def fn(session=session, feed=feed):
                             session.run(None, feed)
 
-                    runs, cap = (args.runs, args.max_seconds) if batch == 1 else (args.batch_runs, 20.0)
-                    times = time_ms(fn, runs, warmup=5, max_seconds=cap)
-                    p50 = percentile(times, 50)
+                    runs, cap = (args.repeats, args.max_seconds) if batch == 1 else (args.batch_runs, 20.0)
+                    timed = harness.latency(fn, runs, args.warmup, max_seconds=cap)
+                    p50 = timed["p50_ms"]
                     row = {
                         "model": label,
                         "params": model.num_parameters,
@@ -148,10 +149,7 @@ def main() -> None:
                         "format": fmt,
                         "batch": batch,
                         "threads": threads,
-                        "runs": len(times),
-                        "p50_ms": p50,
-                        "p95_ms": percentile(times, 95),
-                        "p99_ms": percentile(times, 99),
+                        **timed,  # runs, p50_ms, p95_ms, p99_ms
                         "ms_per_cloud": p50 / batch,
                         "fps": batch * 1000 / p50,
                         "size_bytes": sizes[key][fmt],
@@ -160,7 +158,7 @@ def main() -> None:
                     rows.append(row)
                     print(
                         f"  {fmt:<10} b{batch:<3} t{threads}  p50 {p50:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
-                        f"({len(times)} runs)",
+                        f"({timed['runs']} runs)",
                         flush=True,
                     )
         if label != "teacher":
@@ -174,10 +172,8 @@ def main() -> None:
         "profiles": profiles,
         "targets": check_targets(rows, sizes),
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out_dir / "latency.md").write_text(markdown(report))
     print(markdown(report))
+    harness.write(args.out or RESULTS, "latency", report, markdown(report))
 
 
 def _row(rows: list[dict], **match) -> dict | None:

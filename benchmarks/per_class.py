@@ -20,6 +20,7 @@ import torch
 
 from pointkd.checkpoint import load_checkpoint
 from pointkd.cli.eval import eval_k, evaluate_checkpoint
+from pointkd.results import per_class_lines
 
 RESULTS = Path(__file__).parent / "results"
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -52,24 +53,8 @@ def rows(teacher: dict, student: dict) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    t, s = result["teacher"], result["student"]
-    lines = [
-        "# Per-class accuracy: served student against its teacher",
-        "",
-        f"ModelNet40 test split, {result['points']} points. Teacher `{Path(t['checkpoint']).name}` (k {t['k']}): "
-        f"OA {t['oa'] * 100:.2f} %, mAcc {t['macc'] * 100:.2f} %. Student `{Path(s['checkpoint']).name}` "
-        f"(k {s['k']}): OA {s['oa'] * 100:.2f} %, mAcc {s['macc'] * 100:.2f} %. Sorted by the difference, the "
-        "student's worst classes first; with few test clouds a class, read the counts.",
-        "",
-        "| class | clouds | teacher correct | student correct | teacher | student | Δ (points) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in result["rows"]:
-        n = r["clouds"]
-        lines.append(
-            f"| {r['class']} | {n} | {r['teacher']} | {r['student']} | {r['teacher'] / n * 100:.1f} % "
-            f"| {r['student'] / n * 100:.1f} % | {r['delta'] * 100:+.1f} |"
-        )
+    """The report as Markdown: docs/results.md's per-class rendering (:func:`pointkd.results.per_class_lines`)."""
+    lines = ["# Per-class accuracy: served student against its teacher", "", *per_class_lines(result)]
     return "\n".join(lines) + "\n"
 
 

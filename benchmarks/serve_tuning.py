@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pointkd.bench.device import device_id, device_info
+from pointkd.bench import harness
 from pointkd.data import load_modelnet40
-from pointkd.documents import write_result
 from pointkd.process import busy_cores, descendants
 from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import percentile
@@ -39,7 +38,6 @@ from serving.launch import free_port, start_server, stop_server
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_test import closed_loop, open_loop, payloads  # the load test's client, beside this file
 
-RESULTS = Path(__file__).parent / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -143,7 +141,6 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("artifacts", type=Path, nargs="+")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--spin", choices=["on", "off", "both"], default="both")
     parser.add_argument("--parse-workers", type=int, nargs="+", default=[2], help="0: parse in server threads")
     parser.add_argument("--keep-awake", choices=["on", "off", "both"], default="off", help="idle-priority spinners")
@@ -152,9 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    harness.add_common_args(parser, threads=[1, 2], rounds=3)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--rounds, --rate and --seconds must be positive")
@@ -174,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     bodies = payloads(load_modelnet40(args.data).test_x[:64].numpy(), "binary")
     gc.collect()
     gc.freeze()  # the client's torch heap: a full collection would stall it and be charged to the server
-    info = device_info([max(args.threads)])
+    info = harness.device_header([max(args.threads)])
     busy = busy_cores()
     results: dict[int, list[dict]] = {i: [] for i in range(len(settings))}
     for rnd in range(args.rounds):
@@ -210,8 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(sys.argv[1:] if argv is None else argv),
         "rows": rows,
     }
-    out = args.out or RESULTS / device_id(info)
-    write_result(out, "serve_tuning", report, markdown(report))
+    harness.write(harness.out_folder(args.out, info), "serve_tuning", report, markdown(report))
     print(markdown(report))
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from pointkd.bench.device import device_id, device_info
+from pointkd.bench import harness
+from pointkd.bench.device import device_id
 from pointkd.process import descendants
 from pointkd.runtime.manifest import read_manifest
 from pointkd.timing import on_schedule, percentile
@@ -316,15 +317,13 @@ def main(argv: list[str] | None = None) -> Path:
         metrics = fetch(f"{base}/metrics") if survived else ""
     finally:
         stop_server(server)
-    info = device_info()
+    info = harness.device_header()
     report = {"device_id": device_id(info), "device": info, "model": model, "format": manifest["artifact_format"]}
     report["settings"] = {"rate": args.rate, "hostile_rate": args.hostile_rate, "server_args": args.server_args}
     report |= summarize(s, elapsed, survived, metrics)
-    out = args.out_dir / report["device_id"]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "soak.md").write_text(markdown(report))
+    out = harness.out_folder(None, info, results=args.out_dir)  # --out-dir: the results root, per device below
     print(markdown(report))
+    harness.write(out, "soak", report, markdown(report))
     return out
 
 

@@ -447,13 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{row['ms_p50']:.1f} ms/step" if ok else row["status"], flush=True, file=sys.stderr)
         rows.append(row)
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = args.out_dir / "train_speed.json", args.out_dir / "train_speed.md"
-    json_path.write_text(json.dumps({"host": host, "rows": rows}, indent=2) + "\n")
+    from pointkd.bench import harness  # here, not at the top: a worker process measures its own peak RSS
+
     table = markdown(host, rows)
-    md_path.write_text(table)
     print(table)
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    harness.write(args.out_dir, "train_speed", {"host": host, "rows": rows}, table)
     return 0
 
 

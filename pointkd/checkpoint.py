@@ -91,7 +91,7 @@ def regraph_checkpoint(ckpt: dict[str, Any], knn_layers: list[int] | None) -> di
     """``ckpt`` with only ``knn_layers`` building a kNN graph (layer 0 always does; ``None``: every layer); the
     other EdgeConvs aggregate over the most recent graph. The weights are unchanged, so the accuracy is not: the
     test metrics measured on the old graphs are dropped and ``derived`` records what was changed, from what.
-    ``benchmarks/results/graph_reuse.md`` measures what such a change costs trained students."""
+    ``benchmarks/studies/graph_reuse/graph_reuse.md`` measures what such a change costs trained students."""
     import dataclasses
 
     config = model_from_config(ckpt["model_config"]).config  # validates the source's config

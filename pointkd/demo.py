@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 STAGES = ("teacher", "student", "compile", "bench", "serve")
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoints"
 # From campaign plan modelnet40_long. The student is lsp_tail1024-s1's weights with kNN graphs built at layers 0 and 2
-# only (pointkd slim --knn-layers 0,2): as accurate at 1024 points (benchmarks/results/graph_reuse.md), 1.7-1.9x
+# only (pointkd slim --knn-layers 0,2): as accurate at 1024 points (benchmarks/studies/graph_reuse/), 1.7-1.9x
 # faster as onnx-fused (benchmarks/results/amd-epyc-unknown-avx2-2c/bench.md).
 SHIPPED = {"teacher": "teacher_tail1024.pt", "student": "student_lsp_tail1024_g02.pt"}
 

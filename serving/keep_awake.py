@@ -1,10 +1,10 @@
 """``pointkd serve --keep-awake``: keep the server's CPUs from halting between requests.
 
 On a virtual machine an idle vCPU halts, and the host runs other work on its physical core; the next request then
-starts on a core whose caches and predictors are someone else's. ``benchmarks/idle_gap.py`` measures it: on the
+starts on a core whose caches and predictors are someone else's. ``benchmarks/studies/idle_gap/`` measures it: on the
 2-core AVX2 EPYC VM the paper student (onnx-fused, 1 thread, no spinning) ran p50 4.18 ms after a 20 ms idle gap
 against 2.62 ms back to back, and 3.09 ms after the gap with these spinners
-(``benchmarks/results/amd-epyc-unknown-avx2-2c/idle_gap.md``).
+(``benchmarks/studies/idle_gap/amd-epyc-unknown-avx2-2c/idle_gap.md``).
 Whether that shortens a served request's tail depends on the machine: ``benchmarks/serve_tuning.py --keep-awake
 both`` measures it end to end. On that VM, with its client on the same two cores, it lowered the p50 at 50
 requests/s (6.80 -> 5.92 ms) but raised the p99 (9.62 -> 11.20 ms;

@@ -1,4 +1,5 @@
-"""benchmarks/distill_compare.py on a tiny synthetic budget: runs, skips finished runs, reports."""
+"""benchmarks/studies/distill_compare/distill_compare.py on a tiny synthetic budget: runs, skips finished runs,
+reports."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from pointkd.cli import main
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill_compare.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "studies" / "distill_compare" / "distill_compare.py"
 TINY = ["--set", "data.num_points=64", "--set", "train.batch_size=16", "--set", "train.epochs=1"]
 TINY += ["--set", "train.max_batches_per_epoch=2"]
 

@@ -206,7 +206,7 @@ def test_load_test_time_split_is_rendered_when_recorded():
 
 def test_idle_gap_rows_name_their_artifact(tmp_path):
     doc = results_doc()
-    path = tmp_path / "benchmarks" / "results" / "dev" / "idle_gap.json"
+    path = tmp_path / "benchmarks" / "studies" / "idle_gap" / "dev" / "idle_gap.json"
     path.parent.mkdir(parents=True)
     timing = {"p50_ms": 1.0, "p99_ms": 2.0, "cpu_ms": 1.0}
     common = {"format": "onnx-fused", "threads": 2, "spin": True, "keep_awake": False, "slowdown_p50": 1.5}
@@ -215,7 +215,7 @@ def test_idle_gap_rows_name_their_artifact(tmp_path):
     path.write_text(json.dumps({"gap_ms": 20, "rows": rows}))
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
-    lines = doc.section_serve_tuning(tmp_path)
+    lines = doc.part("study:idle_gap").section(tmp_path)
     assert any(line.startswith("| `a-1024-onnx-fused` | onnx-fused | 2 | on | off |") for line in lines)
     assert any(line.startswith("| – | onnx-fused | 2 | on | off |") for line in lines)
 

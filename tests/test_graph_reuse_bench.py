@@ -1,5 +1,5 @@
-"""benchmarks/graph_reuse.py: every graph choice, the same weights in each variant, overlap counted right, and a
-run end to end on the tiny checkpoint."""
+"""benchmarks/studies/graph_reuse/graph_reuse.py: every graph choice, the same weights in each variant, overlap
+counted right, and a run end to end on the tiny checkpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from scriptload import load_script
 from pointkd.checkpoint import model_from_checkpoint
 from pointkd.models import create_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "graph_reuse.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "studies" / "graph_reuse" / "graph_reuse.py"
 
 
 @pytest.fixture(scope="module")

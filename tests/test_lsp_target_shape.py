@@ -1,5 +1,5 @@
-"""benchmarks/lsp_target_shape.py: the target statistics against hand-computed cases, and one layer pair end to end
-on small models."""
+"""benchmarks/studies/lsp_target_shape/lsp_target_shape.py: the target statistics against hand-computed cases, and
+one layer pair end to end on small models."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scriptload import load_script
 from pointkd.distill.kernels import Kernel
 from pointkd.models import create_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lsp_target_shape.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "studies" / "lsp_target_shape" / "lsp_target_shape.py"
 
 
 @pytest.fixture(scope="module")

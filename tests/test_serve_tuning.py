@@ -117,7 +117,7 @@ def test_server_stack_auto_is_the_c_stack_the_serve_extra_installs():
     assert server_stack("asyncio", "h11") == ("asyncio", "h11")
 
 
-idle_gap = load_script(ROOT / "benchmarks" / "idle_gap.py", "idle_gap")
+idle_gap = load_script(ROOT / "benchmarks" / "studies" / "idle_gap" / "idle_gap.py", "idle_gap")
 
 
 def test_idle_gap_times_each_run_without_the_gap_and_counts_cpu_per_run():

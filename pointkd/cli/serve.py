@@ -118,6 +118,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--log-level", default="warning")
     _add_serve_edge(serve)
+    from serving.grpc_cli import add_grpc_arguments
+
+    add_grpc_arguments(serve)
 
 
 def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
@@ -275,8 +278,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         protocol = edge_protocol(limits)
     else:
         print("WARNING: --http h11 has no header, body or body-budget limits (they need httptools)", file=sys.stderr)
+    from serving.grpc_cli import attach_grpc
+
     uvicorn.run(
-        create_app(args.artifact, settings),
+        attach_grpc(create_app(args.artifact, settings), args, parser),
         host=args.host,
         port=args.port,
         loop=loop,

@@ -17,7 +17,7 @@ So a raw cloud becomes the same tensor, bit for bit, on the server and in evalua
   only on ``(P, N, seed)`` and which rows are duplicates, never on the values, so same-size clouds of a batch keep
   the same rows. Why a random subset: the models were trained on random subsets of their clouds, and
   farthest-point sampling measured no better on the test split (student -1.04 OA points against the mean of three
-  random subsets, teacher -0.04; ``benchmarks/results/resample_choice.md``).
+  random subsets, teacher -0.04; ``benchmarks/studies/resample_choice/resample_choice.md``).
 
 An optional outlier filter (:mod:`pointkd.data.outliers`, off by default) runs before both steps in
 :func:`prepare_cloud`, so evaluation and the server filter the same way.

@@ -11,7 +11,7 @@ counts must match):
 
 The mean over points is the reference implementation's scale (``(at(x) - at(y)).pow(2).mean()``, weighted by
 ``β/2`` with ``β = 1000``): summing over points instead makes the term N times larger, and with β = 1000 and
-512 points it outweighed the cross-entropy ~75x and wrecked training (``benchmarks/results/distill_compare_e1``).
+512 points it outweighed the cross-entropy ~75x and wrecked training (``benchmarks/studies/distill_compare/``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Options: ``normalize`` L2-normalises the features first (``g -> g / sqrt(n_i n_j
 sees directions only and the RBF stays in ``[e^{-2/σ²}, 1]`` at every layer; ``sigma_rule="median"`` sets the RBF
 bandwidth of each layer pair, per step, to the median teacher distance over the compared edges (the median
 heuristic: ``K = e^{-1/2}`` there), instead of one fixed σ for layers whose feature scales differ by orders of
-magnitude (``benchmarks/results/lsp_kernel_scale.md``).
+magnitude (``benchmarks/studies/lsp_kernel_scale/lsp_kernel_scale.md``).
 
 ``l2`` is the Euclidean form of the LSP paper's Eq. 4. As printed there (``+‖z_i − z_j‖²`` inside the softmax)
 it gives the *farthest* neighbours the largest weight, the opposite of a local-structure similarity; we use the

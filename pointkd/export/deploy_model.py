@@ -21,7 +21,7 @@
   front of the row: the heap starts full at ``τ_i'``, only entries above it are inserted (at least the ``k`` seeds,
   so no copy of ``τ_i'`` can be in the result), and the top-``k`` of the seeded row are the top-``k`` of the row,
   shifted by ``k``, ties included (the real entries keep their order). On the trained student's score rows it
-  takes 0.63–0.78× the time of the plain TopK (``benchmarks/seeded_topk.py``). The first layer has no seed.
+  takes 0.63–0.78× the time of the plain TopK (``benchmarks/studies/seeded_topk/``). The first layer has no seed.
 * **Pooling per layer** before the concat (students, ``emb_dim = 0``): equal to pooling the concatenation.
 
 Written by hand rather than with ``torch.ao`` / ``torch.fx`` fusion passes: those fold Conv+BN pairs, not an

@@ -17,11 +17,11 @@ The backends:
 * ``"fused"``: one C++ kernel for the score and the top-k, never writing the ``[B, N, N]`` scores
   (:mod:`pointkd.models.knn_fused`; CPU, built once per machine with its C++ compiler; not exportable).
 * ``"auto"`` (default): torch-cluster where it measured faster, else fused where it can be built, else dense;
-  dense whenever the graph is being exported, traced or compiled. ``benchmarks/knn_backends.py`` (results in
-  ``benchmarks/results/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of dense
+  dense whenever the graph is being exported, traced or compiled. ``benchmarks/studies/knn_backends/`` (results in
+  ``benchmarks/studies/knn_backends/knn_backends.md``): on xyz input torch-cluster takes 0.4-0.7x the time of dense
   (1 x 1024: 4.0 vs 6.3 ms; 32 x 512: 41 vs 60 ms), in 64-d feature space 4.9-5.9x, so ``"auto"`` uses it for
   inputs of at most ``CLUSTER_MAX_DIM`` dimensions when it is installed. The fused kernel made whole training
-  steps 1.10-1.51x faster than dense (``benchmarks/results/amd-epyc-unknown-avx2-2c/train_step_levers.md``).
+  steps 1.10-1.51x faster than dense (``benchmarks/studies/train_step_levers/``).
   ``POINTKD_KNN_FUSED=0`` keeps ``"auto"`` off it.
 """
 

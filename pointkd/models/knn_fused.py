@@ -15,7 +15,7 @@ neighbour set can differ from ``knn_dense``'s; that is the only difference. kNN 
 backend serves training as well as inference.
 
 Why a hand-written kernel rather than a library: torch-cluster's CPU kNN is a KD-tree, fast on xyz but 5-6x slower
-than dense in 64-d feature space (``benchmarks/results/knn_backends.md``), and torch has no fused matmul + top-k.
+than dense in 64-d feature space (``benchmarks/studies/knn_backends/``), and torch has no fused matmul + top-k.
 The library is ``libpointkd_knn_c.so`` (:func:`pointkd.export.knn_op.build.build_knn_c`), compiled once per
 machine with the system C++ compiler into the user's cache and called through :mod:`ctypes` (which releases the
 GIL); torch's thread count splits the rows.

@@ -15,7 +15,7 @@ clouds and a fresh seeded student (the start of a distillation run), for each ma
   and its largest probability, averaged over centre nodes,
 * ``L_LSP`` of that layer and the student's gradient norm of ``λ·L_LSP(layer)`` alone: where the loss pushes.
 
-Run: ``python benchmarks/lsp_target_shape.py`` -> ``benchmarks/results/lsp_target_shape.{md,json}``.
+Run: ``python benchmarks/studies/lsp_target_shape/lsp_target_shape.py`` -> ``lsp_target_shape.{md,json}`` beside it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pointkd.distill.layer_map import default_layer_map
 from pointkd.distill.lsp import LSPLoss, _candidate_dots, union_candidates
 from pointkd.models import create_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lsp_kernel_scale"))
 from lsp_kernel_scale import add_batch_args, batch_header, teacher_batch  # the sibling script: the same real batch
 
 RULES = {"σ = 1": Kernel("rbf", sigma=1.0), "median σ": Kernel("rbf", sigma_rule="median")}

@@ -8,9 +8,9 @@ the trainer uses it, ``--threads`` threads, the same seeded batches (real ModelN
 and the same initial weights; ``--warmup`` untimed steps, then the median of ``--steps`` timed steps (zero_grad,
 forward, loss, backward, SGD step with momentum).
 
-    python benchmarks/train_step_levers.py --baseline 3c68585           # writes benchmarks/results/<device>/
+    python benchmarks/studies/train_step_levers/train_step_levers.py --baseline 3c68585  # writes <device>/ beside it
 
-Output: ``benchmarks/results/<device-id>/train_step_levers.{json,md}``; the Markdown states the issue #16 goals
+Output: ``<device-id>/train_step_levers.{json,md}`` beside this script; the Markdown states the issue #16 goals
 (a LSP step <= 2x a scratch-student step; a teacher step >= 1.3x faster than the baseline) against the rows.
 """
 
@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+REPO = Path(__file__).resolve().parents[3]
+RESULTS = Path(__file__).resolve().parent  # this study's folder: <device-id>/
 TEACHER = REPO / "benchmarks" / "checkpoints" / "teacher_cpu.pt"
 # (label, step, code, LSP centres): the rows, in order. "scratch" and "teacher" are supervised steps.
 ROWS = (
@@ -190,7 +190,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--fused", action="store_true", help="add rows with the fused kNN kernel (knn backend 'fused')")
     p.add_argument("--knn-backend", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--out-dir", type=Path, default=None, help="default: benchmarks/results/<device-id>/")
+    p.add_argument("--out-dir", type=Path, default=None, help="default: <device-id>/ beside this script")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     opts = p.parse_args()
     if opts.worker:

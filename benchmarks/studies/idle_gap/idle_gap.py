@@ -5,9 +5,9 @@ thread count and spinning setting this times batch-1 runs of real test clouds ba
 sleep before each run (the settings interleaved, medians over many runs), and the CPU time per run (a spinning
 pool keeps its threads busy through the gap); each also with ``pointkd serve --keep-awake``'s spinners running
 (:mod:`serving.keep_awake`: a ``SCHED_IDLE`` busy process per CPU, so an idle vCPU never halts).
--> ``benchmarks/results/<device-id>/idle_gap.{json,md}``.
+-> ``benchmarks/studies/idle_gap/<device-id>/idle_gap.{json,md}``.
 
-    python benchmarks/idle_gap.py ARTIFACT [ARTIFACT ...]   # pause any background job first
+    python benchmarks/studies/idle_gap/idle_gap.py ARTIFACT [ARTIFACT ...]   # pause any background job first
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pointkd.runtime.runner import open_artifact
 from pointkd.timing import percentile
 from serving.keep_awake import KeepAwake
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent  # this study's folder: <device-id>/idle_gap.*
 
 
 def timed_runs(run, inputs: list[np.ndarray], gap_s: float) -> tuple[list[float], float]:
@@ -46,7 +46,8 @@ def timed_runs(run, inputs: list[np.ndarray], gap_s: float) -> tuple[list[float]
         run(x)
         times.append((time.perf_counter() - t) * 1000)
     cpu1 = os.times()
-    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) * 1000 / len(inputs)
+    # each counter's own difference, then the sum: never below 0 (a sum of both first could round to -1e-13)
+    cpu = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) * 1000 / len(inputs)
     return times, cpu
 
 
@@ -103,7 +104,7 @@ def markdown(report: dict) -> str:
             f"{g['p50_ms']:.2f} | {r['slowdown_p50']:.2f}x | {g['p99_ms']:.2f} | {b['cpu_ms']:.2f} | "
             f"{g['cpu_ms']:.2f} |"
         )
-    lines += ["", f"Command: `python benchmarks/idle_gap.py {report['command']}`", ""]
+    lines += ["", f"Command: `python benchmarks/studies/idle_gap/idle_gap.py {report['command']}`", ""]
     return "\n".join(lines)
 
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         "--keep-awake", nargs="+", choices=("off", "on"), default=["off", "on"], help="without and/or with spinners"
     )
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out", type=Path, default=None, help="folder (default benchmarks/results/<device-id>)")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default <device-id>/ beside this script)")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.rounds < 1 or args.gap_ms <= 0:
         parser.error("--runs, --rounds and --gap-ms must be positive")

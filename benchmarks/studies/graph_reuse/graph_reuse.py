@@ -12,7 +12,7 @@ dynamic model, how much each layer's graph overlaps the previous layer's (mean |
 The test split is the only held-out split of ModelNet40, so a variant picked by these numbers is picked on it;
 the report gives the binomial standard error of an OA on this split next to the differences.
 
-Run: ``python benchmarks/graph_reuse.py CKPT [CKPT ...]`` -> ``benchmarks/results/graph_reuse.{md,json}``.
+Run: ``python benchmarks/studies/graph_reuse/graph_reuse.py CKPT [CKPT ...]`` -> ``graph_reuse.{md,json}`` beside it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pointkd.data import fixed_subset, load_modelnet40
 from pointkd.models.dgcnn import DGCNN
 from pointkd.train import evaluate
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent  # this study's folder
 
 
 def layer_sets(layers: int) -> list[tuple[int, ...]]:
@@ -126,7 +126,7 @@ def markdown(report: dict) -> str:
             per_layer = ", ".join(f"layer {i + 1}: {v:.2f}" for i, v in enumerate(values))
             lines.append(f"- {n} points: {per_layer}")
         lines.append("")
-    lines += [f"Command: `python benchmarks/graph_reuse.py {report['command']}`", ""]
+    lines += [f"Command: `python benchmarks/studies/graph_reuse/graph_reuse.py {report['command']}`", ""]
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ feature-space rows; every backend and shape timed in one process (the ratios are
 ``--repeats`` runs after one warm-up, fixed threads. The ``auto`` column says which backend
 ``pointkd.models.knn.knn(backend="auto")`` picks for that shape, so the rule can be checked against the timings.
 
-Run: ``python benchmarks/knn_backends.py``; writes ``benchmarks/results/knn_backends.{json,md}``.
+Run: ``python benchmarks/studies/knn_backends/knn_backends.py``; writes ``knn_backends.{json,md}`` beside it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pointkd.models.knn import knn_cluster, knn_dense, torch_cluster_available
 from pointkd.process import cpu_model, jemalloc_active
 from pointkd.timing import median_ms
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent  # this study's folder
 knn_module = importlib.import_module("pointkd.models.knn")  # pointkd.models.knn, the attribute, is a function
 SHAPES = [(1, 1024, 3), (16, 1024, 3), (32, 512, 3), (1, 1024, 64), (32, 512, 64)]
 

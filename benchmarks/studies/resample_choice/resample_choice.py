@@ -9,9 +9,9 @@ A 1024-point test cloud reaches a 512-point model through one resampling. Two ca
 
 For each committed checkpoint it reports the test-split OA and mAcc of each option (same model, same k), the
 prediction agreement with ``random`` seed 0, and the median cost of preparing one cloud (interleaved, same run;
-the cost is a ratio on a shared machine, not a latency claim) -> ``benchmarks/results/resample_choice.{json,md}``.
+the cost is a ratio on a shared machine, not a latency claim) -> ``resample_choice.{json,md}`` beside this script.
 
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/resample_choice.py
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/studies/resample_choice/resample_choice.py
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from pointkd.data import load_modelnet40
 from pointkd.data.resample import resample
 from pointkd.models.dgcnn import scaled_k
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # benchmarks/
+STUDY = Path(__file__).resolve().parent
 CHECKPOINTS = ("student_lsp.pt", "teacher_short.pt")
 RANDOM_SEEDS = (0, 1, 2)
 
@@ -134,7 +135,7 @@ def markdown(r: dict) -> str:
         + ", ".join(f"{name} {ms:.3f} ms" for name, ms in cost.items())
         + ".",
         "",
-        "Command: `OMP_NUM_THREADS=1 nice -n 19 python benchmarks/resample_choice.py`",
+        "Command: `OMP_NUM_THREADS=1 nice -n 19 python benchmarks/studies/resample_choice/resample_choice.py`",
         "",
     ]
     return "\n".join(lines)
@@ -147,7 +148,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=0, help="only the first N test clouds (0: all)")
     ap.add_argument("--cost-clouds", type=int, default=100, help="clouds timed per option for the cost column")
-    ap.add_argument("--out", default=str(ROOT / "results" / "resample_choice"))
+    ap.add_argument("--out", default=str(STUDY / "resample_choice"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = load_modelnet40(args.data)

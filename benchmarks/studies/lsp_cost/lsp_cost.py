@@ -12,8 +12,8 @@ Rows:
 * a full distillation step (teacher forward, student forward + backward, SGD) for ``scratch`` (CE only), ``kd``,
   ``lsp`` and ``lsp+kd``: the LSP term's share of a step.
 
-Run: ``python benchmarks/lsp_cost.py [--teacher runs/teacher_cpu/best.pt]``; writes
-``benchmarks/results/lsp_cost.{json,md}``.
+Run: ``python benchmarks/studies/lsp_cost/lsp_cost.py [--teacher runs/teacher_cpu/best.pt]``; writes
+``lsp_cost.{json,md}`` beside it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pointkd.models import create_model
 from pointkd.process import cpu_model, jemalloc_active
 from pointkd.timing import median_ms
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent  # this study's folder
 
 
 def main() -> None:

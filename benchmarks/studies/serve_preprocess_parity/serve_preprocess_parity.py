@@ -9,11 +9,11 @@ On the test split (real ModelNet40: 2468 clouds of 1024 points) and one checkpoi
   to the model's N with ``fixed_subset``), with ``pointkd eval``'s default k (the trained k scaled by the points).
 
 It reports both accuracies, how many predictions differ, how many prepared clouds differ bit for bit and by how much
-at most, -> ``benchmarks/results/serve_preprocess_parity.{json,md}``. Batches run in ``--jobs`` forked processes of one
+at most, -> ``serve_preprocess_parity.{json,md}`` beside this script. Batches run in ``--jobs`` forked processes of one
 thread each; results are rewritten after every batch (``"clouds"`` says how many are done), so an interrupted run
 leaves an honest partial result.
 
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/serve_preprocess_parity.py
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/studies/serve_preprocess_parity/serve_preprocess_parity.py
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pointkd.models.dgcnn import scaled_k
 from pointkd.train.evaluate import predict
 from serving.jobs import prepare_upload
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # benchmarks/
+STUDY = Path(__file__).resolve().parent
 
 
 def serve_clouds(clouds: np.ndarray, num_points: int, min_points: int) -> np.ndarray:
@@ -101,7 +102,8 @@ def markdown(r: dict) -> str:
             f"- prepared clouds that differ bit for bit: {r['prepared_clouds_differ_bitwise']}"
             f" (largest difference {r['prepared_max_abs_difference']:.3g})",
             "",
-            "Command: `OMP_NUM_THREADS=1 nice -n 19 python benchmarks/serve_preprocess_parity.py`",
+            "Command: `OMP_NUM_THREADS=1 nice -n 19 python "
+            "benchmarks/studies/serve_preprocess_parity/serve_preprocess_parity.py`",
             "",
         ]
     )
@@ -114,7 +116,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--limit", type=int, default=0, help="only the first N test clouds (0: all)")
     ap.add_argument("--jobs", type=int, default=3, help="worker processes, one thread each (default 3)")
-    ap.add_argument("--out", default=str(ROOT / "results" / "serve_preprocess_parity"))
+    ap.add_argument("--out", default=str(STUDY / "serve_preprocess_parity"))
     args = ap.parse_args()
     torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ KL, and its gradient, explode. This script measures, for a fresh student (seeded
 each kernel's per-layer LSP value and the student's gradient norm of ``λ·Σ_l L_LSP(l)``, and the λ that gives the
 same gradient norm as RBF at λ = 100 (the "gradient-matched λ" the comparison uses for the other kernels).
 
-Run: ``python benchmarks/lsp_kernel_scale.py`` -> ``benchmarks/results/lsp_kernel_scale.{md,json}``.
+Run: ``python benchmarks/studies/lsp_kernel_scale/lsp_kernel_scale.py`` -> ``lsp_kernel_scale.{md,json}`` beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pointkd.distill.lsp import LSPLoss
 from pointkd.models import create_model
 from pointkd.models.dgcnn import DGCNNOutput
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent  # this study's folder
 
 
 def add_batch_args(parser: argparse.ArgumentParser, teacher: str) -> None:

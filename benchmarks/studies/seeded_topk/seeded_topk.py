@@ -5,7 +5,8 @@ in torch, and two one-op-deep ONNX graphs are timed on them: plain ``TopK(k, sor
 (GatherElements of the previous layer's neighbours' scores, ReduceMin, Concat of ``k`` copies of the floor, TopK,
 Sub). Both must pick the same neighbour sets as ``torch.topk`` (``mismatched rows`` must be 0).
 
-Run: ``python benchmarks/seeded_topk.py [--checkpoint CKPT]`` -> ``benchmarks/results/seeded_topk.{md,json}``.
+Run: ``python benchmarks/studies/seeded_topk/seeded_topk.py [--checkpoint CKPT]`` -> ``seeded_topk.{md,json}``
+beside it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pointkd.process import busy_cores, cpu_model
 from pointkd.runtime.ort import make_session
 from pointkd.timing import percentile, time_ms
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[3]
+RESULTS = Path(__file__).resolve().parent  # this study's folder
 
 
 class Plain(torch.nn.Module):

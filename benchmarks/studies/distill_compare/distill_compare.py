@@ -9,9 +9,10 @@ skipped, so the comparison can be spread over several sessions: re-run the same 
 
 Reported per run (from its checkpoints): test OA and mAcc after the last epoch, the best epoch's OA, parameters
 of the student, seconds per training step, and the budget (config, points, epochs). Then per method the mean
-over seeds. Writes ``benchmarks/results/distill_compare.{json,md}`` from whatever runs have finished.
+over seeds. Writes ``distill_compare.{json,md}`` into ``--out-dir`` (default: this study's folder) from whatever
+runs have finished.
 
-Run: ``python benchmarks/distill_compare.py --teacher benchmarks/checkpoints/teacher_cpu.pt``
+Run: ``python benchmarks/studies/distill_compare/distill_compare.py --teacher benchmarks/checkpoints/teacher_cpu.pt``
 (extra ``--set key=value`` pairs reach every run, e.g. ``--set train.epochs=2`` for a smaller budget).
 """
 
@@ -27,12 +28,12 @@ from pathlib import Path
 
 from pointkd.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent  # this study's folder
 
 
 # λ for the kernels other than RBF: at the paper's λ = 100 their raw-feature kernels give 300x (L2) to 10^7x
 # (polynomial) RBF's gradient and training diverges (polynomial: NaN within the first epoch); these values give the
-# same initial gradient norm as RBF at λ = 100 (benchmarks/results/lsp_kernel_scale.md).
+# same initial gradient norm as RBF at λ = 100 (benchmarks/studies/lsp_kernel_scale/lsp_kernel_scale.md).
 KERNEL_LAMBDA = {
     "poly": ("distill.lsp_lambda=7.6e-06",),
     "linear": ("distill.lsp_lambda=0.087",),
