@@ -132,6 +132,40 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def plot(r: dict, path: Path) -> Path:
+    """``path`` (PNG): OA against the corruption level, one panel per corruption, one line per row (colour: model
+    and format; dashed: with sor), the published DGCNN's mean over the levels dotted."""
+    from pointkd.plotting import line_panels, save_png
+
+    def label(row: dict) -> str:
+        return f"{Path(row['model']).stem} {row.get('format', 'torch')}"
+
+    colours = {m: LINE_COLOURS[i % len(LINE_COLOURS)] for i, m in enumerate(dict.fromkeys(map(label, r["rows"])))}
+    panels: dict[str, dict[str, list[float]]] = {c: {} for c in CORRUPTION_NAMES}
+    styles = {}
+    for row in r["rows"]:
+        line = f"{label(row)}, {row['outlier_filter']}"
+        dashed = row["outlier_filter"] != "none"
+        styles[line] = {"color": colours[label(row)], "linestyle": "--" if dashed else "-", "marker": "o", "ms": 3}
+        for c in CORRUPTION_NAMES:
+            panels[c][line] = [v * 100 for v in row["oa"][c]]
+    fig = line_panels(
+        panels,
+        range(5),
+        "level",
+        "OA %",
+        f"OA under ModelNet-C (regenerated) by level, {r['clouds']} seeded test clouds",
+        styles,
+        references={c: DGCNN_OA[c] * 100 for c in CORRUPTION_NAMES},
+        reference_label="DGCNN published (mean of levels)",
+        ylim=(0, 100),
+    )
+    return save_png(fig, path, dpi=72)
+
+
 def published() -> dict:
     """The published figures the tables print beside ours (official ModelNet-C files)."""
     return {"dgcnn_oa": DGCNN_OA, "mce": PUBLISHED_MCE, "source": "Ren, Pan, Liu, ICML 2022 (ModelNet-C)"}
@@ -162,6 +196,7 @@ def render(args: argparse.Namespace) -> None:
     result["rows"] = [rows[k] for k in sorted(rows, key=rank)]
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
+    plot(result, out.parent / f"{out.name}_levels.png")
 
 
 def robustness(args: argparse.Namespace) -> None:
