@@ -1442,7 +1442,7 @@ def render(root: Path) -> str:
     if serving:
         lines += ["## Serving", "", *serving]
     lines += section_distill_compare(root)
-    lines += section_robustness(root)
+    lines += __import__("pointkd.bench.robustness_doc").bench.robustness_doc.render_robustness(root, load)
     lines += section_demo(root)
     lines += section_house(root)
     while lines and lines[-1] == "":
