@@ -73,3 +73,41 @@ def test_line_panels_draws_one_panel_per_name_and_one_legend():
     assert len(visible[0].lines) == 3 and len(visible[1].lines) == 2  # the reference only where given
     (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b", "ref"]
+
+
+def test_render_robustness_answers_from_the_rows(tmp_path):
+    from pointkd.bench import robustness_doc as doc
+
+    rows = [
+        _row(doc.FULL, None, "none", 0.70),
+        _row(doc.SERVED, None, "none", 0.68),
+        _row(doc.SERVED, "onnx", "none", 0.68),
+        _row(doc.SERVED, "onnx-int8", "none", 0.60),
+    ]
+    rows[3]["clean_oa"] = 0.9  # int8: nothing lost clean, 8 points lost under corruption
+    (tmp_path / doc.RESULTS).mkdir(parents=True)
+    (tmp_path / doc.ROBUSTNESS).write_text(json.dumps({"clouds": 2, "seed": 0, "indices": [1, 2], "rows": rows}))
+    tie_row = {
+        "corruption": "dropout_global",
+        "level": 0,
+        "points": 768,
+        "k_native": 15,
+        "copied_rows": 0.25,
+        "tied_rows": 0.25,
+        "distinct_in_k": 15.0,
+        "oa": {"repeat": 0.9, "repeat + 1e-6 jitter": 0.9, "native (k scaled)": 0.8875},
+    }
+    ties_result = {"model": doc.SERVED, "clouds": 2, "k": 20, "num_points": 1024, "rows": [tie_row]}
+    (tmp_path / doc.TIES).write_text(json.dumps(ties_result))
+
+    def load(root, rel):
+        path = root / rel
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    text = "\n".join(doc.render_robustness(tmp_path, load))
+    assert "| graph reuse (2 kNN graphs of 4) | none | +0.0 | -2.0 |" in text
+    assert "| int8 (onnx-int8 against onnx fp32) | none | +0.0 | -8.0 |" in text
+    assert "int8 (onnx-int8 against onnx fp32) (none): +0.0 clean, -8.0 mOA: a loss under corruption larger" in text
+    assert "ONNX fp32 export (none): +0.0 clean, +0.0 mOA: no loss under corruption beyond one point" in text
+    assert "Up to 25.0 % of the rows tie" in text and "moves OA by at most 0.0 points" in text
+    assert doc.render_robustness(tmp_path / "elsewhere", load) == []

@@ -19,6 +19,7 @@ from ..data.corruptions import CORRUPTION_NAMES
 RESULTS = Path("benchmarks/results")
 ROBUSTNESS, COST, TIES = RESULTS / "robustness.json", RESULTS / "robustness_prep_cost.json", RESULTS / "knn_ties.json"
 PLOT = RESULTS / "robustness_levels.png"
+PLAN, PLAN_RECORDS = Path("benchmarks/campaign/robustness.yaml"), RESULTS / "campaign" / "robustness"
 SERVED, FULL = "student_lsp_tail1024_g02.pt", "student_lsp_tail1024.pt"
 
 Loader = Callable[[Path, Any], Any]  # (root, relative path) -> the parsed JSON, or None when absent / untracked
@@ -242,4 +243,19 @@ def render_robustness(root: Path, load: Loader) -> list[str]:
     ties = load(root, TIES)
     if ties and ties.get("rows"):
         lines += ties_lines(ties)
+    if (root / PLAN).is_file():
+        done = sorted(p.stem for p in (root / PLAN_RECORDS / "records").glob("*.json"))
+        state = f"finished runs: {', '.join(done)}" if done else "not run yet"
+        lines += [
+            "### Training on corrupted clouds (plan)",
+            "",
+            "`TrainAugment` has corruption-style augmentations, off by default (so every other config trains as "
+            "before): `data.stretch` (per-axis scale, then the unit sphere), `data.outliers` (points replaced by "
+            "uniform points in the unit ball), `data.drop_global` and `data.drop_local` (points dropped, the rest "
+            "repeated back to the training size, as served). In distillation the teacher and the student see the same "
+            "augmented batch, so LSP's target is the teacher's local structure on the corrupted cloud. "
+            f"{_link(PLAN)} fine-tunes the shipped student with and without them (same recipe and seed; its header "
+            f"lists the evaluation commands): {state}.",
+            "",
+        ]
     return lines
