@@ -112,6 +112,7 @@ def deltas(d: dict[str, Any]) -> list[dict[str, Any]]:
                         c: b["scores"]["corruptions"][c]["oa"] - a["scores"]["corruptions"][c]["oa"]
                         for c in CORRUPTION_NAMES
                     },
+                    "identical": a["clean_oa"] == b["clean_oa"] and a["oa"] == b["oa"],
                 }
             )
     return out
@@ -140,6 +141,9 @@ def delta_lines(d: dict[str, Any]) -> list[str]:
     ]
     answers = []
     for x in ds:
+        if x["identical"]:
+            answers.append(f"{x['what']} ({x['filter']}): the same OA as its base at every corruption and level")
+            continue
         if x["mOA"] >= -0.01:
             words = "no loss under corruption beyond one point of mOA"
         elif x["mOA"] < x["clean"] - 0.01:
@@ -151,7 +155,8 @@ def delta_lines(d: dict[str, Any]) -> list[str]:
             f"{x['what']} ({x['filter']}): {_signed(x['clean'])} clean, {_signed(x['mOA'])} mOA: {words} "
             f"(largest change {_signed(x['per'][low])}, {low})"
         )
-    return [*lines, "Per change: " + "; ".join(answers) + ".", ""]
+    question = "Does a compiled format or graph reuse cost more under corruption than on clean clouds? "
+    return [*lines, question + "; ".join(answers) + ".", ""]
 
 
 def ties_lines(t: dict[str, Any]) -> list[str]:
