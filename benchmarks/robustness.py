@@ -17,6 +17,16 @@ run it only with the training campaign paused (``/work/logs/paused.sh``-style wr
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/robustness.py --models ART_DIR --out /tmp/r_art  # then:
     python benchmarks/robustness.py --render --merge /tmp/r_art.json
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/robustness.py --prep-cost
+
+The committed artifact rows (issue #31) ran ``pointkd compile`` artifacts of the served copy built under /tmp with
+every check of ``pointkd compile`` but on a 240-cloud test subset, to spare the 2 shared cores the whole split
+(their manifests, with the parity and int8 records: ``results/compile/student_g02-1024-*/``)::
+
+    python -c "import numpy as np; d = np.load('../shared/data/modelnet40_1024/modelnet40_1024.npz'); \
+o = {k: d[k] for k in d.files}; i = np.sort(np.random.default_rng(7).choice(len(o['test_y']), 240, replace=False)); \
+o.update({k: o[k][i] for k in ('test_x', 'test_y', 'test_names')}); np.savez('/tmp/h31b/mn40_test240.npz', **o)"
+    for f in onnx onnx-int8 onnx-fused; do pointkd compile checkpoints/student_lsp_tail1024_g02.pt --format $f \
+        --data /tmp/h31b/mn40_test240.npz --out /tmp/h31b/art/g02-$f; done
 """
 
 from __future__ import annotations
