@@ -7,6 +7,7 @@ Unknown keys are an error, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,11 @@ class DataSection:
     eval_num_points: int | None = None  # points per test cloud (a fixed subset); None = num_points
     jitter_sigma: float = 0.0
     rotate_up: bool = False
+    # Corruption-style augmentations (pointkd.data.transforms.TrainAugment), off at these defaults:
+    stretch: float = 1.0  # per-axis scale U(1/s, s), then back to the unit sphere (ModelNet-C scale)
+    outliers: int = 0  # up to this many points per cloud replaced by uniform points in the unit ball
+    drop_global: float = 0.0  # drop a U(0, r) fraction of the points, repeat the rest back to num_points
+    drop_local: int = 0  # drop up to this many points in 1..7 clusters, repeat the rest back
 
     @property
     def eval_points(self) -> int:
@@ -185,6 +191,13 @@ class RunConfig:
             (t.lr > 0 and 0 <= t.lr_min <= t.lr, "need 0 <= train.lr_min <= train.lr and lr > 0"),
             (0 <= t.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
             (d.num_points >= 1, "data.num_points must be >= 1"),
+            (d.stretch >= 1, "data.stretch must be >= 1 (1: off)"),
+            (0 <= d.outliers <= d.num_points, "data.outliers must be in 0..data.num_points"),
+            (0 <= d.drop_global < 1, "data.drop_global must be in [0, 1)"),
+            (
+                0 <= d.drop_local < d.num_points - math.floor(d.num_points * d.drop_global),
+                "data.drop_local must leave at least one point after data.drop_global",
+            ),
             (t.eval_every >= 1, "train.eval_every must be >= 1"),
         ]
         for ok, msg in checks:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -81,65 +80,10 @@ CORRUPTIONS = ("scale", "jitter", "rotate", "dropout_global", "dropout_local", "
 
 
 def section_robustness(root: Path) -> list[str]:
-    rel, cost_rel = RESULTS / "robustness.json", RESULTS / "robustness_prep_cost.json"
-    d = load(root, rel)
-    if not d or not d.get("rows"):
-        return []
-    pub = d.get("published") or {}
-    rows = []
-    for r in d["rows"]:
-        sc, vs = r["scores"], (r.get("scores_vs") or {}).get("teacher")
-        rows.append(
-            [
-                r["model"],
-                r["outlier_filter"],
-                pct(r["clean_oa"], 1),
-                pct(sc["mOA"], 1),
-                num(sc["mCE"], 3),
-                num(sc["RmCE"], 3),
-                "–" if vs is None else num(vs["mCE"], 3),
-                *(pct(sc["corruptions"][c]["oa"], 1) for c in CORRUPTIONS),
-            ]
-        )
-    ref = pub.get("dgcnn_oa")
-    for name, mce in (pub.get("mce") or {}).items():
-        per = [pct(ref[c], 1) for c in CORRUPTIONS] if ref and name == "DGCNN" else ["–"] * len(CORRUPTIONS)
-        clean = pct(ref["clean"], 1) if ref and name == "DGCNN" else "–"
-        moa = pct(statistics.mean(ref[c] for c in CORRUPTIONS), 1) if ref and name == "DGCNN" else "–"
-        rmce = "1.000" if name == "DGCNN" else "–"
-        rows.append([f"{name} (published)", "–", clean, moa, num(mce, 3), rmce, "–", *per])
-    lines = [
-        "## Robustness (ModelNet-C, regenerated)",
-        "",
-        f"The seven ModelNet-C corruptions at 5 levels, regenerated from the test split with the published parameters "
-        f"(`pointkd.data.corruptions`; not the official files, so comparable in kind, not digit for digit), on a "
-        f"seeded sample of {d['clouds']} test clouds (the same for every row; at that size one OA carries about "
-        "+-3 points of sampling noise), torch on the CPU. Every corrupted cloud is prepared by `prepare_cloud` to "
-        "the model's 1024 points, as a served upload. mCE and RmCE are against the published DGCNN; "
-        "'vs teacher' against the shipped teacher measured here with the same filter. Filter `sor`: statistical "
-        "outlier removal before the normalisation (`pointkd eval/serve --outlier-filter sor`). Columns after "
-        "RmCE: mean OA over the 5 levels, %.",
-        "",
-        *table(
-            ["model", "filter", "clean OA %", "mOA %", "mCE", "RmCE", "mCE vs teacher", *CORRUPTIONS],
-            rows,
-            "ll" + "r" * (5 + len(CORRUPTIONS)),
-        ),
-        "",
-        source(rel),
-        "",
-    ]
-    cost = load(root, cost_rel)
-    if cost:
-        lines += [
-            "Cost of the filter (median ms per cloud, 1 thread, campaign paused, other work still on the cores):",
-            "",
-            *table(["case", "median ms"], [[k, num(v["median_ms"])] for k, v in cost.items()], "lr"),
-            "",
-            source(cost_rel),
-            "",
-        ]
-    return lines
+    """The robustness section, rendered beside its benchmark (:mod:`pointkd.bench.robustness_doc`)."""
+    from pointkd.bench.robustness_doc import render_robustness
+
+    return render_robustness(root, load)
 
 
 # ------------------------------------------------------------------ headline numbers (README)

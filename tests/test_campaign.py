@@ -325,3 +325,17 @@ def test_a_parked_run_resumes_on_a_machine_without_its_folder(tmp_path, monkeypa
     record = json.loads(plan.record_path(t).read_text())
     assert [h["train_loss"] for h in record["history"]] == [h["train_loss"] for h in parked]  # resumed, not retrained
     assert not inflight_dir(plan, t).exists()  # the record and the shipped copy replace the parked state
+
+
+def test_the_robustness_pair_differs_only_in_the_corruption_augmentations(tmp_path):
+    from pointkd.data import TrainAugment
+    from pointkd.train.trainer import train_augment
+
+    plan = load_plan(Path(__file__).parents[1] / "benchmarks" / "campaign" / "robustness.yaml", runs_dir=tmp_path)
+    plain, robust = (load_config(s.config, s.set_args()) for s in plan.runs)
+    a, b = plain.to_dict(), robust.to_dict()
+    assert {k: v for k, v in a.items() if k != "data"} == {k: v for k, v in b.items() if k != "data"}
+    changed = {k for k in a["data"] if a["data"][k] != b["data"][k]}
+    assert changed == {"stretch", "outliers", "drop_global", "drop_local"}
+    assert train_augment(plain) == TrainAugment(num_points=1024)  # the control trains as the shipped recipe did
+    assert [s.init for s in plan.runs] == ["benchmarks/checkpoints/student_lsp_tail1024.pt"] * 2

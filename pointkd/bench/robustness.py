@@ -5,7 +5,9 @@ Every corrupted cloud (256 to 1,524 points) goes through :func:`pointkd.data.res
 served upload does (normalised on the whole cloud, then a seeded subset or repeats to the model's ``N``, with the
 same optional outlier filter). The official ModelNet-C evaluation feeds each cloud to DGCNN at its own size and
 without re-normalising; this one measures the served contract instead (e.g. a 256-point ``dropout_global`` cloud
-reaches a 1024-point model with every point four times, which makes kNN ties).
+reaches a 1024-point model with every point four times, so a kNN row holds about k / 4 distinct points, and
+exact ties wherever the copies do not divide k; ``benchmarks/results/knn_ties.md`` measured that the ties change no
+prediction and that the repeat scores as the cloud fed at its own size with k scaled).
 
 Scores (Ren, Pan, Liu 2022, with ``OA_c`` the mean OA over the 5 levels of corruption ``c``, 7 corruptions):
 

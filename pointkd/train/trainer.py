@@ -97,6 +97,20 @@ class TrainResult:
     model: DGCNN | None = None  # the trained model (every rank's replica when distributed)
 
 
+def train_augment(cfg: RunConfig) -> TrainAugment:
+    """The run's training augmentation from its ``data`` section (the corruption-style terms off by default)."""
+    d = cfg.data
+    return TrainAugment(
+        num_points=d.num_points,
+        jitter_sigma=d.jitter_sigma,
+        rotate_up=d.rotate_up,
+        stretch=d.stretch,
+        outliers=d.outliers,
+        drop_global=d.drop_global,
+        drop_local=d.drop_local,
+    )
+
+
 def build_model(cfg: RunConfig, num_classes: int) -> DGCNN:
     return create_model(cfg.model.name, **{"num_classes": num_classes, **cfg.model.overrides})
 
@@ -234,7 +248,7 @@ def _set_up(
         step_module,
         params,
         torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay),
-        TrainAugment(num_points=cfg.data.num_points, jitter_sigma=cfg.data.jitter_sigma, rotate_up=cfg.data.rotate_up),
+        train_augment(cfg),
         n_steps,
         per_rank,
         progress,
