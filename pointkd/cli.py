@@ -271,6 +271,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "limits, no file reader); --no-json-in-threads sends them to the isolated workers",
     )
     serve.add_argument(
+        "--spool-body-mb",
+        type=float,
+        default=ServeSettings.spool_body_bytes / (1 << 20),
+        help="a request body past this many MiB is written to a temporary file as it arrives, not held in memory "
+        f"(default {ServeSettings.spool_body_bytes >> 20}; 0: never)",
+    )
+    serve.add_argument(
         "--inline-parse-kib",
         type=float,
         default=ServeSettings.inline_parse_bytes / 1024,
@@ -969,6 +976,7 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raw_in_threads=args.raw_in_threads,
         json_in_threads=args.json_in_threads,
         inline_parse_bytes=int(args.inline_parse_kib * 1024),
+        spool_body_bytes=int(args.spool_body_mb * (1 << 20)),
         parse_timeout_s=args.parse_timeout_s,
         worker_memory_x=args.worker_memory_x,
         outlier_filter=args.outlier_filter,

@@ -26,6 +26,7 @@ class ServeSettings:
     # event loop itself (a 1024-point JSON body: ~0.5 ms): two thread hand-offs per request cost more than that on
     # 2 busy cores (benchmarks/results/<device>/load_test_*). 0: always in a thread.
     inline_parse_bytes: int = 128 << 10
+    spool_body_bytes: int = 8 << 20  # a body past this goes to a temporary file as it arrives (0: kept in memory)
     parse_timeout_s: float = 10.0  # a body's parsing and resampling in a worker process, at most
     worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
     outlier_filter: str = "none"  # pointkd.data.outliers: "none" | "sor", before the normalisation of every cloud
