@@ -3,8 +3,10 @@
 
 Bodies as the load test sends them: ``/predict`` JSON ``{"points": ...}`` and a v2 JSON infer request, each of one
 1024-point cloud (3,072 floats, ``json.dumps`` of float32 values as Python floats). Timed: ``load_json`` alone and
-``load_json`` + ``numbers_of`` (what a parse worker does before resampling), min and median of ``--repeats`` rounds
-of ``--calls`` calls each. Pure CPU on one thread: min-of-rounds is the figure least moved by other load.
+``load_json`` + ``numbers_of`` (what a parse worker does before resampling), and, for a version that has it,
+``load_json`` + ``rows_of_three`` (the ``/predict`` fast path: byte checks in C instead of a type check per value),
+min and median of ``--repeats`` rounds of ``--calls`` calls each, taking turns. Pure CPU on one thread:
+min-of-rounds is the figure least moved by other load.
 
 Run: ``python benchmarks/json_parse.py --before DIR`` -> ``benchmarks/results/json_parse.{md,json}``.
 """
@@ -42,20 +44,31 @@ def module_at(folder: Path):
     return mod
 
 
-def timed(fn, calls: int, repeats: int) -> dict:
-    rounds = []
+def timed(fns: dict, calls: int, repeats: int) -> dict:
+    """Each function's min and median ms per call over ``repeats`` rounds of ``calls`` calls, the functions taking
+    turns round by round (so that a burst of other load falls on all of them, not on one)."""
+    rounds: dict = {name: [] for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        rounds.append((time.perf_counter() - t) / calls * 1e3)
-    return {"min_ms": round(min(rounds), 4), "median_ms": round(statistics.median(rounds), 4)}
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            rounds[name].append((time.perf_counter() - t) / calls * 1e3)
+    return {
+        name: {"min_ms": round(min(r), 4), "median_ms": round(statistics.median(r), 4)} for name, r in rounds.items()
+    }
 
 
 def numbers(mod, body: bytes, field: str):
     doc = mod.load_json(body, 10**7)
     value = doc["points"] if field == "points" else doc["inputs"][0]["data"]
     return mod.numbers_of(value, field)
+
+
+def fast(mod, body: bytes):
+    out = mod.rows_of_three(body, mod.load_json(body, 10**7))
+    assert out is not None, "the fast path declined the load test's body"
+    return out
 
 
 def main() -> None:
@@ -69,14 +82,14 @@ def main() -> None:
     versions = {"before": module_at(args.before), "after": strict_json}
     rows = {}
     for name, (body, field) in bodies().items():
+        fns = {}
         for version, mod in versions.items():
-            rows[f"{name} / {version}"] = {
-                "bytes": len(body),
-                "load_json": timed(lambda m=mod, b=body: m.load_json(b, 10**7), args.calls, args.repeats),
-                "load_json + numbers_of": timed(
-                    lambda m=mod, b=body, f=field: numbers(m, b, f), args.calls, args.repeats
-                ),
-            }
+            fns[(version, "load_json")] = lambda m=mod, b=body: m.load_json(b, 10**7)
+            fns[(version, "load_json + numbers_of")] = lambda m=mod, b=body, f=field: numbers(m, b, f)
+            if field == "points" and hasattr(mod, "rows_of_three"):
+                fns[(version, "load_json + rows_of_three")] = lambda m=mod, b=body: fast(m, b)
+        for (version, what), t in timed(fns, args.calls, args.repeats).items():
+            rows.setdefault(f"{name} / {version}", {"bytes": len(body)})[what] = t
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"after_commit": commit, "before_commit": args.before_commit, "calls": args.calls, "repeats": args.repeats}
     args.out.with_suffix(".json").write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
@@ -86,12 +99,17 @@ def main() -> None:
         f"`python benchmarks/json_parse.py --before DIR` (before: {args.before_commit}, after: {commit}); min and "
         f"median ms per call of {args.repeats} rounds x {args.calls} calls, one thread, under /work/logs/paused.sh.",
         "",
-        "| body / version | bytes | load_json min | median | + numbers_of min | median |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| body / version | bytes | load_json min | median | + numbers_of min | median | + rows_of_three min | "
+        "median |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows.items():
         a, b = r["load_json"], r["load_json + numbers_of"]
-        lines.append(f"| {name} | {r['bytes']} | {a['min_ms']} | {a['median_ms']} | {b['min_ms']} | {b['median_ms']} |")
+        c = r.get("load_json + rows_of_three", {"min_ms": "–", "median_ms": "–"})
+        lines.append(
+            f"| {name} | {r['bytes']} | {a['min_ms']} | {a['median_ms']} | {b['min_ms']} | {b['median_ms']} | "
+            f"{c['min_ms']} | {c['median_ms']} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -73,7 +73,7 @@ def create_app(artifact: str | Path, settings: ServeSettings | None = None) -> F
     app.state.context = ctx  # for what serves beside the routes (serving.grpc_server)
 
     app.add_middleware(HeadAsGet)
-    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, spool=ctx.settings.spool_body_bytes)
     app.add_middleware(InFlightLimit, limit=ctx.settings.max_in_flight)
     s = ctx.settings
     app.add_middleware(ApiKeyGuard, keys=s.api_keys, guard_health=s.guard_health, open_metrics=s.open_metrics)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .batcher import MicroBatcher
 from .errors import HTTPProblem
+from .jobs import run_job
 from .metrics import ServerMetrics
 from .predictor import Predictor
 from .settings import ServeSettings
@@ -44,9 +45,16 @@ class ServerContext:
 
     @property
     def json_pool(self) -> ProcessPool | ThreadPool:
-        """Where JSON ``/predict`` bodies are parsed: threads of this process (``json_in_threads``), else
-        :attr:`pool`."""
+        """Where JSON ``/predict`` bodies and v2 infer bodies (JSON, or a JSON header and raw tensor bytes) are
+        parsed: threads of this process (``json_in_threads``), else :attr:`pool`."""
         return self.state.get("raw_pool") if self.settings.json_in_threads and "raw_pool" in self.state else self.pool
+
+    async def parse(self, pool: ProcessPool | ThreadPool, job: str, meta: dict, body: bytes) -> tuple[dict, object]:
+        """``pool.run(job, meta, body)``; a body of at most ``inline_parse_bytes`` bound for threads of this process
+        is parsed here, on the event loop, instead (the same job and errors, without two thread hand-offs)."""
+        if isinstance(pool, ThreadPool) and len(body) <= self.settings.inline_parse_bytes:
+            return run_job(job, meta, body)
+        return await pool.run(job, meta, body)
 
     def job_meta(self, p: Predictor, **extra) -> dict:
         """A parse job's ``meta``: the model's input size, the server's point limit and outlier filter, plus

@@ -13,6 +13,11 @@ subclass of it (uvloop + httptools latency kept: a few counters per callback) th
   ``Content-Length`` is reserved when its headers end (chunked bodies as they arrive) and released when its
   response is complete or its connection lost; a request that would pass the budget -> 503 with ``Retry-After``.
 
+When the budget's bytes return to zero after a burst that held at least ``trim_after_bytes``, glibc's
+``malloc_trim(0)`` gives the freed heap pages back to the system (at most once every :data:`TRIM_EVERY_S`, in a
+thread, :data:`TRIM_DELAY_S` later so that the requests' last references are gone): glibc keeps freed memory of
+large bodies in its arenas otherwise, and the server's RSS stays at its peak (benchmarks/edge_memory.py).
+
 :class:`serving.middleware.InFlightLimit` bounds the requests the app works on at once (503 with ``Retry-After``,
 health apart).
 Every answer here is the project's one error shape, ``{"error": message}``.
@@ -20,7 +25,11 @@ Every answer here is the project's one error shape, ``{"error": message}``.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import json
+import time
+from collections.abc import Callable
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -29,6 +38,8 @@ from .settings import EdgeLimits
 
 LINGER_S = 2.0  # after a refusal, the client's further bytes are read and dropped for this long, at most
 LINGER_BYTES = 1 << 20  # and up to this many, before the close
+TRIM_EVERY_S = 5.0  # malloc_trim at most this often
+TRIM_DELAY_S = 0.2  # after the budget drained, so that the requests' frames and bodies are gone
 
 
 class EdgeReject(Exception):
@@ -39,23 +50,59 @@ class EdgeReject(Exception):
         self.status, self.message, self.retry = status, message, retry
 
 
-class BodyBudget:
-    """Request body bytes held by the server, across every connection: :meth:`take` refuses past ``limit``."""
+def malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)`` (returns 1 if memory went back to the system), or None where the C library is
+    not glibc (musl, macOS, Windows)."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+        glibc = hasattr(libc, "gnu_get_libc_version")  # musl has no malloc_trim worth calling
+    except (OSError, AttributeError):
+        return None
+    if not glibc:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
 
-    def __init__(self, limit: int):
+
+class BodyBudget:
+    """Request body bytes held by the server, across every connection: :meth:`take` refuses past ``limit``. When
+    the held bytes return to zero after a burst that reached ``trim_after`` (0: never), ``trim`` runs (rate-limited,
+    in a thread of the running loop); ``trims`` counts the trims started."""
+
+    def __init__(self, limit: int, trim_after: int = 0, trim: Callable[[], int] | None = None):
         self.limit = limit
         self.held = 0
         self.peak = 0
+        self.burst_peak = 0  # since the held bytes were last zero
+        self.trim_after = trim_after
+        self.trim = trim
+        self.trims = 0
+        self._last_trim = -TRIM_EVERY_S
 
     def take(self, n: int) -> bool:
         if self.limit and self.held + n > self.limit:
             return False
         self.held += n
         self.peak = max(self.peak, self.held)
+        self.burst_peak = max(self.burst_peak, self.held)
         return True
 
     def give(self, n: int) -> None:
         self.held -= n
+        if self.held == 0:
+            if self.trim is not None and self.trim_after and self.burst_peak >= self.trim_after:
+                self._schedule_trim()
+            self.burst_peak = 0
+
+    def _schedule_trim(self) -> None:
+        now = time.monotonic()
+        if now - self._last_trim < TRIM_EVERY_S:
+            return
+        self._last_trim = now
+        self.trims += 1
+        loop = asyncio.get_running_loop()
+        loop.call_later(TRIM_DELAY_S, loop.run_in_executor, None, self.trim)  # ctypes drops the GIL: off the loop
 
 
 def error_bytes(status: int, message: str, retry: bool = False) -> bytes:
@@ -70,7 +117,7 @@ def error_bytes(status: int, message: str, retry: bool = False) -> bytes:
 
 def edge_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol with ``limits`` (one :class:`BodyBudget` shared by every connection)."""
-    budget = BodyBudget(limits.body_budget_bytes)
+    budget = BodyBudget(limits.body_budget_bytes, limits.trim_after_bytes, malloc_trim())
 
     class EdgeProtocol(HttpToolsProtocol):
         edge_limits = limits

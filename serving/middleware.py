@@ -4,6 +4,8 @@ in-flight request limit."""
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import time
 
 from fastapi.responses import JSONResponse
@@ -18,11 +20,16 @@ CLIENT_CLOSED = "499"  # nginx's status for a request whose client went away bef
 class BodyLimit:
     """Reads the request body up to ``limit`` bytes and answers 413 beyond it, before anything parses it (at once
     from a Content-Length, else as a chunked body streams in); the app then sees the body. A client that
-    disconnects mid-upload gets no answer and is counted as :data:`CLIENT_CLOSED`."""
+    disconnects mid-upload gets no answer and is counted as :data:`CLIENT_CLOSED`.
 
-    def __init__(self, app, limit: int):
+    A body past ``spool`` bytes (0: never) goes on to a temporary file as it arrives, rather than into memory: an
+    upload still arriving holds at most ``spool`` bytes of RSS, and the complete body is read back once (one copy,
+    where joining the chunks held two at the end)."""
+
+    def __init__(self, app, limit: int, spool: int = 0):
         self.app = app
         self.limit = limit
+        self.spool = spool
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -30,19 +37,36 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await self._reject(scope, receive, send, int(length))
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                scope.setdefault("state", {})["client_closed"] = True
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                return await self._reject(scope, receive, send, size)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        chunks, size, more, spooled = [], 0, True, None
+        try:
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    scope.setdefault("state", {})["client_closed"] = True
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.limit:
+                    return await self._reject(scope, receive, send, size)
+                if spooled is None and self.spool and size > self.spool:
+                    spooled = tempfile.TemporaryFile(prefix="pointkd-body-")  # noqa: SIM115 (closed below)
+                    spooled.writelines(chunks)
+                    chunks.clear()
+                if spooled is not None:
+                    spooled.write(chunk)
+                else:
+                    chunks.append(chunk)
+                more = message.get("more_body", False)
+            if spooled is not None:
+                spooled.seek(0)
+                body = await asyncio.get_running_loop().run_in_executor(None, spooled.read)
+            else:
+                body = b"".join(chunks)
+                chunks.clear()  # the joined body is the only copy while the app runs
+        finally:
+            if spooled is not None:
+                spooled.close()
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay():
             return pending.pop() if pending else await receive()

@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe v2) routes: server and model metadata, model readiness, and infer (JSON or
-Triton's binary tensor data; the body is parsed and resampled by a parse worker, :func:`serving.jobs.prepare_infer`,
-and each cloud goes through the model's micro-batcher on its own)."""
+Triton's binary tensor data; the body is parsed and resampled by :func:`serving.jobs.prepare_infer` where JSON
+bodies are, :attr:`~serving.context.ServerContext.json_pool`, and each cloud goes through the model's
+micro-batcher on its own)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def oip_routes(ctx: ServerContext) -> APIRouter:
         served = ctx.served_model(name, version)
         p = served.predictor
         meta = ctx.job_meta(p, json_length=header_length(request.headers.get(HEADER_LENGTH)))
-        info, clouds = await ctx.pool.run("infer", meta, await request.body())
+        info, clouds = await ctx.parse(ctx.json_pool, "infer", meta, await request.body())
         probs = await asyncio.gather(*(served.batcher.submit(c) for c in clouds))
         body, headers = infer_response(
             p.name, p.version, np.stack(probs).astype(np.float32), p.classes, InferOptions(**info)

@@ -22,6 +22,11 @@ class ServeSettings:
     # JSON /predict bodies too: orjson (memory-safe, no callbacks) parses them under the body limit and the JSON
     # value limit; the worker hop was most of JSON's p99 at 50 requests/s (benchmarks/results/<device>/load_test_*)
     json_in_threads: bool = True
+    # Raw float32 and JSON /predict bodies up to this size, when they are parsed in this process, are parsed on the
+    # event loop itself (a 1024-point JSON body: ~0.5 ms): two thread hand-offs per request cost more than that on
+    # 2 busy cores (benchmarks/results/<device>/load_test_*). 0: always in a thread.
+    inline_parse_bytes: int = 128 << 10
+    spool_body_bytes: int = 8 << 20  # a body past this goes to a temporary file as it arrives (0: kept in memory)
     parse_timeout_s: float = 10.0  # a body's parsing and resampling in a worker process, at most
     worker_memory_x: float = 24.0  # a worker's address space: its baseline + this many times max_body_bytes
     outlier_filter: str = "none"  # pointkd.data.outliers: "none" | "sor", before the normalisation of every cloud
@@ -45,3 +50,4 @@ class EdgeLimits:
     max_header_fields: int = 100
     max_connections: int = 1024
     body_budget_bytes: int = 128 << 20
+    trim_after_bytes: int = 16 << 20  # malloc_trim(0) once the budget drains after a burst this large (glibc only)

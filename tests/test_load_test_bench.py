@@ -22,20 +22,9 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     assert 0 < report["model_only"]["p50_ms"] <= report["model_only"]["p99_ms"]
     assert report["server"]["parse_workers"] == 2
     levels = [(r["payload"], r["mode"], r["concurrency"]) for r in report["rows"]]
-    assert levels == [
-        ("binary", "closed", 1),
-        ("binary", "closed", 3),
-        ("binary", "open 40/s #1", None),
-        ("binary", "open 40/s #2", None),
-        ("json", "closed", 1),
-        ("json", "closed", 3),
-        ("json", "open 40/s #1", None),
-        ("json", "open 40/s #2", None),
-        ("v2-binary", "closed", 1),
-        ("v2-binary", "closed", 3),
-        ("v2-binary", "open 40/s #1", None),
-        ("v2-binary", "open 40/s #2", None),
-    ]
+    kinds = ("json", "v2-json", "binary", "v2-binary")  # JSON first: the default
+    modes = (("closed", 1), ("closed", 3), ("open 40/s #1", None), ("open 40/s #2", None))
+    assert levels == [(kind, mode, c) for kind in kinds for mode, c in modes]
     for r in report["rows"]:
         assert r["errors"] == 0 and r["requests"] >= 12 and 0 < r["p50_ms"] <= r["p99_ms"]
     open_rows = [r for r in report["rows"] if r["payload"] == "binary" and r["mode"].startswith("open")]
@@ -44,8 +33,8 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     # pooled over both runs, it is no lower than either run's median (it can exceed both runs' own p99s: 20 samples)
     assert report["goal"]["open_loop_p99_ms"] >= max(r["p50_ms"] for r in open_rows)
     assert report["goal"]["client"].startswith("aiohttp")
-    for r in report["rows"]:  # /predict answers report the server's own time; v2 binary answers do not
-        if r["mode"].startswith("open") and r["payload"] != "v2-binary":
+    for r in report["rows"]:  # /predict answers report the server's own time; v2 answers do not
+        if r["mode"].startswith("open") and not r["payload"].startswith("v2-"):
             assert 0 < r["server_p50_ms"] <= r["server_p99_ms"] and r["server_p50_ms"] < r["p50_ms"]
         else:
             assert "server_p50_ms" not in r
@@ -54,7 +43,10 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     md = (tmp_path / "load_test.md").read_text()
     assert report["num_points"] == 64 and "| binary | closed | 3 |" in md and "| v2-binary | closed | 3 |" in md
     assert "raw float32 bodies parsed in threads, uvicorn on uvloop + httptools." in md and ", ," not in md
-    assert set(report["goal"]["pooled_p99_ms"]) == {"binary", "json", "v2-binary"}
+    assert set(report["goal"]["pooled_p99_ms"]) == set(kinds) and report["goal"]["payloads"] == ["json", "binary"]
+    assert report["goal"]["requests"] == {kind: 40 for kind in kinds}
+    assert report["goal"]["met"] == all(report["goal"]["pooled_p99_ms"][k] <= 10 for k in ("json", "binary"))
+    assert "| json | closed | 1 |" in md and "server overhead p50 ms" in md and "v2 infer, JSON tensors" in md
     # the time split: every open-loop run was answered by runtime calls, and its three parts add up to the latency
     for r in open_rows:
         assert r["model_call_mean_ms"] > 0 and r["batch_mean"] >= 1 and r["queue_mean_ms"] >= 0
@@ -62,7 +54,7 @@ def test_load_test_reports_every_level_without_errors(tiny_artifact, tmp_path):
     parts = split["model_call_mean_ms"] + split["server_rest_mean_ms"] + split["http_and_client_mean_ms"]
     assert parts == pytest.approx(split["latency_mean_ms"]) and split["http_and_client_mean_ms"] > 0
     assert set(report["time_split"]) == {"binary", "json"}  # v2 answers carry no server_ms
-    assert "Where an open-loop binary request's time went" in md
+    assert "Where an open-loop binary request's time went" in md and "open-loop json request's time" in md
 
 
 def test_load_clients_compares_both_clients_on_one_server(tiny_artifact, tmp_path):

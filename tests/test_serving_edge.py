@@ -229,3 +229,108 @@ def test_tls_with_a_certificate_the_test_makes(tiny_artifact, tmp_path):
             httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5)
     finally:
         stop_server(proc)
+
+
+# ------------------------------------------------------------------ memory given back after a burst
+
+
+def test_a_drained_burst_trims_the_heap_once_per_interval():
+    """BodyBudget calls the trim (in a thread, TRIM_DELAY_S later) when its bytes drain after a large burst, not
+    after a small one, and not twice within TRIM_EVERY_S."""
+    import asyncio
+
+    from serving.edge import TRIM_DELAY_S, BodyBudget
+
+    async def scenario() -> tuple[list[int], int]:
+        calls: list[int] = []
+        budget = BodyBudget(64 << 20, trim_after=16 << 20, trim=lambda: calls.append(1) or 1)
+        budget.take(1 << 20)
+        budget.give(1 << 20)  # a small burst: no trim
+        for n in (10 << 20, 10 << 20):  # 20 MiB held at the peak, released in two steps
+            budget.take(n)
+        budget.give(10 << 20)
+        assert budget.trims == 0  # not drained yet
+        budget.give(10 << 20)
+        await asyncio.sleep(TRIM_DELAY_S + 0.3)
+        budget.take(20 << 20)
+        budget.give(20 << 20)  # drained again at once: rate-limited
+        await asyncio.sleep(TRIM_DELAY_S + 0.3)
+        return calls, budget.trims
+
+    calls, trims = asyncio.run(scenario())
+    assert calls == [1] and trims == 1
+
+
+def test_malloc_trim_is_glibcs_where_there_is_one():
+    import platform
+
+    from serving.edge import malloc_trim
+
+    trim = malloc_trim()
+    if platform.libc_ver()[0] == "glibc":
+        assert trim is not None and trim() in (0, 1)
+    else:
+        assert trim is None
+
+
+# ------------------------------------------------------------------ large bodies spill to disk
+
+
+@pytest.mark.parametrize("spool", [0, 100])
+def test_a_body_past_the_spool_size_goes_through_a_temporary_file_intact(spool, monkeypatch):
+    """In-process: BodyLimit writes a body past ``spool`` bytes to a temporary file (as it arrives, the chunks
+    before the threshold included) and hands the app the same bytes; below it, or with spool 0, no file."""
+    import asyncio
+    import tempfile
+
+    from serving.middleware import BodyLimit
+
+    opened = []
+    real = tempfile.TemporaryFile
+
+    def counting(*args, **kwargs):
+        f = real(*args, **kwargs)
+        opened.append(f)
+        return f
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)
+    chunks = [bytes([i]) * 40 for i in range(1, 8)]  # 280 bytes in 7 chunks
+
+    def run(parts: list[bytes]) -> bytes:
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append((await receive())["body"])
+
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(parts) - 1} for i, c in enumerate(parts)]
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            raise AssertionError("no answer expected")
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+        asyncio.run(BodyLimit(app, limit=1 << 20, spool=spool)(scope, receive, send))
+        return seen[0]
+
+    assert run(chunks) == b"".join(chunks)
+    assert len(opened) == (1 if spool else 0) and all(f.closed for f in opened)
+    assert run(chunks[:2]) == b"".join(chunks[:2]) and len(opened) == (1 if spool else 0)  # 80 bytes: in memory
+
+
+def test_a_spooled_upload_is_answered_like_any_other(tiny_artifact):
+    """A real server with a 64 KiB spool: a 1.2 MiB raw body (spooled) and the same cloud as JSON get the same
+    answer as a small body of the same points would."""
+    port = free_port()
+    proc = start_server(tiny_artifact, port, "--threads", "1", "--spool-body-mb", "0.0625", quiet=True)
+    try:
+        cloud = np.random.default_rng(5).standard_normal((100_000, 3)).astype("<f4")
+        raw = {"content-type": "application/octet-stream"}
+        url = f"http://127.0.0.1:{port}/predict"
+        r = httpx.post(url, content=cloud.tobytes(), headers=raw, timeout=60)
+        assert r.status_code == 200 and r.json()["points_received"] == 100_000, r.text
+        r = httpx.post(url, json={"points": cloud[:20_000].tolist()}, timeout=60)
+        assert r.status_code == 200 and r.json()["points_received"] == 20_000, r.text
+    finally:
+        stop_server(proc)

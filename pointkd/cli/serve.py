@@ -77,6 +77,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "limits, no file reader); --no-json-in-threads sends them to the isolated workers",
     )
     serve.add_argument(
+        "--spool-body-mb",
+        type=float,
+        default=ServeSettings.spool_body_bytes / (1 << 20),
+        help="a request body past this many MiB is written to a temporary file as it arrives, not held in memory "
+        f"(default {ServeSettings.spool_body_bytes >> 20}; 0: never)",
+    )
+    serve.add_argument(
+        "--inline-parse-kib",
+        type=float,
+        default=ServeSettings.inline_parse_bytes / 1024,
+        help="raw float32 and JSON bodies up to this size, when parsed in the server, are parsed on its event loop "
+        f"rather than in a thread (default {ServeSettings.inline_parse_bytes >> 10}; 0: always in a thread)",
+    )
+    serve.add_argument(
         "--outlier-filter",
         choices=OUTLIER_FILTERS,
         default=d.outlier_filter,
@@ -213,6 +227,13 @@ def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
         help="request body bytes the server holds at once, over all connections; a request that would pass it gets "
         f"503 + Retry-After (default {e.body_budget_bytes / (1 << 20):g} MiB)",
     )
+    lim.add_argument(
+        "--trim-after-mb",
+        type=float,
+        default=e.trim_after_bytes / (1 << 20),
+        help="when the held body bytes drain to zero after a burst of at least this many MiB, glibc's "
+        f"malloc_trim gives the freed memory back (default {e.trim_after_bytes / (1 << 20):g}; 0: never)",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -251,6 +272,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parse_workers=args.parse_workers,
         raw_in_threads=args.raw_in_threads,
         json_in_threads=args.json_in_threads,
+        inline_parse_bytes=int(args.inline_parse_kib * 1024),
+        spool_body_bytes=int(args.spool_body_mb * (1 << 20)),
         parse_timeout_s=args.parse_timeout_s,
         worker_memory_x=args.worker_memory_x,
         outlier_filter=args.outlier_filter,
@@ -269,6 +292,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_header_fields=args.max_header_fields,
         max_connections=args.max_connections,
         body_budget_bytes=int(args.body_budget_mb * (1 << 20)),
+        trim_after_bytes=int(args.trim_after_mb * (1 << 20)),
     )
     loop, http = server_stack(args.loop, args.http)
     protocol: object = http
