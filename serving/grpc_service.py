@@ -165,7 +165,9 @@ class InferenceService:
         served = self.ctx.served_model(request.model_name or None, request.model_version or None)
         p = served.predictor
         body, json_length = infer_body(request)
-        info, clouds = await self.ctx.raw_pool.run("infer", self.ctx.job_meta(p, json_length=json_length), body)
+        info, clouds = await self.ctx.parse(
+            self.ctx.raw_pool, "infer", self.ctx.job_meta(p, json_length=json_length), body
+        )
         probs = await asyncio.gather(*(served.batcher.submit(c) for c in clouds))
         return infer_response(p.name, p.version, np.stack(probs).astype(np.float32), p.classes, info.get("id"))
 
