@@ -145,8 +145,9 @@ def burst_phase(port: int, rss: Rss, body: bytes, count: int) -> dict:
     codes = [status(s) for s in socks]
     for s in socks:
         s.close()
-    peak = rss.peak
     time.sleep(2.0)
+    after = rss.now()
+    peak = max(rss.peak, held, after)  # the sampler can miss a rise that `held` or `after` saw
     return {
         "uploads": count,
         "body_mb": len(body) / 2**20,
@@ -155,7 +156,7 @@ def burst_phase(port: int, rss: Rss, body: bytes, count: int) -> dict:
         "rss_before_mb": before,
         "rss_held_mb": held,
         "rss_peak_mb": peak,
-        "rss_after_mb": rss.now(),
+        "rss_after_mb": after,
     }
 
 

@@ -40,6 +40,14 @@ def fault(client, name: str):
     return client.post("/predict", content=name.encode(), headers={"content-type": FAULT_CTYPE})
 
 
+def wait_until_busy(pool, busy: int = 1, timeout_s: float = 30) -> None:
+    """Until ``busy`` workers of ``pool`` hold a job (are out of its idle queue)."""
+    deadline = time.monotonic() + timeout_s
+    while pool.idle is None or pool.size - pool.idle.qsize() < busy:
+        assert time.monotonic() < deadline, "the hung job never reached a worker"
+        time.sleep(0.01)
+
+
 def answer(client, cloud) -> dict:
     r = client.post("/predict?top_k=8", content=cloud.tobytes(), headers={"content-type": "application/octet-stream"})
     assert r.status_code == 200, r.text
@@ -96,7 +104,7 @@ def test_health_and_other_requests_answer_during_a_hang(client, cloud):
     wait_for_workers(client)
     with ThreadPoolExecutor(1) as one:
         hung = one.submit(fault, client, "hang")
-        time.sleep(0.3)
+        wait_until_busy(pool_of(client))
         health_s, answers = [], []
         while not hung.done():
             start = time.perf_counter()
@@ -140,7 +148,7 @@ def test_raw_float32_is_parsed_in_threads_by_default(client, tiny_artifact, clou
         assert c.app.state.serving["raw_pool"].pids() == []  # threads of the server
         with ThreadPoolExecutor(1) as one:
             hung = one.submit(fault, c, "hang")
-            time.sleep(0.3)
+            wait_until_busy(pool_of(c))
             assert answer(c, cloud) == want
             assert hung.result().status_code == 503
         json_body = {"points": cloud.tolist()}
@@ -159,7 +167,7 @@ def test_json_bodies_skip_the_workers_unless_told_not_to(tiny_artifact, cloud, i
         want = {row["class"]: row["probability"] for row in c.post("/predict?top_k=8", json=body).json()["top_k"]}
         with ThreadPoolExecutor(1) as one:
             hung = one.submit(fault, c, "hang")
-            time.sleep(0.3)
+            wait_until_busy(pool_of(c))
             r = c.post("/predict?top_k=8", json=body)
             if in_threads:
                 assert r.status_code == 200
