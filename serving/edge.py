@@ -79,6 +79,7 @@ class BodyBudget:
         self.trim = trim
         self.trims = 0
         self._last_trim = -TRIM_EVERY_S
+        self._trim_pending = False
 
     def take(self, n: int) -> bool:
         if self.limit and self.held + n > self.limit:
@@ -96,13 +97,20 @@ class BodyBudget:
             self.burst_peak = 0
 
     def _schedule_trim(self) -> None:
-        now = time.monotonic()
-        if now - self._last_trim < TRIM_EVERY_S:
+        """One trim TRIM_DELAY_S from now, or when TRIM_EVERY_S since the last one has passed: a burst that drains
+        inside the interval is trimmed late, not skipped (its heap would stay held until the next burst)."""
+        if self._trim_pending:
             return
-        self._last_trim = now
+        now = time.monotonic()
+        delay = max(TRIM_DELAY_S, self._last_trim + TRIM_EVERY_S - now)
+        self._last_trim = now + delay
+        self._trim_pending = True
         self.trims += 1
-        loop = asyncio.get_running_loop()
-        loop.call_later(TRIM_DELAY_S, loop.run_in_executor, None, self.trim)  # ctypes drops the GIL: off the loop
+        asyncio.get_running_loop().call_later(delay, self._run_trim)
+
+    def _run_trim(self) -> None:
+        self._trim_pending = False
+        asyncio.get_running_loop().run_in_executor(None, self.trim)  # ctypes drops the GIL: off the loop
 
 
 def error_bytes(status: int, message: str, retry: bool = False) -> bytes:
