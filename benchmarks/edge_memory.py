@@ -8,7 +8,7 @@ processes apart: they have their own cap), in order:
    JSON body costs beyond its bytes (``json_factor``: the peak above the base, per body byte).
 3. ``burst``: as many uploads of ``--max-body-mb`` as the body budget admits (``budget // max_body``), all sent at
    once to the last byte but one and held (the budget full), one more refused (503), then every last byte, so
-   all of them are parsed together; JSON bodies, the costlier format. ``after`` is the RSS 2 s later.
+   all of them are parsed together; JSON bodies, the costlier format. ``after`` is the RSS ``TRIM_EVERY_S`` + 1 s later.
 
 The bound (docs/serving.md): ``base + body_budget + parse_threads x json_factor x max_body + max_connections x
 per_connection``: every byte the budget admits held once (the body limit middleware keeps one copy), and at most
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from serving.edge import TRIM_EVERY_S
 from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
@@ -145,7 +146,7 @@ def burst_phase(port: int, rss: Rss, body: bytes, count: int) -> dict:
     codes = [status(s) for s in socks]
     for s in socks:
         s.close()
-    time.sleep(2.0)
+    time.sleep(TRIM_EVERY_S + 1.0)  # the heap's trim may wait out the interval since the last one
     after = rss.now()
     peak = max(rss.peak, held, after)  # the sampler can miss a rise that `held` or `after` saw
     return {
