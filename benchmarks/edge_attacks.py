@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import select
 import socket
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from pointkd.bench import harness
 from serving.launch import free_port, start_server, stop_server
 
 RESULTS = Path(__file__).parent / "results"
@@ -149,8 +149,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifact")
     ap.add_argument("--connections", type=int, default=200)
-    ap.add_argument("--out", type=Path, default=RESULTS / "edge_attacks")
+    harness.add_common_args(
+        ap, out="DIR/NAME: writes DIR/NAME.{json,md} (default benchmarks/results/edge_attacks)", threads=None
+    )
     args = ap.parse_args()
+    info = harness.device_header([1])
     port = free_port()
     server = start_server(args.artifact, port, "--api-key", KEY, "--threads", "1", quiet=True, ready_timeout_s=600)
     rows = {}
@@ -169,7 +172,7 @@ def main() -> None:
             print(name, row, flush=True)
     finally:
         stop_server(server)
-    args.out.with_suffix(".json").write_text(json.dumps({"connections": args.connections, "attacks": rows}, indent=1))
+    report = {"device": info, "connections": args.connections, "attacks": rows}
     lines = [
         "# Edge attacks on `pointkd serve` (default limits, 127.0.0.1)",
         "",
@@ -187,7 +190,7 @@ def main() -> None:
             f"{r['still_open_at_limit']} | {r['health_ok']}/{r['health_checks']} | "
             f"{r['rss_before_mb']} / {r['rss_peak_mb']} / {r['rss_after_mb']} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    harness.write(*harness.out_stem(args.out, RESULTS / "edge_attacks"), report, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from pointkd.bench import harness
 from serving.edge import TRIM_EVERY_S
 from serving.launch import free_port, start_server, stop_server
 
@@ -191,8 +192,11 @@ def main() -> None:
     ap.add_argument("--json-mb", type=int, default=32, help="the one JSON body of phase 2 (at most --max-body-mb)")
     ap.add_argument("--parse-threads", type=int, default=2, help="the server's parse threads (its default)")
     ap.add_argument("--variant", action="append", default=None, help="NAME=SERVE FLAGS (repeatable)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "edge_memory")
+    harness.add_common_args(
+        ap, out="DIR/NAME: writes DIR/NAME.{json,md} (default benchmarks/results/edge_memory)", threads=None
+    )
     args = ap.parse_args()
+    info = harness.device_header([1])
     variants = dict(v.split("=", 1) for v in (args.variant or ["default=", "no trim=--trim-after-mb 0"]))
     rows = {}
     for name, flags in variants.items():
@@ -200,7 +204,7 @@ def main() -> None:
         print(name, json.dumps(rows[name]), flush=True)
     keys = ("max_body_mb", "budget_mb", "max_connections", "connections", "json_mb", "parse_threads")
     limits = {k: getattr(args, k) for k in keys}
-    args.out.with_suffix(".json").write_text(json.dumps({"limits": limits, "variants": rows}, indent=1) + "\n")
+    report = {"device": info, "limits": limits, "variants": rows}
     lines = [
         "# Peak RSS of `pointkd serve` under its worst memory case (127.0.0.1)",
         "",
@@ -222,7 +226,7 @@ def main() -> None:
             f"{b['one_more']} | {b['rss_held_mb']:.1f} | {b['rss_peak_mb']:.1f} | {r['bound_mb']:.1f} | "
             f"{b['rss_after_mb']:.1f} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    harness.write(*harness.out_stem(args.out, RESULTS / "edge_memory"), report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

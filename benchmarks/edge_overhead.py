@@ -10,14 +10,14 @@ in the machine's load falls on both. Run: ``python benchmarks/edge_overhead.py``
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from pointkd.timing import percentile
+from pointkd.bench import harness
 from serving.launch import free_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,51 +53,49 @@ def serve(kind: str) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("server did not start")
 
 
-def round_trips(port: int, n: int) -> list[float]:
+def client(port: int) -> tuple[socket.socket, Callable[[], None]]:
+    """A keep-alive connection to ``port`` and one round trip on it: a 12 KiB POST, its answer read in full."""
     body = b"\0" * 12288
     request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
+
+    def round_trip() -> None:
         s.sendall(request)
         data = b""
         while not data.endswith(b"ok"):
             data += s.recv(4096)
-        out.append((time.perf_counter() - t) * 1e3)
-    s.close()
-    return out
+
+    return s, round_trip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=2000, help="per protocol, over all rounds")
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--out", type=Path, default=RESULTS / "edge_overhead")
+    harness.add_common_args(
+        ap,
+        out="DIR/NAME: writes DIR/NAME.{json,md} (default benchmarks/results/edge_overhead)",
+        threads=None,
+        repeats=2000,
+        warmup=200,
+        rounds=4,
+        repeats_flags=("--requests", "--repeats"),  # requests per protocol, over all rounds
+    )
     args = ap.parse_args()
+    args.requests = args.repeats
     servers = {kind: serve(kind) for kind in ("stock", "edge")}
-    times: dict[str, list[float]] = {k: [] for k in servers}
+    clients = {kind: client(port) for kind, (_, port) in servers.items()}
     try:
-        for _, port in servers.values():
-            round_trips(port, 200)  # warm-up
-        for _ in range(args.rounds):
-            for kind, (_, port) in servers.items():
-                times[kind] += round_trips(port, args.requests // args.rounds)
+        times = harness.interleaved({k: fn for k, (_, fn) in clients.items()}, args.requests, args.rounds, args.warmup)
     finally:
+        for s, _ in clients.values():
+            s.close()
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait()
-    rows = {
-        k: {
-            "requests": len(v),
-            "p50_ms": round(percentile(v, 50), 4),
-            "p99_ms": round(percentile(v, 99), 4),
-            "min_ms": round(min(v), 4),
-        }
-        for k, v in times.items()
-    }
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    rows = {}  # the report is the rows, by protocol: {"requests", "p50_ms", "p99_ms", "min_ms"}
+    for kind, t in times.items():
+        s = harness.summary(t, quantiles=(50, 99), low=True)
+        rows[kind] = {"requests": s.pop("runs"), **s}
     lines = [
         "# Edge protocol overhead: uvicorn's httptools protocol vs serving.edge's subclass",
         "",
@@ -108,7 +106,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
     ]
     lines += [f"| {k} | {r['requests']} | {r['p50_ms']} | {r['p99_ms']} | {r['min_ms']} |" for k, r in rows.items()]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    harness.write(*harness.out_stem(args.out, RESULTS / "edge_overhead"), rows, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

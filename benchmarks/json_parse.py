@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 
+from pointkd.bench import harness
 from serving import strict_json
 
 RESULTS = Path(__file__).parent / "results"
@@ -44,19 +43,17 @@ def module_at(folder: Path):
     return mod
 
 
-def timed(fns: dict, calls: int, repeats: int) -> dict:
+def timed(fns: dict, calls: int, repeats: int, warmup: int = 0) -> dict:
     """Each function's min and median ms per call over ``repeats`` rounds of ``calls`` calls, the functions taking
-    turns round by round (so that a burst of other load falls on all of them, not on one)."""
-    rounds: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            rounds[name].append((time.perf_counter() - t) / calls * 1e3)
-    return {
-        name: {"min_ms": round(min(r), 4), "median_ms": round(statistics.median(r), 4)} for name, r in rounds.items()
-    }
+    turns round by round (:func:`pointkd.bench.harness.interleaved`, so that a burst of other load falls on all of
+    them, not on one)."""
+    batches = {name: (lambda fn=fn: [fn() for _ in range(calls)]) for name, fn in fns.items()}
+    rounds = harness.interleaved(batches, repeats, repeats, warmup)  # one timed batch per function per round
+    out = {}
+    for name, r in rounds.items():
+        s = harness.summary([t / calls for t in r], quantiles=(50,), low=True)
+        out[name] = {"min_ms": s["min_ms"], "median_ms": s["p50_ms"]}
+    return out
 
 
 def numbers(mod, body: bytes, field: str):
@@ -75,10 +72,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, required=True)
     ap.add_argument("--before-commit", default="", help="the commit --before was copied from, for the report")
-    ap.add_argument("--calls", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--out", type=Path, default=RESULTS / "json_parse")
+    ap.add_argument("--calls", type=int, default=50, help="calls per timed round")
+    out = "DIR/NAME: writes DIR/NAME.{json,md} (default benchmarks/results/json_parse)"
+    harness.add_common_args(ap, out=out, threads=None, repeats=15, warmup=0)  # --repeats: rounds of --calls calls
     args = ap.parse_args()
+    info = harness.device_header([1])
     versions = {"before": module_at(args.before), "after": strict_json}
     rows = {}
     for name, (body, field) in bodies().items():
@@ -88,11 +86,11 @@ def main() -> None:
             fns[(version, "load_json + numbers_of")] = lambda m=mod, b=body, f=field: numbers(m, b, f)
             if field == "points" and hasattr(mod, "rows_of_three"):
                 fns[(version, "load_json + rows_of_three")] = lambda m=mod, b=body: fast(m, b)
-        for (version, what), t in timed(fns, args.calls, args.repeats).items():
+        for (version, what), t in timed(fns, args.calls, args.repeats, args.warmup).items():
             rows.setdefault(f"{name} / {version}", {"bytes": len(body)})[what] = t
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    report = {"after_commit": commit, "before_commit": args.before_commit, "calls": args.calls, "repeats": args.repeats}
-    args.out.with_suffix(".json").write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
+    report = {"device": info, "after_commit": commit, "before_commit": args.before_commit, "calls": args.calls}
+    report |= {"repeats": args.repeats, "rows": rows}
     lines = [
         "# Strict JSON parse of one 1024-point body: before / after",
         "",
@@ -110,7 +108,7 @@ def main() -> None:
             f"| {name} | {r['bytes']} | {a['min_ms']} | {a['median_ms']} | {b['min_ms']} | {b['median_ms']} | "
             f"{c['min_ms']} | {c['median_ms']} |"
         )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    harness.write(*harness.out_stem(args.out, RESULTS / "json_parse"), report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

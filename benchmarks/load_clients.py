@@ -24,8 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_test import open_loop, payloads, summary
 
+from pointkd.bench import harness
 from pointkd.data import load_modelnet40
-from pointkd.process import busy_cores, cpu_model
+from pointkd.process import busy_cores
 from pointkd.timing import on_schedule
 from serving.launch import free_port, start_server, stop_server
 
@@ -58,15 +59,16 @@ def main() -> None:
     parser.add_argument("artifact", type=Path)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2, help="server ONNX Runtime threads")
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    harness.add_common_args(parser, out="folder (default benchmarks/results)", threads=[2], repeats=2)
     args = parser.parse_args()
+    if len(args.threads) != 1:
+        parser.error("--threads takes one count here: the server's ONNX Runtime threads")
+    args.threads = args.threads[0]
     bodies = payloads(load_modelnet40(args.data).test_x[:64].numpy(), "binary")
     gc.collect()
     gc.freeze()
-    busy = busy_cores()
+    info, busy = harness.device_header([args.threads]), busy_cores()
     port = free_port()
     server = start_server(args.artifact, port, "--threads", str(args.threads), quiet=True)
     url = f"http://127.0.0.1:{port}/predict"
@@ -82,10 +84,8 @@ def main() -> None:
     finally:
         stop_server(server)
     versions = {"httpx": httpx.__version__, "aiohttp": aiohttp.__version__}
-    report = {"cpu": cpu_model(), "busy_cores_before": busy, "artifact": str(args.artifact), "versions": versions}
-    report["rows"] = rows
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "load_clients.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = {"cpu": info["cpu"], "device": info, "busy_cores_before": busy, "artifact": str(args.artifact)}
+    report |= {"versions": versions, "rows": rows}
     lines = [
         "# Load-generator overhead: httpx vs aiohttp against the same server",
         "",
@@ -103,7 +103,7 @@ def main() -> None:
     for name in clients:
         med = {q: float(np.median([r[q] for r in rows if r["client"] == name])) for q in ("p50_ms", "p99_ms")}
         lines.append(f"\n{name}: median p50 {med['p50_ms']:.2f} ms, median p99 {med['p99_ms']:.2f} ms.")
-    (args.out_dir / "load_clients.md").write_text("\n".join(lines) + "\n")
+    harness.write(args.out or RESULTS, "load_clients", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

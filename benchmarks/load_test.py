@@ -17,7 +17,8 @@ the median and ~2 ms to the p99 of the same server (measured side by side), whic
 to the server (``benchmarks/results/load_clients.md``). Open-loop runs are repeated (``--rate-repeats``); the goal
 is checked on all their requests together, as one run of ``rate-repeats x rate-seconds``.
 
-Run: ``python benchmarks/load_test.py ARTIFACT_DIR`` -> ``benchmarks/results/load_test.{md,json}``.
+Run: ``python benchmarks/load_test.py ARTIFACT_DIR`` -> ``benchmarks/results/load_test.{md,json}`` (``--out DIR``:
+``DIR/load_test.{md,json}``; ``--out-dir`` is the same flag).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ import aiohttp
 import numpy as np
 import orjson
 
+from pointkd.bench import harness
 from pointkd.data import load_modelnet40
 from pointkd.data.resample import prepare_cloud
-from pointkd.process import busy_cores, cpu_model
+from pointkd.process import busy_cores
 from pointkd.runtime.manifest import read_manifest
 from pointkd.runtime.runner import open_artifact
 from pointkd.timing import on_schedule, percentile, time_ms
@@ -212,15 +214,10 @@ def time_split(rows: list[dict], kind: str) -> dict[str, float] | None:
 
 
 def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput_rps": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 50),
-        "p95_ms": percentile(latencies, 95),
-        "p99_ms": percentile(latencies, 99),
-        "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
-    }
+    """A run's row: requests, errors, throughput, the p50 / p95 / p99 latency (unrounded) and the mean."""
+    quantiles = {f"p{q}_ms": percentile(latencies, q) for q in (50, 95, 99)}
+    throughput = {"requests": len(latencies), "errors": errors, "throughput_rps": len(latencies) / elapsed}
+    return throughput | quantiles | {"mean_ms": statistics.fmean(latencies) if latencies else float("nan")}
 
 
 def model_only_ms(artifact: Path, clouds: np.ndarray, num_points: int, threads: int) -> dict[str, float]:
@@ -242,7 +239,6 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--rate-seconds", type=float, default=20.0)
     parser.add_argument("--rate-repeats", type=int, default=3, help="open-loop runs per payload")
-    parser.add_argument("--threads", type=int, default=2, help="server ONNX Runtime threads")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-delay-ms", type=float, default=0.0)
     parser.add_argument("--no-spin", action="store_true", help="server ORT threads sleep between runs")
@@ -266,8 +262,11 @@ def main() -> None:
     parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto", help="server HTTP parser")
     parser.add_argument("--payloads", nargs="+", choices=PAYLOADS, default=list(PAYLOADS))
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    harness.add_common_args(parser, out="folder (default benchmarks/results)", threads=[2])
     args = parser.parse_args()
+    if len(args.threads) != 1:
+        parser.error("--threads takes one count here: the server's ONNX Runtime threads")
+    args.threads = args.threads[0]
     if args.rate_repeats < 1 or args.rate <= 0 or args.rate_seconds <= 0:
         parser.error("--rate, --rate-seconds and --rate-repeats must be positive: the goal is read from the open loop")
     manifest = read_manifest(args.artifact)
@@ -276,7 +275,7 @@ def main() -> None:
     # charged to the server. Nothing allocated so far is garbage, so it is frozen out of the collector.
     gc.collect()
     gc.freeze()
-    busy = busy_cores()
+    info, busy = harness.device_header([args.threads]), busy_cores()
     model_only = model_only_ms(args.artifact, clouds, manifest["input"]["num_points"], args.threads)
     port = free_port()
     serve_args = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
@@ -316,7 +315,8 @@ def main() -> None:
         ln for ln in metrics.splitlines() if ln.startswith(("pointkd_batch_size_sum", "pointkd_batch_size_count"))
     ]
     report = {
-        "cpu": cpu_model(),
+        "cpu": info["cpu"],
+        "device": info,
         "busy_cores_before": busy,
         "artifact": str(args.artifact),
         "model": manifest["model"]["name"],
@@ -361,8 +361,6 @@ def main() -> None:
         and all(pooled_p99[k] <= 10 for k in goal_kinds)
         and all(r["errors"] == 0 for r in rows),
     }
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "load_test.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Load test: `pointkd serve` on 127.0.0.1",
         "",
@@ -415,7 +413,7 @@ def main() -> None:
                 "",
             ]
     lines += ["Server micro-batching: " + "; ".join(batch_line)]
-    (args.out_dir / "load_test.md").write_text("\n".join(lines) + "\n")
+    harness.write(args.out or RESULTS, "load_test", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pointkd.bench import harness
 from pointkd.bench.robustness import DGCNN_OA, PUBLISHED_MCE, evaluate_corruptions, sample_indices, with_reference
 from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import load_modelnet40, prepare_cloud
@@ -47,8 +47,10 @@ from pointkd.data.outliers import OutlierFilter
 from pointkd.models.dgcnn import scaled_k
 from pointkd.runtime.manifest import read_manifest
 from pointkd.runtime.runner import open_artifact
+from pointkd.timing import percentile, time_ms
 
 ROOT = Path(__file__).resolve().parent
+RESULT = ROOT / "results" / "robustness"  # --out's default: results/robustness.{json,md}, its _levels.png beside
 TEACHER = "teacher_tail1024.pt"
 MODELS = (TEACHER, "student_lsp_tail1024.pt", "student_lsp_tail1024_g02.pt")
 FILTERS = ("none", "sor")
@@ -185,8 +187,8 @@ def render(args: argparse.Namespace) -> None:
     """Rewrite the .json (with the published figures) and the .md from the committed .json, measuring nothing;
     ``--merge`` adds the rows of other runs of this script on the same sample (run side by side), and the students'
     scores against the teacher's row with the same filter."""
-    out = Path(args.out)
-    result = {**json.loads(out.with_suffix(".json").read_text()), "published": published()}
+    folder, name = harness.out_stem(args.out, RESULT)
+    result = {**json.loads((folder / f"{name}.json").read_text()), "published": published()}
     rows = {key(r): r for r in result["rows"]}
     for other in args.merge:
         extra = json.loads(Path(other).read_text())
@@ -204,42 +206,42 @@ def render(args: argparse.Namespace) -> None:
         return order.get(k[0], 99), k[0], FORMATS.index(k[1]) if k[1] in FORMATS else 99, k[1], FILTERS.index(k[2])
 
     result["rows"] = [rows[k] for k in sorted(rows, key=rank)]
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    plot(result, out.parent / f"{out.name}_levels.png")
+    harness.write(folder, name, result, markdown(result))
+    plot(result, folder / f"{name}_levels.png")
 
 
 def robustness(args: argparse.Namespace) -> None:
     data = load_modelnet40(args.data)
     idx = sample_indices(len(data.test_y), args.samples, args.seed)
     x, y = data.test_x.numpy()[idx], data.test_y.numpy()[idx]
-    out = Path(args.out)
+    folder, name = harness.out_stem(args.out, RESULT)
+    info = harness.device_header([1])
     rows, teacher = [], {}
     for spec in args.models:
-        path, name, fmt = identify(spec)
+        path, model, fmt = identify(spec)
         run, n = runner(path)
         for f in args.filters:
             r = evaluate_corruptions(run, x, y, n, indices=idx, seed=args.seed, outliers=f, batch_size=32)
-            r = {"model": name, "format": fmt, **r}
-            if (name, fmt) == (TEACHER, "torch"):
+            r = {"model": model, "format": fmt, **r}
+            if (model, fmt) == (TEACHER, "torch"):
                 teacher[f] = r
             elif f in teacher:
                 r = with_reference(r, "teacher", teacher[f])
             rows.append(r)
             print(
-                f"{name} {fmt} filter {f}: clean {r['clean_oa'] * 100:.1f} mCE {r['scores']['mCE']:.3f} "
+                f"{model} {fmt} filter {f}: clean {r['clean_oa'] * 100:.1f} mCE {r['scores']['mCE']:.3f} "
                 f"({r['seconds']:.0f} s)",
                 flush=True,
             )
             result = {
+                "device": info,
                 "data": Path(data.source).name,
                 "clouds": len(idx),
                 "seed": args.seed,
                 "indices": idx.tolist(),
                 "rows": rows,
             }
-            out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-            out.with_suffix(".md").write_text(markdown(result))
+            harness.write(folder, name, result, markdown(result))  # after every row: a stopped run keeps its rows
 
 
 def prep_cost(args: argparse.Namespace) -> None:
@@ -253,18 +255,15 @@ def prep_cost(args: argparse.Namespace) -> None:
     }
     times: dict[str, list[float]] = {}
     for case, cs in cases.items():
-        for c in cs:
+        for c in cs:  # each cloud once per step, the steps in turn
             for what, f in (
                 ("prepare, no filter", lambda c=c: prepare_cloud(c, n)),
                 ("prepare, sor", lambda c=c: prepare_cloud(c, n, outliers=sor)),
                 ("student g02 forward, batch 1", lambda c=c: run(prepare_cloud(c, n)[None])),
             ):
-                t = time.perf_counter()
-                f()
-                times.setdefault(f"{case}: {what}", []).append(time.perf_counter() - t)
-    result = {k: {"median_ms": float(np.median(v)) * 1000, "n": len(v)} for k, v in times.items()}
-    out = Path(args.out + "_prep_cost")
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+                times.setdefault(f"{case}: {what}", []).extend(time_ms(f, 1, warmup=0))
+    # the report is the rows (docs/results.md reads every key as a case): no device block in it
+    result = {k: {"median_ms": percentile(v, 50), "n": len(v)} for k, v in times.items()}
     lines = [
         "# Cost of the outlier filter against the model",
         "",
@@ -276,7 +275,8 @@ def prep_cost(args: argparse.Namespace) -> None:
     ]
     lines += [f"| {k} | {v['median_ms']:.2f} |" for k, v in result.items()]
     lines += ["", "Command: `OMP_NUM_THREADS=1 nice -n 19 python benchmarks/robustness.py --prep-cost` (paused)", ""]
-    out.with_suffix(".md").write_text("\n".join(lines))
+    folder, name = harness.out_stem(args.out, RESULT)
+    harness.write(folder, f"{name}_prep_cost", result, "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -291,7 +291,9 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only rewrite the result files from the .json")
     ap.add_argument("--merge", nargs="*", default=[], help="with --render: other result .json files to add")
     ap.add_argument("--cost-clouds", type=int, default=40)
-    ap.add_argument("--out", default=str(ROOT / "results" / "robustness"))
+    harness.add_common_args(
+        ap, out="DIR/NAME: writes DIR/NAME.{json,md} (default benchmarks/results/robustness)", threads=None
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.render:

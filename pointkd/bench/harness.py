@@ -68,6 +68,16 @@ def out_folder(out: Path | None, info: dict[str, Any], results: Path = RESULTS) 
     return out if out is not None else results / device_id(info)
 
 
+def out_stem(out: str | Path | None, default: Path) -> tuple[Path, str]:
+    """For a benchmark whose ``--out`` names its files rather than their folder (``--out DIR/NAME`` writes
+    ``DIR/NAME.json`` and ``DIR/NAME.md``, as its users' command lines spell it): ``(folder, name)`` of ``out``, a
+    ``.json`` or ``.md`` suffix dropped, else of ``default``; pass them to :func:`write`."""
+    path = Path(out) if out is not None else default
+    if path.suffix in (".json", ".md"):
+        path = path.with_suffix("")
+    return path.parent, path.name
+
+
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, rounds: int, warmup: int) -> dict[str, list[float]]:
     """Milliseconds of each named callable: ``warmup`` untimed calls of each, then ``rounds`` rounds in which each
     runs ``repeats // rounds`` times in turn (a, b, c, a, b, c, ...), so that a change in the machine's load falls
