@@ -338,4 +338,5 @@ def test_the_robustness_pair_differs_only_in_the_corruption_augmentations(tmp_pa
     changed = {k for k in a["data"] if a["data"][k] != b["data"][k]}
     assert changed == {"stretch", "outliers", "drop_global", "drop_local"}
     assert train_augment(plain) == TrainAugment(num_points=1024)  # the control trains as the shipped recipe did
-    assert [s.init for s in plan.runs] == ["benchmarks/checkpoints/student_lsp_tail1024.pt"] * 2
+    best = "benchmarks/checkpoints/campaign2/lsp_med80_tail1024-s1.pt"  # campaign #29's best student
+    assert [s.init for s in plan.runs] == [best] * 2
