@@ -13,9 +13,6 @@ PLANS = sorted((ROOT / "benchmarks" / "campaign").glob("*.yaml"))
 # A path of a file, from "benchmarks/" (also inside a link such as ../benchmarks/...) to its extension; brace lists
 # ("load_test.{json,md}") are expanded, templates ("<device-id>", globs) are not paths and are skipped.
 PATH = re.compile(r"(?<![\w.-])benchmarks/[\w./{},<>*-]*?\.(?:md|json|py|yaml|png|sh)(?![\w.])")
-# Files a documented command creates that are not made yet (an output of a run still to come). Keep it minimal:
-# each entry says which command makes it, and goes once the file is committed.
-OUTPUTS: frozenset[str] = frozenset()
 
 
 def mentions() -> list[tuple[str, int, str]]:
@@ -45,7 +42,5 @@ def test_the_scan_sees_the_paths_the_docs_name():
 
 
 def test_every_benchmarks_path_named_in_the_docs_exists():
-    missing = [
-        f"{doc}:{n}: {path}" for doc, n, path in mentions() if path not in OUTPUTS and not (ROOT / path).exists()
-    ]
+    missing = [f"{doc}:{n}: {path}" for doc, n, path in mentions() if not (ROOT / path).exists()]
     assert not missing, "stale paths (moved or never made):\n" + "\n".join(missing)
