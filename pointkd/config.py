@@ -40,6 +40,7 @@ class DataSection:
     outliers: int = 0  # up to this many points per cloud replaced by uniform points in the unit ball
     drop_global: float = 0.0  # drop a U(0, r) fraction of the points, repeat the rest back to num_points
     drop_local: int = 0  # drop up to this many points in 1..7 clusters, repeat the rest back
+    corrupt_fraction: float = 1.0  # the share of each batch's clouds that get the four above (each cloud by chance)
 
     @property
     def eval_points(self) -> int:
@@ -198,6 +199,7 @@ class RunConfig:
                 0 <= d.drop_local < d.num_points - math.floor(d.num_points * d.drop_global),
                 "data.drop_local must leave at least one point after data.drop_global",
             ),
+            (0 < d.corrupt_fraction <= 1, "data.corrupt_fraction must be in (0, 1]"),
             (t.eval_every >= 1, "train.eval_every must be >= 1"),
         ]
         for ok, msg in checks:

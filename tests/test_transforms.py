@@ -209,3 +209,39 @@ def test_config_keys_reach_the_augment_and_are_checked():
     for bad in ({"stretch": 0.9}, {"outliers": -1}, {"drop_global": 1.0}, {"drop_global": 0.5, "drop_local": 512}):
         with pytest.raises(ConfigError):
             RunConfig.from_dict({"data": bad})
+
+
+def _outlier_counts(fraction: float, seed: int = 0) -> torch.Tensor:
+    """Per cloud, how many points of a tiny cloud (radius <= 0.01) the augment moved far out: its outliers."""
+    x = torch.randn(400, 64, 3) * 0.002
+    aug = TrainAugment(
+        num_points=64, scale_low=1.0, scale_high=1.0, translate=0.0, outliers=20, corrupt_fraction=fraction
+    )
+    return (aug(x, torch.Generator().manual_seed(seed)).norm(dim=-1) > 0.05).sum(1)
+
+
+def test_corrupt_fraction_corrupts_about_that_share_of_the_batch_and_leaves_the_rest_clean():
+    whole, half = _outlier_counts(1.0), _outlier_counts(0.5)
+    assert (whole > 0).float().mean() > 0.9  # k ~ U{0..20}: a cloud keeps no outlier 1 time in 21
+    assert 0.38 < (half > 0).float().mean() < 0.58
+    assert half.max() <= 20 and whole.float().mean() > 2 * half.float().mean() * 0.8
+    assert torch.equal(half, _outlier_counts(0.5))  # seeded
+    x = torch.randn(3, 40, 3)
+    clean = TrainAugment(num_points=30)
+    rare = TrainAugment(num_points=30, outliers=5, corrupt_fraction=1e-9)
+    g, ref = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    out = rare(x, g)  # no cloud chosen: the clean augment, after one draw of the choice
+    order = torch.rand(3, 40, generator=ref).argsort(1)[:, :30]
+    torch.rand(3, generator=ref)
+    scale = torch.empty(3, 1, 3).uniform_(2 / 3, 1.5, generator=ref)
+    shift = torch.empty(3, 1, 3).uniform_(-0.2, 0.2, generator=ref)
+    assert torch.equal(out, x.gather(1, order[..., None].expand(-1, -1, 3)) * scale + shift)
+    assert clean.corrupt_fraction == 1.0 and not clean.corrupts
+
+
+@pytest.mark.parametrize("bad", ["0", "1.5", "-0.1"])
+def test_corrupt_fraction_outside_zero_one_is_a_config_error(bad: str):
+    from pointkd.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="corrupt_fraction"):
+        load_config("distill_tail1024", [f"data.corrupt_fraction={bad}"]).validate()

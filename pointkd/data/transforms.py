@@ -20,6 +20,10 @@ drawn per cloud:
   (``i % N'``) back to ``N``: what :func:`pointkd.data.resample.resample` does to a short upload, so the model
   trains on the duplicates it is served.
 
+``corrupt_fraction`` ``f < 1`` applies those four to a random share of each batch only (each cloud chosen with
+probability ``f``; the others keep the clean-cloud augmentation), so a fine-tune sees clean clouds too. At ``f = 1``
+no choice is drawn.
+
 Order: subset, rotation, stretch, outliers, drops, the DGCNN scale and shift, jitter.
 """
 
@@ -155,6 +159,21 @@ class TrainAugment:
     outliers: int = 0
     drop_global: float = 0.0
     drop_local: int = 0
+    corrupt_fraction: float = 1.0
+
+    @property
+    def corrupts(self) -> bool:
+        return self.stretch > 1 or self.outliers > 0 or self.drop_global > 0 or self.drop_local > 0
+
+    def corrupt(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The corruption-style augmentations alone, on every cloud of ``x [B, N, 3]``."""
+        if self.stretch > 1:
+            x = stretch(x, self.stretch, generator)
+        if self.outliers > 0:
+            x = replace_with_outliers(x, self.outliers, generator)
+        if self.drop_global > 0 or self.drop_local > 0:
+            x = drop_points(x, self.drop_global, self.drop_local, generator)
+        return x
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``[B, P, 3]`` -> ``[B, num_points, 3]``, every random draw from ``generator``."""
@@ -162,12 +181,13 @@ class TrainAugment:
         x = random_subset(x, self.num_points, generator)
         if self.rotate_up:
             x = rotate_z(x, torch.rand(b, generator=generator) * (2 * math.pi))
-        if self.stretch > 1:
-            x = stretch(x, self.stretch, generator)
-        if self.outliers > 0:
-            x = replace_with_outliers(x, self.outliers, generator)
-        if self.drop_global > 0 or self.drop_local > 0:
-            x = drop_points(x, self.drop_global, self.drop_local, generator)
+        if self.corrupts and self.corrupt_fraction >= 1:
+            x = self.corrupt(x, generator)
+        elif self.corrupts:
+            chosen = torch.rand(b, generator=generator) < self.corrupt_fraction
+            if chosen.any():
+                x = x.clone()
+                x[chosen] = self.corrupt(x[chosen], generator)
         scale = torch.empty(b, 1, 3).uniform_(self.scale_low, self.scale_high, generator=generator)
         shift = torch.empty(b, 1, 3).uniform_(-self.translate, self.translate, generator=generator)
         x = x * scale + shift

@@ -108,6 +108,7 @@ def train_augment(cfg: RunConfig) -> TrainAugment:
         outliers=d.outliers,
         drop_global=d.drop_global,
         drop_local=d.drop_local,
+        corrupt_fraction=d.corrupt_fraction,
     )
 
 
