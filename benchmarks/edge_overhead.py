@@ -92,7 +92,7 @@ def main() -> None:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait()
-    rows = {}  # the report is the rows, by protocol: {"requests", "p50_ms", "p99_ms", "min_ms"}
+    rows = {}  # by protocol: {"requests", "p50_ms", "p99_ms", "min_ms"}
     for kind, t in times.items():
         s = harness.summary(t, quantiles=(50, 99), low=True)
         rows[kind] = {"requests": s.pop("runs"), **s}
@@ -106,7 +106,8 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
     ]
     lines += [f"| {k} | {r['requests']} | {r['p50_ms']} | {r['p99_ms']} | {r['min_ms']} |" for k, r in rows.items()]
-    harness.write(*harness.out_stem(args.out, RESULTS / "edge_overhead"), rows, "\n".join(lines) + "\n")
+    report = {"device": harness.device_header(), "requests": args.requests, "rounds": args.rounds, "rows": rows}
+    harness.write(*harness.out_stem(args.out, RESULTS / "edge_overhead"), report, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

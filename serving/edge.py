@@ -17,6 +17,8 @@ When the budget's bytes return to zero after a burst that held at least ``trim_a
 ``malloc_trim(0)`` gives the freed heap pages back to the system (at most once every :data:`TRIM_EVERY_S`, in a
 thread, :data:`TRIM_DELAY_S` later so that the requests' last references are gone): glibc keeps freed memory of
 large bodies in its arenas otherwise, and the server's RSS stays at its peak (benchmarks/edge_memory.py).
+The other half is :func:`serving.heap.set_mmap_threshold` (``mmap_threshold_bytes``, set by ``pointkd serve``):
+with glibc's own threshold, large blocks freed after a burst stay in the threads' heaps, out of the trim's reach.
 
 :class:`serving.middleware.InFlightLimit` bounds the requests the app works on at once (503 with ``Retry-After``,
 health apart).
@@ -26,7 +28,6 @@ Every answer here is the project's one error shape, ``{"error": message}``.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from collections.abc import Callable
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .heap import malloc_trim
 from .settings import EdgeLimits
 
 LINGER_S = 2.0  # after a refusal, the client's further bytes are read and dropped for this long, at most
@@ -48,21 +50,6 @@ class EdgeReject(Exception):
     def __init__(self, status: int, message: str, retry: bool = False):
         super().__init__(message)
         self.status, self.message, self.retry = status, message, retry
-
-
-def malloc_trim() -> Callable[[], int] | None:
-    """glibc's ``malloc_trim(0)`` (returns 1 if memory went back to the system), or None where the C library is
-    not glibc (musl, macOS, Windows)."""
-    try:
-        libc = ctypes.CDLL(None)
-        trim = libc.malloc_trim
-        glibc = hasattr(libc, "gnu_get_libc_version")  # musl has no malloc_trim worth calling
-    except (OSError, AttributeError):
-        return None
-    if not glibc:
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
 
 
 class BodyBudget:

@@ -51,3 +51,4 @@ class EdgeLimits:
     max_connections: int = 1024
     body_budget_bytes: int = 128 << 20
     trim_after_bytes: int = 16 << 20  # malloc_trim(0) once the budget drains after a burst this large (glibc only)
+    mmap_threshold_bytes: int = 1 << 20  # glibc: blocks this large mapped on their own, freed at once (0: glibc's own)

@@ -47,11 +47,13 @@ def test_edge_overhead_keeps_its_rows_and_the_requests_flag(tmp_path):
     out = tmp_path / "eo"
     cmd = [sys.executable, str(BENCH / "edge_overhead.py"), "--requests", "20", "--rounds", "2", "--warmup", "3"]
     subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    rows = json.loads(out.with_suffix(".json").read_text())
+    report = json.loads(out.with_suffix(".json").read_text())
     committed = json.loads((BENCH / "results" / "edge_overhead.json").read_text())
-    assert list(rows) == list(committed) == ["stock", "edge"]
-    for kind, r in rows.items():
-        assert list(r) == list(committed[kind]) == ["requests", "p50_ms", "p99_ms", "min_ms"]
+    assert list(report) == list(committed) == ["device", "requests", "rounds", "rows"]
+    assert "cpu" in report["device"] and (report["requests"], report["rounds"]) == (20, 2)
+    assert list(report["rows"]) == list(committed["rows"]) == ["stock", "edge"]
+    for kind, r in report["rows"].items():
+        assert list(r) == list(committed["rows"][kind]) == ["requests", "p50_ms", "p99_ms", "min_ms"]
         assert r["requests"] == 20 and 0 < r["min_ms"] <= r["p50_ms"] <= r["p99_ms"]
     assert "`python benchmarks/edge_overhead.py --requests 20 --rounds 2`" in out.with_suffix(".md").read_text()
 
@@ -88,3 +90,16 @@ def test_load_test_takes_one_server_thread_count():
         cwd=ROOT,
     )
     assert done.returncode == 2 and "--threads takes one count here" in done.stderr
+
+
+def test_robustness_prep_cost_writes_a_device_block_and_its_rows(tmp_path):
+    """On the synthetic set (its clouds have the served student's 1024 points), 2 clouds: the report's schema."""
+    out = tmp_path / "rc"
+    cmd = [sys.executable, str(BENCH / "robustness.py"), "--prep-cost", "--cost-clouds", "2", "--data", "synthetic"]
+    subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    report = json.loads(out.with_name("rc_prep_cost.json").read_text())
+    committed = json.loads((BENCH / "results" / "robustness_prep_cost.json").read_text())
+    assert list(report) == list(committed) == ["device", "model", "clouds", "rows"]
+    assert report["device"]["threads"] == [1] and report["clouds"] == 2
+    assert list(report["rows"]) == list(committed["rows"])
+    assert all(r["n"] == 2 and r["median_ms"] > 0 for r in report["rows"].values())

@@ -167,3 +167,14 @@ def test_the_parser_takes_its_choices_and_defaults_from_their_homes():
     for key in ("threads", "max_batch", "max_delay_ms", "max_points", "parse_workers", "parse_timeout_s"):
         assert serve[key] == getattr(defaults, key), key
     assert serve["max_body_mb"] * (1 << 20) == defaults.max_body_bytes
+
+
+def test_serve_takes_the_mmap_threshold_default_from_edge_limits_and_refuses_one_glibc_cannot_take(capsys):
+    from pointkd.cli import main
+    from serving.settings import EdgeLimits
+
+    serve = vars(build_parser().parse_args(["serve", "artifact"]))
+    assert serve["mmap_threshold_kib"] * 1024 == EdgeLimits().mmap_threshold_bytes
+    with pytest.raises(SystemExit) as err:
+        main(["serve", "benchmarks/checkpoints", "--mmap-threshold-kib", "40000"])
+    assert err.value.code == 2 and "--mmap-threshold-kib must be in 0..32768" in capsys.readouterr().err

@@ -7,10 +7,15 @@ benchmarks/edge_attacks.py measures the defaults."""
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -271,15 +276,56 @@ def test_a_drained_burst_trims_the_heap_once_per_interval(monkeypatch):
 
 
 def test_malloc_trim_is_glibcs_where_there_is_one():
-    import platform
-
-    from serving.edge import malloc_trim
+    from serving.heap import malloc_trim
 
     trim = malloc_trim()
     if platform.libc_ver()[0] == "glibc":
         assert trim is not None and trim() in (0, 1)
     else:
         assert trim is None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+MMAPPED_AFTER_A_LARGE_FREE = """
+import ctypes, sys
+import numpy as np
+from serving.heap import set_mmap_threshold
+
+class Mallinfo2(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+if sys.argv[1] == "fixed":
+    assert set_mmap_threshold(1 << 20)
+big = np.ones(4 << 20, np.uint8)  # 4 MiB: mapped (glibc's first threshold is 128 KiB), then freed
+del big
+held = np.ones(2 << 20, np.uint8)  # 2 MiB: mapped only if the threshold did not rise to 4 MiB
+print(libc.mallinfo2().hblkhd >= (2 << 20))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_a_fixed_mmap_threshold_keeps_large_blocks_out_of_the_heap_after_a_large_free():
+    """glibc raises its mmap threshold to the largest block freed: a 2 MiB block after a freed 4 MiB one comes from
+    the heap, where its pages outlive it; with set_mmap_threshold(1 MiB) it is mapped on its own (unmapped at free)."""
+    run = [sys.executable, "-c", MMAPPED_AFTER_A_LARGE_FREE]
+    out = {
+        m: subprocess.run([*run, m], capture_output=True, text=True, timeout=60, cwd=ROOT) for m in ("dynamic", "fixed")
+    }
+    assert [o.stdout.strip() for o in out.values()] == ["False", "True"], [o.stderr for o in out.values()]
+
+
+def test_set_mmap_threshold_checks_its_range_and_names_it_for_child_processes(monkeypatch):
+    from serving import heap
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    for bad in (0, -1, heap.MAX_MMAP_THRESHOLD + 1):
+        with pytest.raises(ValueError, match="mmap threshold"):
+            heap.set_mmap_threshold(bad)
+    monkeypatch.setattr(heap, "_glibc", lambda: None)
+    assert heap.set_mmap_threshold(1 << 20) is False and "MALLOC_MMAP_THRESHOLD_" not in os.environ
 
 
 # ------------------------------------------------------------------ large bodies spill to disk

@@ -242,7 +242,7 @@ def render_robustness(root: Path, load: Loader) -> list[str]:
         lines += [
             "Cost of the filter (median ms per cloud, 1 thread, campaign paused, other work still on the cores):",
             "",
-            *_table(["case", "median ms"], [[k, f"{v['median_ms']:.2f}"] for k, v in cost.items()], "lr"),
+            *_table(["case", "median ms"], [[k, f"{v['median_ms']:.2f}"] for k, v in cost["rows"].items()], "lr"),
             "",
             f"Source: {_link(COST)}.",
             "",

@@ -234,6 +234,14 @@ def _add_serve_edge(serve: argparse.ArgumentParser) -> None:
         help="when the held body bytes drain to zero after a burst of at least this many MiB, glibc's "
         f"malloc_trim gives the freed memory back (default {e.trim_after_bytes / (1 << 20):g}; 0: never)",
     )
+    lim.add_argument(
+        "--mmap-threshold-kib",
+        type=float,
+        default=e.mmap_threshold_bytes / 1024,
+        help="glibc: memory blocks at least this large (request bodies, JSON parse buffers) get a mapping of their "
+        "own, returned to the system when freed, so the RSS falls back after a burst "
+        f"(default {e.mmap_threshold_bytes / 1024:g}; 0: glibc's dynamic threshold, up to 32 MiB)",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -241,12 +249,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from serving import ServeSettings, create_app
     from serving.access import is_loopback, load_api_keys
+    from serving.heap import MAX_MMAP_THRESHOLD, set_mmap_threshold
     from serving.launch import server_stack
     from serving.repository import model_folders
     from serving.settings import EdgeLimits
 
     from ..runtime.manifest import read_manifest
 
+    if not 0 <= args.mmap_threshold_kib <= MAX_MMAP_THRESHOLD / 1024:
+        parser.error(f"--mmap-threshold-kib must be in 0..{MAX_MMAP_THRESHOLD // 1024}")
     for _, folder in model_folders(args.artifact):
         read_manifest(folder)  # fail here, with one line, rather than inside the server's start-up
     try:
@@ -293,7 +304,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_connections=args.max_connections,
         body_budget_bytes=int(args.body_budget_mb * (1 << 20)),
         trim_after_bytes=int(args.trim_after_mb * (1 << 20)),
+        mmap_threshold_bytes=int(args.mmap_threshold_kib * 1024),
     )
+    if limits.mmap_threshold_bytes:
+        set_mmap_threshold(limits.mmap_threshold_bytes)  # before the app starts its threads and parse workers
     loop, http = server_stack(args.loop, args.http)
     protocol: object = http
     if http == "httptools":
