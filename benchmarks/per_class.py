@@ -20,6 +20,7 @@ import torch
 
 from pointkd.checkpoint import load_checkpoint
 from pointkd.cli.eval import eval_k, evaluate_checkpoint
+from pointkd.demo import SHIPPED
 from pointkd.results import per_class_lines
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,8 +61,8 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / "teacher_tail1024.pt")
-    parser.add_argument("--student", type=Path, default=CHECKPOINTS / "student_lsp_tail1024_g02.pt")
+    parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / SHIPPED["teacher"])
+    parser.add_argument("--student", type=Path, default=CHECKPOINTS / SHIPPED["student"])
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--data", default=None, help="the data source (default: the shared ModelNet40)")
     parser.add_argument("--threads", type=int, default=None)

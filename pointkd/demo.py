@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 
 STAGES = ("teacher", "student", "compile", "bench", "serve")
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoints"
-# From campaign plan modelnet40_long. The student is lsp_tail1024-s1's weights with kNN graphs built at layers 0 and 2
-# only (pointkd slim --knn-layers 0,2): as accurate at 1024 points (benchmarks/studies/graph_reuse/), 1.7-1.9x
-# faster as onnx-fused (benchmarks/results/amd-epyc-unknown-avx2-2c/bench.md).
-SHIPPED = {"teacher": "teacher_tail1024.pt", "student": "student_lsp_tail1024_g02.pt"}
+# From campaign plan modelnet40_paper (benchmarks/results/campaign/modelnet40_paper/records/): the teacher is
+# teacher_tail1024b; the student is lsp_fast2_tail-s1, trained as the 2-graph dgcnn_student_fast2 (kNN graphs at
+# layers 0 and 2 only: 1.7-1.9x faster as onnx-fused than 4, benchmarks/results/amd-epyc-unknown-avx2-2c/bench.md).
+SHIPPED = {"teacher": "teacher_tail1024b.pt", "student": "student_lsp_fast2.pt"}
 
 
 def demo_data_source(data: str | None) -> str:

@@ -3,6 +3,8 @@ graphs, the others reuse the previous one; the stale test metrics go and the cha
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,12 +82,25 @@ def test_slim_eval_records_the_new_models_own_accuracy(trained, tmp_path, capsys
     assert "give --knn-layers too" in capsys.readouterr().err
 
 
-def test_the_served_student_is_the_trained_one_regraphed():
-    from pointkd.demo import SHIPPED, SHIPPED_DIR
+def test_the_earlier_served_student_is_the_trained_one_regraphed():
+    from pointkd.demo import SHIPPED_DIR
 
-    served = load_checkpoint(SHIPPED_DIR / SHIPPED["student"])
+    served = load_checkpoint(SHIPPED_DIR / "student_lsp_tail1024_g02.pt")
     source = load_checkpoint(SHIPPED_DIR / "student_lsp_tail1024.pt")
     assert served["derived"]["from_state_sha256"] == state_sha256(source["state_dict"])
     assert state_sha256(served["state_dict"]) == state_sha256(source["state_dict"])  # the same weights
     assert served["model_config"]["knn_layers"] == [0, 2] and source["model_config"]["knn_layers"] is None
     assert served["metrics"]["test_oa"] > 0.88 and served["derived"]["evaluated"]["num_points"] == 1024
+
+
+def test_the_served_student_is_trained_in_its_own_two_graph_configuration():
+    from pointkd.demo import SHIPPED, SHIPPED_DIR
+
+    served = load_checkpoint(SHIPPED_DIR / SHIPPED["student"])
+    parent = load_checkpoint(SHIPPED_DIR / "campaign2" / "lsp_med80_tail1024-s1.pt")  # its train.init
+    assert served["model_name"] == "dgcnn_student_fast2" and served["model_config"]["knn_layers"] == [0, 2]
+    assert Path(served["config"]["train"]["init"]).name == "lsp_med80_tail1024-s1.pt"
+    assert {k: v.shape for k, v in served["state_dict"].items()} == {
+        k: v.shape for k, v in parent["state_dict"].items()
+    }
+    assert state_sha256(served["state_dict"]) != state_sha256(parent["state_dict"])  # fine-tuned, not regraphed

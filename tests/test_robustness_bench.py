@@ -79,10 +79,10 @@ def test_render_robustness_answers_from_the_rows(tmp_path):
     from pointkd.bench import robustness_doc as doc
 
     rows = [
-        _row(doc.FULL, None, "none", 0.70),
-        _row(doc.SERVED, None, "none", 0.68),
-        _row(doc.SERVED, "onnx", "none", 0.68),
-        _row(doc.SERVED, "onnx-int8", "none", 0.60),
+        _row(doc.COMPARED_FULL, None, "none", 0.70),
+        _row(doc.COMPARED, None, "none", 0.68),
+        _row(doc.COMPARED, "onnx", "none", 0.68),
+        _row(doc.COMPARED, "onnx-int8", "none", 0.60),
     ]
     rows[3]["clean_oa"] = 0.9  # int8: nothing lost clean, 8 points lost under corruption
     (tmp_path / doc.RESULTS).mkdir(parents=True)
@@ -97,7 +97,7 @@ def test_render_robustness_answers_from_the_rows(tmp_path):
         "distinct_in_k": 15.0,
         "oa": {"repeat": 0.9, "repeat + 1e-6 jitter": 0.9, "native (k scaled)": 0.8875},
     }
-    ties_result = {"model": doc.SERVED, "clouds": 2, "k": 20, "num_points": 1024, "rows": [tie_row]}
+    ties_result = {"model": doc.COMPARED, "clouds": 2, "k": 20, "num_points": 1024, "rows": [tie_row]}
     (tmp_path / doc.TIES).write_text(json.dumps(ties_result))
 
     def load(root, rel):
