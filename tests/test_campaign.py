@@ -340,3 +340,22 @@ def test_the_robustness_pair_differs_only_in_the_corruption_augmentations(tmp_pa
     assert train_augment(plain) == TrainAugment(num_points=1024)  # the control trains as the shipped recipe did
     best = "benchmarks/checkpoints/campaign2/lsp_med80_tail1024-s1.pt"  # campaign #29's best student
     assert [s.init for s in plan.runs] == [best] * 2
+
+
+def test_the_summary_puts_the_papers_figure_of_each_groups_method_beside_it():
+    def run(name: str, method: str, student: str = "dgcnn_student") -> dict:
+        return {
+            "name": name,
+            "method": method,
+            "seed": 1,
+            "student": student,
+            "oa_1024": 0.87,
+            "macc_1024": 0.8,
+            "oa_512": 0.86,
+        }
+
+    s = {"teachers": [], "runs": [run("lsp_med20-s1", "lsp"), run("kd20-s1", "kd"), run("x-s1", "lsp", "other")]}
+    lines = summary_markdown(s).splitlines()
+    assert "| lsp_med20 | dgcnn_student | 1 | 87.00 | 80.00 | 86.00 | 91.9 |" in lines
+    assert "| kd20 | dgcnn_student | 1 | 87.00 | 80.00 | 86.00 | 91.6 |" in lines
+    assert "| x | other | 1 | 87.00 | 80.00 | 86.00 | - |" in lines  # not the paper's student: no paper figure

@@ -108,7 +108,7 @@ def test_dry_run_times_training_steps_and_copies_to_out(dry_run):
     assert {p.name for p in copied.iterdir()} == names == {p.name for p in folder.iterdir()}
     md = (copied / "bench.md").read_text()
     assert "every row in one process (benchmarks/gpu_check.py) on cpu" in md
-    assert "| teacher_tail1024 | torch-cuda |" in md
+    assert f"| {TRAINED[0]} | torch-cuda |" in md  # the shipped teacher
 
 
 def test_verdict_and_data_fallback(tmp_path, monkeypatch):

@@ -164,7 +164,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
     for r in s["runs"]:
         groups.setdefault((r["student"], r["name"].rsplit("-s", 1)[0]), []).append(r)  # a run name is <label>-s<seed>
     for (student, label), rows in groups.items():
-        paper = PAPER_TABLE4.get(label, (None,))[0] if student == PAPER_STUDENT else None  # the paper's own rows
+        method = rows[0]["method"]  # the paper's row of the group's method, for the paper's own student only
+        paper = PAPER_TABLE4.get(method, (None,))[0] if student == PAPER_STUDENT else None
         lines.append(
             f"| {label} | {student} | {', '.join(str(r['seed']) for r in rows)} "
             f"| {pct(_given(*(r['oa_1024'] for r in rows)))} | {pct(_given(*(r['macc_1024'] for r in rows)))} "
