@@ -20,6 +20,8 @@ RESULTS = Path("benchmarks/results")
 ROBUSTNESS, COST, TIES = RESULTS / "robustness.json", RESULTS / "robustness_prep_cost.json", RESULTS / "knn_ties.json"
 PLOT = RESULTS / "robustness_levels.png"
 PLAN, PLAN_RECORDS = Path("benchmarks/campaign/robustness.yaml"), RESULTS / "campaign" / "robustness"
+PLAN2 = Path("benchmarks/campaign/robustness_outliers.yaml")
+PLAN2_RECORDS = RESULTS / "campaign" / "robustness_outliers"
 # The format and graph-reuse comparisons were measured on this pair (every format of its 2-graph copy), the served
 # student when they ran; they answer what a compilation step costs under corruption, whichever model is served now.
 COMPARED, COMPARED_FULL = "student_lsp_tail1024_g02.pt", "student_lsp_tail1024.pt"
@@ -253,8 +255,7 @@ def render_robustness(root: Path, load: Loader) -> list[str]:
     if ties and ties.get("rows"):
         lines += ties_lines(ties)
     if (root / PLAN).is_file():
-        done = sorted(p.stem for p in (root / PLAN_RECORDS / "records").glob("*.json"))
-        state = f"finished runs: {', '.join(done)}" if done else "not run yet"
+        state, state2 = _plan_state(root, PLAN_RECORDS), _plan_state(root, PLAN2_RECORDS)
         lines += [
             "### Training on corrupted clouds (plan)",
             "",
@@ -264,7 +265,14 @@ def render_robustness(root: Path, load: Loader) -> list[str]:
             "repeated back to the training size, as served). In distillation the teacher and the student see the same "
             "augmented batch, so LSP's target is the teacher's local structure on the corrupted cloud. "
             f"{_link(PLAN)} fine-tunes the shipped student with and without them (same recipe and seed; its header "
-            f"lists the evaluation commands): {state}.",
+            f"lists the evaluation commands): {state}. {_link(PLAN2)} repeats the served student's own fine-tune "
+            "(lsp_fast2_tail-s1, its control) with `data.outliers` only, on a random half of each batch "
+            f"(`data.corrupt_fraction 0.5`): {state2}.",
             "",
         ]
     return lines
+
+
+def _plan_state(root: Path, records: Path) -> str:
+    done = sorted(p.stem for p in (root / records / "records").glob("*.json"))
+    return f"finished runs: {', '.join(done)}" if done else "not run yet"
