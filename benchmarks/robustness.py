@@ -40,6 +40,7 @@ import torch
 
 from pointkd.bench import harness
 from pointkd.bench.robustness import DGCNN_OA, PUBLISHED_MCE, evaluate_corruptions, sample_indices, with_reference
+from pointkd.bench.robustness_doc import REFERENCE_TEACHER
 from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
 from pointkd.data import load_modelnet40, prepare_cloud
 from pointkd.data.corruptions import CORRUPTION_NAMES, corrupt_cloud
@@ -52,9 +53,7 @@ from pointkd.timing import percentile, time_ms
 
 ROOT = Path(__file__).resolve().parent
 RESULT = ROOT / "results" / "robustness"  # --out's default: results/robustness.{json,md}, its _levels.png beside
-# The reference teacher of "mCE vs teacher": the teacher whose rows were measured (teacher_tail1024; the shipped
-# teacher_tail1024b is its 8-epoch tail: 91.41 against 91.05 % clean).
-TEACHER = "teacher_tail1024.pt"
+TEACHER = REFERENCE_TEACHER  # the teacher of "mCE vs teacher" (pointkd.bench.robustness_doc says which and why)
 MODELS = (TEACHER, SHIPPED["student"])  # --models' default: that teacher and the served student
 FILTERS = ("none", "sor")
 FORMATS = ("torch", "onnx", "onnx-int8", "onnx-fused")
