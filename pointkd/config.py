@@ -20,6 +20,7 @@ from .errors import ConfigError
 # The choice lists that the CLI's flags, the configs and the torch code share, here because this module is torch-free
 KERNELS = ("rbf", "poly", "linear", "l2")  # LSP kernels
 SIGMA_RULES = ("fixed", "median")  # the RBF bandwidth rule of pointkd.distill.kernels
+CLASS_WEIGHT_RULES = ("none", "inverse_sqrt", "inverse")  # cross-entropy class weights (pointkd.train.class_weights)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class TrainSection:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     label_smoothing: float = 0.2
+    class_weights: str = "none"  # none | inverse_sqrt | inverse: cross-entropy weight per class from its train count
+    swa_epochs: int = 0  # average the weights at the ends of the last N epochs (SWA); BatchNorm re-estimated after
     eval_every: int = 1  # epochs between test-split evaluations (the last epoch always evaluates)
     eval_batch_size: int = 64
     checkpoint_minutes: float = 10.0  # also save mid-epoch this often, so a crash loses little
@@ -201,6 +204,8 @@ class RunConfig:
             ),
             (0 < d.corrupt_fraction <= 1, "data.corrupt_fraction must be in (0, 1]"),
             (t.eval_every >= 1, "train.eval_every must be >= 1"),
+            (t.class_weights in CLASS_WEIGHT_RULES, f"train.class_weights must be one of {CLASS_WEIGHT_RULES}"),
+            (0 <= t.swa_epochs <= t.epochs, "train.swa_epochs must be in 0..train.epochs"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -33,15 +33,16 @@ class StepLoss:
 
 
 class Supervised(nn.Module):
-    """Cross-entropy with label smoothing."""
+    """Cross-entropy with label smoothing and, optionally, per-class weights ``[K]``."""
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0, class_weight: Tensor | None = None):
         super().__init__()
         self.label_smoothing = label_smoothing
+        self.register_buffer("class_weight", class_weight, persistent=False)  # derived from the data, not state
 
     def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
         logits = model(points)
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        ce = F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=self.label_smoothing)
         return StepLoss(ce, logits, {"ce": float(ce.detach())})
 
 
@@ -50,10 +51,17 @@ class Distill(nn.Module):
     the ``distill.method`` preset), summed with their weights.
 
     Term specs that leave them out get the section's ``layer_map`` and ``layer_weights`` and the run's
-    ``label_smoothing`` (for ``ce``). The teacher runs only as deep as the terms read, and its head only when a
-    term reads logits or the embedding."""
+    ``label_smoothing`` and ``class_weight`` (for ``ce``). The teacher runs only as deep as the terms read, and its
+    head only when a term reads logits or the embedding."""
 
-    def __init__(self, teacher: DGCNN, student: DGCNN, settings: DistillSection, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        teacher: DGCNN,
+        student: DGCNN,
+        settings: DistillSection,
+        label_smoothing: float = 0.0,
+        class_weight: Tensor | None = None,
+    ):
         super().__init__()
         settings.validate()
         self.settings = settings
@@ -65,6 +73,7 @@ class Distill(nn.Module):
             "layer_map": settings.layer_map,
             "layer_weights": settings.layer_weights,
             "label_smoothing": label_smoothing,
+            "class_weight": class_weight,
         }
         self.losses = nn.ModuleDict()
         for spec in preset_terms(settings):

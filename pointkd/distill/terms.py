@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -32,17 +33,29 @@ from .registry import StepOutputs, Term, register_loss
 
 @register_loss("ce")
 class CrossEntropyTerm(Term):
-    """Cross-entropy of the student's logits ``[B, K]`` against the labels ``[B]``, with label smoothing (the
-    objective fills in ``train.label_smoothing`` when the spec does not set it)."""
+    """Cross-entropy of the student's logits ``[B, K]`` against the labels ``[B]``, with label smoothing and
+    optional per-class weights ``[K]`` (the objective fills in ``train.label_smoothing`` and the weights of
+    ``train.class_weights`` when the spec does not set them)."""
 
     reads_teacher = False
 
-    def __init__(self, teacher: DGCNN, student: DGCNN, weight: float = 1.0, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        teacher: DGCNN,
+        student: DGCNN,
+        weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        class_weight: Sequence[float] | Tensor | None = None,
+    ):
         super().__init__(weight)
         self.label_smoothing = label_smoothing
+        w = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", w, persistent=False)  # derived from the data, not state
 
     def forward(self, out: StepOutputs) -> Tensor:
-        return F.cross_entropy(out.student.logits, out.labels, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            out.student.logits, out.labels, weight=self.class_weight, label_smoothing=self.label_smoothing
+        )
 
 
 @register_loss("kd")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
 from ..process import progress_interval, show_bars
+from .class_weights import class_weights
 from .distributed import (
     DistContext,
     TrainStep,
@@ -37,6 +38,7 @@ from .distributed import (
 )
 from .evaluate import evaluate
 from .run_clock import RunClock
+from .swa import WeightAverage
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -116,20 +118,24 @@ def build_model(cfg: RunConfig, num_classes: int) -> DGCNN:
     return create_model(cfg.model.name, **{"num_classes": num_classes, **cfg.model.overrides})
 
 
-def build_objective(cfg: RunConfig, model: DGCNN, classes: list[str]) -> nn.Module:
-    """Cross-entropy, or distillation from ``cfg.distill.teacher`` when the config has a distill section."""
+def build_objective(cfg: RunConfig, model: DGCNN, classes: list[str], train_labels: Tensor | None = None) -> nn.Module:
+    """Cross-entropy, or distillation from ``cfg.distill.teacher`` when the config has a distill section; the
+    cross-entropy weighs classes by ``train.class_weights`` over ``train_labels`` (needed unless that is none)."""
     from ..distill import Distill, Supervised
 
-    d = cfg.distill
+    d, rule = cfg.distill, cfg.train.class_weights
+    if rule != "none" and train_labels is None:
+        raise ValueError(f"train.class_weights {rule!r} needs the training labels")
+    weight = None if train_labels is None else class_weights(train_labels, len(classes), rule)
     if d is None or not d.needs_teacher:
-        return Supervised(cfg.train.label_smoothing)
+        return Supervised(cfg.train.label_smoothing, weight)
     if not d.teacher:
         what = f"distill.method {d.preset!r}" if d.terms is None else "distill.terms"
         raise ConfigError(f"{what} needs a teacher checkpoint (--teacher)")
     ckpt = load_checkpoint(d.teacher)
     if list(ckpt["classes"]) != list(classes):
         raise ValueError(f"teacher {d.teacher} was trained on other classes than this data set's")
-    return Distill(model_from_checkpoint(ckpt), model, d, cfg.train.label_smoothing)
+    return Distill(model_from_checkpoint(ckpt), model, d, cfg.train.label_smoothing, weight)
 
 
 @dataclass
@@ -156,6 +162,7 @@ class _Run:
     batch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_oa: float = -1.0
+    swa: WeightAverage | None = None  # train.swa_epochs: the running mean of the last epochs' weights
 
     @property
     def last_path(self) -> Path:
@@ -230,7 +237,7 @@ def _set_up(
         )
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(cfg, data.num_classes).to(ctx.device)
-    objective = build_objective(cfg, model, data.classes).to(ctx.device)
+    objective = build_objective(cfg, model, data.classes, data.train_y).to(ctx.device)
     train_step = TrainStep(model, objective)
     step_module = wrap_for_training(train_step, ctx, t.sync_bn)  # train_step itself, or DDP around it
     params = list(model.parameters()) + list(objective.parameters())
@@ -255,6 +262,10 @@ def _set_up(
         progress,
         log,
     )
+    if t.swa_epochs:
+        if ctx.distributed:
+            raise ConfigError("train.swa_epochs runs in one process only (its BatchNorm pass is not distributed)")
+        run.swa = WeightAverage(model)
     if resume and run.last_path.exists():
         _restore(run)
     elif t.init:
@@ -299,6 +310,8 @@ def _restore(run: _Run) -> None:
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.epoch, run.batch = ckpt["epoch"], ckpt["batch"]
     run.history, run.best_oa = ckpt.get("history", []), ckpt.get("best_oa", -1.0)
+    if run.swa is not None and ckpt.get("swa"):
+        run.swa.load_state_dict(ckpt["swa"])
     run.log(f"resuming {run.out_dir} at epoch {run.epoch}, batch {run.batch}")
 
 
@@ -321,6 +334,7 @@ def _snapshot(run: _Run, next_epoch: int, next_batch: int, metrics: dict[str, An
         "train_clouds": run.n_train,
         "history": history,
         "best_oa": run.best_oa,
+        "swa": run.swa.state_dict() if run.swa is not None else None,
         "metrics": metrics or (history[-1] if history else {}),
         "pointkd_version": __version__,
     }
@@ -426,6 +440,8 @@ def _end_epoch(run: _Run, sums: _EpochSums) -> dict[str, Any]:
         "elapsed_s": run.clock.elapsed(),
         "paused_s": run.clock.paused_s,
     }
+    if run.swa is not None and run.epoch > t.epochs - t.swa_epochs:
+        _average(run, entry)
     if ctx.is_main and (run.epoch % t.eval_every == 0 or run.epoch == t.epochs):
         data = run.data
         report = evaluate(
@@ -443,6 +459,30 @@ def _end_epoch(run: _Run, sums: _EpochSums) -> dict[str, Any]:
         run.log(_format_entry(entry, t.epochs))
     barrier(ctx)  # the other ranks wait for rank 0's evaluation and checkpoint
     return entry
+
+
+def _average(run: _Run, entry: dict[str, Any]) -> None:
+    """Add this epoch's weights to the SWA mean; after the last epoch, make the mean the run's model."""
+    assert run.swa is not None
+    run.swa.add(run.model)
+    if run.epoch < run.cfg.train.epochs:
+        return
+    run.swa.apply(run.model, _bn_batches(run))
+    run.model.train()
+    entry["swa_models"] = run.swa.count
+    run.log(f"SWA: the mean of the last {run.swa.count} epochs' weights, BatchNorm re-estimated over the train split")
+
+
+def _bn_batches(run: _Run) -> Iterator[Tensor]:
+    """One epoch of augmented training batches for SWA's BatchNorm pass, seeded apart from the training epochs."""
+    cfg, n = run.cfg, run.per_rank
+    order = torch.randperm(run.n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, -1, -1)))
+    for b in range(run.n_steps):
+        seed = step_seed(cfg.seed, -1, b)
+        torch.manual_seed(seed)  # dropout
+        yield run.augment(run.data.train_x[order[b * n : (b + 1) * n]], torch.Generator().manual_seed(seed)).to(
+            run.ctx.device
+        )
 
 
 def _format_entry(e: dict[str, Any], epochs: int) -> str:
