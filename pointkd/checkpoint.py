@@ -87,6 +87,24 @@ def slim_checkpoint(ckpt: dict[str, Any], half: bool = True) -> dict[str, Any]:
     return {**{k: ckpt[k] for k in keep if k in ckpt}, "state_dict": state, "batch": 0}
 
 
+def half_resume_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """``ckpt`` whole (optimizer, position, history) with every fp32 tensor in it in fp16: a resume state at about
+    half the size, for parking a teacher across machines (:mod:`pointkd.campaign.inflight`). Resuming casts the
+    weights back to fp32 and the momentum to its parameter's dtype (``Optimizer.load_state_dict``), so the run goes
+    on from weights rounded to fp16 (relative error <= 2**-11): close to, not bit for bit, where it stopped."""
+
+    def half(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.half() if value.dtype == torch.float32 else value
+        if isinstance(value, dict):
+            return {k: half(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(half(v) for v in value)
+        return value
+
+    return {k: (v if k == "history" else half(v)) for k, v in ckpt.items()}
+
+
 def regraph_checkpoint(ckpt: dict[str, Any], knn_layers: list[int] | None) -> dict[str, Any]:
     """``ckpt`` with only ``knn_layers`` building a kNN graph (layer 0 always does; ``None``: every layer); the
     other EdgeConvs aggregate over the most recent graph. The weights are unchanged, so the accuracy is not: the

@@ -359,3 +359,44 @@ def test_the_summary_puts_the_papers_figure_of_each_groups_method_beside_it():
     assert "| lsp_med20 | dgcnn_student | 1 | 87.00 | 80.00 | 86.00 | 91.9 |" in lines
     assert "| kd20 | dgcnn_student | 1 | 87.00 | 80.00 | 86.00 | 91.6 |" in lines
     assert "| x | other | 1 | 87.00 | 80.00 | 86.00 | - |" in lines  # not the paper's student: no paper figure
+
+
+def test_a_state_over_the_cap_parks_compact_and_resumes_from_it(tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    from pointkd.campaign import inflight, runner
+    from pointkd.campaign.state import inflight_dir
+    from pointkd.checkpoint import load_checkpoint
+
+    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
+    t = plan.run("t")
+
+    def crash(*_a, **_k):
+        raise runner.CampaignError("the machine went away")
+
+    monkeypatch.setattr(runner, "finish_run", crash)
+    with pytest.raises(runner.CampaignError):
+        run_campaign(plan, WORKDIR, log=lambda m: None)
+    folder, dest = plan.folder(t), inflight_dir(plan, t)
+    full = sum((folder / n).stat().st_size for n in inflight.FILES if (folder / n).is_file()) / 2**20
+    messages: list[str] = []
+    assert inflight.park(plan, max_mb=0.7 * full, log=messages.append) == ["t"]  # whole it is over; compact fits
+    assert "compact" in messages[0] and not (dest / "best.pt").exists()
+    live, parked = load_checkpoint(folder / "last.pt"), load_checkpoint(dest / "last.pt")
+    assert {v.dtype for v in parked["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    momentum = [s["momentum_buffer"] for s in parked["optimizer"]["state"].values()]
+    assert momentum and {m.dtype for m in momentum} == {torch.float16}
+    for key, value in live["state_dict"].items():
+        torch.testing.assert_close(parked["state_dict"][key].to(value.dtype), value, rtol=2**-10, atol=1e-4)
+    assert parked["history"] == live["history"] and (parked["epoch"], parked["batch"]) == (live["epoch"], 0)
+    assert inflight.park(plan, max_mb=1e-4, log=messages.append) == []  # not even compact fits: nothing left
+    assert "not parked" in messages[-1] and not dest.exists()
+    inflight.park(plan, max_mb=0.7 * full, log=lambda m: None)
+    shutil.rmtree(folder)  # a new machine
+    monkeypatch.undo()
+    logs: list[str] = []
+    assert run_campaign(plan, WORKDIR, log=logs.append, only=["t"]) == 1
+    assert any("restored its parked state" in line and "compact" in line for line in logs)
+    assert json.loads(plan.record_path(t).read_text())["epochs"] == 2
