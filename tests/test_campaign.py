@@ -294,14 +294,11 @@ def test_train_seconds_adds_up_the_sittings():
     assert train_seconds(resumed_twice) == 20.0 + 9.0 + 8.0
 
 
-def test_a_parked_run_resumes_on_a_machine_without_its_folder(tmp_path, monkeypatch):
-    import shutil
-
-    from pointkd.campaign import inflight, runner
-    from pointkd.campaign.state import inflight_dir, read_history
+def _trained_not_recorded(tmp_path, monkeypatch):
+    """A plan whose teacher run "t" trained and then lost its machine before its record was written."""
+    from pointkd.campaign import runner
 
     plan = load_plan(_write(tmp_path, _runs(tmp_path)))
-    t = plan.run("t")
 
     def crash(*_a, **_k):
         raise runner.CampaignError("the machine went away")
@@ -310,6 +307,16 @@ def test_a_parked_run_resumes_on_a_machine_without_its_folder(tmp_path, monkeypa
     with pytest.raises(runner.CampaignError):
         run_campaign(plan, WORKDIR, log=lambda m: None)
     assert plan_states(plan)[0].state == "trained"
+    return plan, plan.run("t")
+
+
+def test_a_parked_run_resumes_on_a_machine_without_its_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from pointkd.campaign import inflight
+    from pointkd.campaign.state import inflight_dir, read_history
+
+    plan, t = _trained_not_recorded(tmp_path, monkeypatch)
     messages: list[str] = []
     assert inflight.park(plan, max_mb=1e-4, log=messages.append) == []  # over the size cap: nothing copied
     assert "not parked" in messages[0] and not inflight_dir(plan, t).exists()
@@ -366,19 +373,11 @@ def test_a_state_over_the_cap_parks_compact_and_resumes_from_it(tmp_path, monkey
 
     import torch
 
-    from pointkd.campaign import inflight, runner
+    from pointkd.campaign import inflight
     from pointkd.campaign.state import inflight_dir
     from pointkd.checkpoint import load_checkpoint
 
-    plan = load_plan(_write(tmp_path, _runs(tmp_path)))
-    t = plan.run("t")
-
-    def crash(*_a, **_k):
-        raise runner.CampaignError("the machine went away")
-
-    monkeypatch.setattr(runner, "finish_run", crash)
-    with pytest.raises(runner.CampaignError):
-        run_campaign(plan, WORKDIR, log=lambda m: None)
+    plan, t = _trained_not_recorded(tmp_path, monkeypatch)
     folder, dest = plan.folder(t), inflight_dir(plan, t)
     full = sum((folder / n).stat().st_size for n in inflight.FILES if (folder / n).is_file()) / 2**20
     messages: list[str] = []
