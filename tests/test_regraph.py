@@ -104,3 +104,7 @@ def test_the_served_student_is_trained_in_its_own_two_graph_configuration():
         k: v.shape for k, v in parent["state_dict"].items()
     }
     assert state_sha256(served["state_dict"]) != state_sha256(parent["state_dict"])  # fine-tuned, not regraphed
+    data = served["config"]["data"]  # robustness_outliers' outliers_quarter-s1: outliers on a quarter of each batch
+    assert (data["outliers"], data["corrupt_fraction"]) == (50, 0.25)
+    robust = load_checkpoint(SHIPPED_DIR / "robustness" / "outliers_quarter-s1.pt")
+    assert state_sha256(served["state_dict"]) == state_sha256(robust["state_dict"])

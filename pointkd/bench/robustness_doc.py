@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.corruptions import CORRUPTION_NAMES
+from ..demo import SHIPPED
 
 RESULTS = Path("benchmarks/results")
 ROBUSTNESS, COST, TIES = RESULTS / "robustness.json", RESULTS / "robustness_prep_cost.json", RESULTS / "knn_ties.json"
@@ -268,9 +269,10 @@ def render_robustness(root: Path, load: Loader) -> list[str]:
             "repeated back to the training size, as served). In distillation the teacher and the student see the same "
             "augmented batch, so LSP's target is the teacher's local structure on the corrupted cloud. "
             f"{_link(PLAN)} fine-tunes the shipped student with and without them (same recipe and seed; its header "
-            f"lists the evaluation commands): {state}. {_link(PLAN2)} repeats the served student's own fine-tune "
-            "(lsp_fast2_tail-s1, its control) with `data.outliers` only, on a random share of each batch "
-            f"(`data.corrupt_fraction` 0.5 and 0.25): {state2}.",
+            f"lists the evaluation commands): {state}. {_link(PLAN2)} repeats lsp_fast2_tail-s1's fine-tune (its "
+            "control, the campaign's most accurate student) with `data.outliers` only, on a random share of each "
+            f"batch (`data.corrupt_fraction` 0.5 and 0.25): {state2}. outliers_quarter-s1 is the served student, "
+            f"`{SHIPPED['student']}`.",
             "",
         ]
     return lines

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--shipped",
         action="store_true",
         help="no training: compile, bench and serve the repository's shipped teacher and LSP student "
-        "(benchmarks/checkpoints/teacher_tail1024b.pt, student_lsp_fast2.pt; needs ModelNet40)",
+        "(benchmarks/checkpoints/teacher_tail1024b.pt, student_lsp_fast2_robust.pt; needs ModelNet40)",
     )
     demo.add_argument("--no-progress", action="store_true")
 
