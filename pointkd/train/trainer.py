@@ -345,10 +345,7 @@ def _train_epoch(run: _Run) -> _EpochSums:
     and on KeyboardInterrupt (then re-raised)."""
     cfg, ctx, epoch = run.cfg, run.ctx, run.epoch
     run.model.train()
-    if ctx.distributed:
-        order = rank_order(run.n_train, cfg, ctx, epoch)
-    else:
-        order = torch.randperm(run.n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, epoch, -1)))
+    order = _epoch_order(run, epoch)
     sums = _EpochSums(lr=cosine_lr(epoch * run.n_steps + run.batch, run.total_steps, cfg.train.lr, cfg.train.lr_min))
     last_save = time.monotonic()
     bar = tqdm(
@@ -392,10 +389,8 @@ def _train_step(run: _Run, order: Tensor, b: int, sums: _EpochSums) -> None:
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     sel = order[b * run.per_rank : (b + 1) * run.per_rank]
-    seed = rank_step_seed(cfg.seed, epoch, b, ctx)
-    x = run.augment(run.data.train_x[sel], torch.Generator().manual_seed(seed)).to(ctx.device)
+    x = _augmented(run, sel, rank_step_seed(cfg.seed, epoch, b, ctx))
     y = run.data.train_y[sel].to(ctx.device)
-    torch.manual_seed(seed)  # dropout
     loss, logits = run.step_module(x, y)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -467,22 +462,31 @@ def _average(run: _Run, entry: dict[str, Any]) -> None:
     run.swa.add(run.model)
     if run.epoch < run.cfg.train.epochs:
         return
-    run.swa.apply(run.model, _bn_batches(run))
-    run.model.train()
+    run.swa.apply(run.model, _bn_batches(run))  # update_bn leaves the model in the mode it found
     entry["swa_models"] = run.swa.count
     run.log(f"SWA: the mean of the last {run.swa.count} epochs' weights, BatchNorm re-estimated over the train split")
 
 
 def _bn_batches(run: _Run) -> Iterator[Tensor]:
     """One epoch of augmented training batches for SWA's BatchNorm pass, seeded apart from the training epochs."""
-    cfg, n = run.cfg, run.per_rank
-    order = torch.randperm(run.n_train, generator=torch.Generator().manual_seed(step_seed(cfg.seed, -1, -1)))
+    order, n = _epoch_order(run, -1), run.per_rank
     for b in range(run.n_steps):
-        seed = step_seed(cfg.seed, -1, b)
-        torch.manual_seed(seed)  # dropout
-        yield run.augment(run.data.train_x[order[b * n : (b + 1) * n]], torch.Generator().manual_seed(seed)).to(
-            run.ctx.device
-        )
+        yield _augmented(run, order[b * n : (b + 1) * n], step_seed(run.cfg.seed, -1, b))
+
+
+def _epoch_order(run: _Run, epoch: int) -> Tensor:
+    """The training clouds' order in ``epoch`` (this rank's share when distributed), a function of the seed."""
+    if run.ctx.distributed:
+        return rank_order(run.n_train, run.cfg, run.ctx, epoch)
+    generator = torch.Generator().manual_seed(step_seed(run.cfg.seed, epoch, -1))
+    return torch.randperm(run.n_train, generator=generator)
+
+
+def _augmented(run: _Run, sel: Tensor, seed: int) -> Tensor:
+    """Training clouds ``sel``, augmented by ``seed``, on the run's device; the forward's dropout seeded by it too."""
+    x = run.augment(run.data.train_x[sel], torch.Generator().manual_seed(seed)).to(run.ctx.device)
+    torch.manual_seed(seed)  # dropout
+    return x
 
 
 def _format_entry(e: dict[str, Any], epochs: int) -> str:
