@@ -390,8 +390,14 @@ def test_a_state_over_the_cap_parks_compact_and_resumes_from_it(tmp_path, monkey
     for key, value in live["state_dict"].items():
         torch.testing.assert_close(parked["state_dict"][key].to(value.dtype), value, rtol=2**-10, atol=1e-4)
     assert parked["history"] == live["history"] and (parked["epoch"], parked["batch"]) == (live["epoch"], 0)
-    assert inflight.park(plan, max_mb=1e-4, log=messages.append) == []  # not even compact fits: nothing left
-    assert "not parked" in messages[-1] and not dest.exists()
+    before = (dest / "last.pt").read_bytes()
+    assert inflight.park(plan, max_mb=1e-4, log=messages.append) == []  # not even compact fits now
+    assert "not parked" in messages[-1] and "earlier parked state is kept" in messages[-1]
+    assert (dest / "last.pt").read_bytes() == before and (dest / inflight.COMPACT).is_file()  # the old one stays
+    assert not dest.with_name(dest.name + inflight.STAGING).exists()
+    shutil.rmtree(dest)
+    assert inflight.park(plan, max_mb=1e-4, log=messages.append) == [] and not dest.exists()
+    assert "nothing is parked" in messages[-1]
     inflight.park(plan, max_mb=0.7 * full, log=lambda m: None)
     shutil.rmtree(folder)  # a new machine
     monkeypatch.undo()

@@ -25,6 +25,7 @@ from .state import CODE, inflight_dir, plan_states
 FILES = ("last.pt", "best.pt", "config.yaml", CODE)
 MAX_MB = 8.0  # a student's state (last.pt + best.pt) is ~1.6 MB; a teacher's parks compact (~7 MB)
 COMPACT = "compact.json"  # in a parked folder: its last.pt is the fp16 form, and from what size
+STAGING = ".parking"  # a new parked state is built beside the old one and swapped in when it is whole and fits
 
 
 def park(plan: Plan, max_mb: float = MAX_MB, log=print) -> list[str]:
@@ -36,26 +37,38 @@ def park(plan: Plan, max_mb: float = MAX_MB, log=print) -> list[str]:
         if st.state == "done" or not (folder / "last.pt").is_file():
             continue
         dest = inflight_dir(plan, st.spec)
+        staging = dest.with_name(dest.name + STAGING)
         files = [folder / name for name in FILES if (folder / name).is_file()]
         mb = sum(f.stat().st_size for f in files) / 2**20
         how = f"{mb:.1f} MB"
         if mb > max_mb:
-            small = _park_compact(folder, dest, [f for f in files if f.name not in ("last.pt", "best.pt")], mb)
+            small = _park_compact(folder, staging, [f for f in files if f.name not in ("last.pt", "best.pt")], mb)
             if small > max_mb:
-                shutil.rmtree(dest, ignore_errors=True)
-                log(f"[{st.spec.name}] not parked: its state is {mb:.1f} MB, {small:.1f} MB compact (> {max_mb:g} MB)")
+                shutil.rmtree(staging, ignore_errors=True)
+                kept = "its earlier parked state is kept" if (dest / "last.pt").is_file() else "nothing is parked"
+                log(
+                    f"[{st.spec.name}] not parked: its state is {mb:.1f} MB, {small:.1f} MB compact "
+                    f"(> {max_mb:g} MB); {kept}"
+                )
                 continue
             how = f"compact: {small:.1f} MB of {mb:.1f}, fp16, no best.pt"
         else:
-            _copy_into(dest, files)
-        (dest / "metrics.jsonl").write_text(_history_lines(dest / "last.pt"))
+            _copy_into(staging, files)
+        (staging / "metrics.jsonl").write_text(_history_lines(staging / "last.pt"))
+        _swap_in(staging, dest)
         parked.append(st.spec.name)
         log(f"[{st.spec.name}] parked at epoch {st.epochs_done}/{st.epochs} ({how}) in {dest}")
     return parked
 
 
+def _swap_in(staging: Path, dest: Path) -> None:
+    """Replace the earlier stop's parked state with the one built in ``staging``, only once that one is whole."""
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+
+
 def _copy_into(dest: Path, files: list[Path]) -> None:
-    """``dest`` holding exactly ``files`` (a parked state of an earlier stop is replaced whole)."""
+    """``dest`` holding exactly ``files`` (a stale folder of a crashed park is replaced whole)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for f in files:
