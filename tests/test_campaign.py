@@ -63,6 +63,15 @@ def _runs(tmp_path: Path) -> list[dict]:
     ]
 
 
+def test_the_status_columns_stay_aligned_for_a_run_name_longer_than_the_default_width(tmp_path):
+    runs = _runs(tmp_path)
+    runs[0]["name"] = "a_run_name_of_thirty_characters"
+    runs[1]["after"] = [runs[0]["name"]]
+    runs[1]["teacher"] = runs[0]["name"]
+    rows = status_table(load_plan(_write(tmp_path, runs))).splitlines()[2:4]
+    assert len({row.index(word) for row, word in zip(rows, ("state", "todo"), strict=True)}) == 1
+
+
 def test_plan_is_checked(tmp_path):
     runs = _runs(tmp_path)
     for bad, match in [

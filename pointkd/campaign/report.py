@@ -72,13 +72,14 @@ def status_table(plan: Plan) -> str:
     """One line per run: state, epochs done, latest test OA, time left; then the total time left."""
     states = plan_states(plan)
     rows = [f"campaign {plan.name}: runs in {plan.runs_dir}, records in {plan.records}", ""]
-    rows.append(f"{'run':<22} {'state':<8} {'epochs':>7} {'test OA':>8} {'left':>12}")
+    w = max([22, *(len(st.spec.name) for st in states)])
+    rows.append(f"{'run':<{w}} {'state':<8} {'epochs':>7} {'test OA':>8} {'left':>12}")
     total, unknown = 0.0, 0
     for st in states:
         eta = _eta_seconds(st, states, plan)
         epochs = f"{st.epochs_done}/{st.epochs or _configured_epochs(plan, st) or '?'}"
         oa = f"{st.last_oa * 100:.2f}" if st.last_oa is not None else "-"
-        rows.append(f"{st.spec.name:<22} {st.state:<8} {epochs:>7} {oa:>8} {_clock(eta):>12}")
+        rows.append(f"{st.spec.name:<{w}} {st.state:<8} {epochs:>7} {oa:>8} {_clock(eta):>12}")
         if eta is None:
             unknown += 1
         else:
