@@ -132,15 +132,19 @@ def test_paired_table_subtracts_the_scratch_run_of_the_same_seed_only():
     assert doc.section_campaign_pairs(doc.campaign_groups({"runs": runs[2:]}), "s") == []  # no scratch runs
 
 
-def test_server_headline_shows_the_shipped_students_load_test_and_each_other_point_counts_best(tmp_path):
+def test_server_headline_shows_the_shipped_students_load_test_on_each_device_and_each_other_point_counts_best(
+    tmp_path,
+):
     from pointkd.demo import SHIPPED
 
     doc = results_doc()
     shipped = Path(SHIPPED["student"]).stem
     tests = [("a", "student_old", 512, 7.0), ("b", "student_old", 512, 9.0), ("c", shipped, 1024, 12.0)]
     tests.append(("d", "student_old", 1024, 3.0))  # faster, but not the shipped model: counted among the others
+    tests.append(("e", shipped, 1024, 6.0))  # on a faster device: shown, and it does not hide c's miss on "dev"
     for folder, model, points, p99 in tests:
-        path = tmp_path / "benchmarks" / "results" / "dev" / f"load_test_student_{folder}" / "load_test.json"
+        device = "dev2" if folder == "e" else "dev"
+        path = tmp_path / "benchmarks" / "results" / device / f"load_test_student_{folder}" / "load_test.json"
         path.parent.mkdir(parents=True)
         d = {
             "artifact": f"artifacts/{model}-{points}-onnx-fused",
@@ -157,8 +161,11 @@ def test_server_headline_shows_the_shipped_students_load_test_and_each_other_poi
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     assert doc.served_model({"artifact": f"x/{shipped}-1024-onnx-fused", "num_points": 1024}) == shipped
     [line] = [line for line in doc.headline(tmp_path) if line.startswith("- **Server**")]
-    assert "student_old onnx-fused at 512 points, 2 thread(s): p99 7.00 ms" in line and "goal met" in line
-    assert f"the shipped {shipped} onnx-fused at 1024 points, 2 thread(s): p99 12.00 ms" in line
+    assert "student_old onnx-fused on `dev` at 512 points, 2 thread(s): p99 7.00 ms" in line and "goal met" in line
+    fast = f"the shipped {shipped} onnx-fused on `dev2` at 1024 points, 2 thread(s): p99 6.00 ms"
+    slow = f"the shipped {shipped} onnx-fused on `dev` at 1024 points, 2 thread(s): p99 12.00 ms"
+    assert fast in line and slow in line and line.index(fast) < line.index(slow)
+    assert f"#load-test-{shipped}-onnx-fused-1024-points-2-threads-in-devload_test_student_c)" in line
     assert "goal missed" in line and line.endswith(
         "2 other student load test(s) here, other settings or days: p99 3.00–9.00 ms."
     )
@@ -290,3 +297,25 @@ def test_shipped_models_headline_gives_the_served_students_mce_when_it_was_measu
     (results / "robustness.json").write_text(json.dumps({"rows": rows[2:]}))  # the served one never measured
     [line] = [line for line in doc.headline(tmp_path) if line.startswith("- **Shipped models**")]
     assert "mCE" not in line and line.endswith("its-teacher)).")
+
+
+def test_student_latency_headline_is_the_newest_device_and_names_the_others_fused_latency(tmp_path):
+    from pointkd.demo import SHIPPED
+
+    doc = results_doc()
+    shipped = Path(SHIPPED["student"]).stem
+
+    def row(fmt: str, p50: float) -> dict:
+        common = {"model": shipped, "threads": 2, "status": "ok", "oa": 0.9, "points": 1024}
+        return common | {"format": fmt, "p50_ms": p50, "p99_ms": p50 + 1, "size_mb": 0.1 if "int8" in fmt else 0.4}
+
+    for device, created, scale in (("old_dev", "2026-01-01", 1.0), ("new_dev", "2026-02-01", 2.0)):
+        path = tmp_path / "benchmarks" / "results" / device / "bench.json"
+        path.parent.mkdir(parents=True)
+        rows = [row("onnx", 4 * scale), row("onnx-int8", 4 * scale), row("onnx-fused", 1.5 * scale)]
+        path.write_text(json.dumps({"created": created, "rows": rows}))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    [line] = [line for line in doc.headline(tmp_path) if line.startswith("- **Student latency**")]
+    assert "on `new_dev`): p50 8.00 ms, p99 9.00 ms" in line and "onnx-fused: p50 3.00 ms, p99 4.00" in line
+    assert "; onnx-fused on `old_dev` p50 1.50 ms, p99 2.50 ([table](docs/results.md#pointkd-bench-new_dev))" in line

@@ -16,7 +16,7 @@ paper_table, campaign_groups, PAPER_PLAN = campaign.paper_table, campaign.campai
 seed_deltas, delta_interval, mean_delta = campaign.seed_deltas, campaign.delta_interval, campaign.mean_delta
 bench_rows = bench.bench_rows
 binary_p99, server_clause, other_load_tests = load_test.binary_p99, load_test.server_clause, load_test.other_load_tests
-served_model = load_test.served_model
+served_model, ran_on = load_test.served_model, load_test.ran_on
 
 
 def int8_clause(root: Path, rows: dict, label: str, device: str) -> str:
@@ -117,6 +117,33 @@ def method_lines(root: Path) -> list[str]:
     return out
 
 
+def other_devices_clause(root: Path, rels: list[Path], label: str) -> str:
+    """The shipped student's onnx-fused latency on the other devices whose bench measured it."""
+    clauses = []
+    for rel in rels:
+        row = bench_rows(load(root, rel)).get((label, "onnx-fused", 2))
+        if row:
+            clauses.append(f"on `{rel.parent.name}` p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f}")
+    return f"; onnx-fused {'; '.join(clauses)}" if clauses else ""
+
+
+def server_tests(tests: list[tuple[dict, Path]], shipped: str) -> list[tuple[dict, Path]]:
+    """The load tests the headline quotes: each point count's best serving setting (the shipped student's, where
+    it has one), then the shipped student's best on every other device that load-tested it, so a device where it
+    misses the goal is not hidden behind a faster one."""
+    best: dict = {}
+    mine = sorted((t for t in tests if served_model(t[0]) == shipped), key=lambda t: binary_p99(t[0]))
+    for d, rel in mine + sorted(tests, key=lambda t: binary_p99(t[0])):
+        best.setdefault(d.get("num_points"), (d, rel))
+    shown = [best[n] for n in sorted(best, key=lambda n: n or 0)]
+    devices = {ran_on(rel) for d, rel in shown if served_model(d) == shipped}
+    for d, rel in mine:
+        if ran_on(rel) not in devices:
+            devices.add(ran_on(rel))
+            shown.append((d, rel))
+    return shown
+
+
 def headline(root: Path) -> list[str]:
     """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
     from pointkd.demo import SHIPPED
@@ -156,17 +183,14 @@ def headline(root: Path) -> list[str]:
                 f"- **Student latency** ({what}, {fp['oa'] * 100:.2f} % OA {source}; "
                 f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads, on `{dev}`): p50 {fp['p50_ms']:.2f} ms, "
                 f"p99 {fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
-                f"{int8_clause(root, rows, label, dev)} ([table](docs/results.md#{slug(f'`pointkd bench`: {dev}')}))."
+                f"{int8_clause(root, rows, label, dev)}{other_devices_clause(root, shipped_benches[:-1], label)} "
+                f"([table](docs/results.md#{slug(f'`pointkd bench`: {dev}')}))."
             )
-    student_tests = [load(root, rel) for rel in glob(root, "*/load_test_student*/load_test.json")]
-    best = {}  # each point count's best serving setting for the student: the shipped one's, where it has one
-    shipped_tests = [d for d in student_tests if served_model(d) == shipped_student]
-    for d in sorted(shipped_tests, key=binary_p99) + sorted(student_tests, key=binary_p99):
-        best.setdefault(d.get("num_points"), d)
-    if best:
-        shown = [best[n] for n in sorted(best, key=lambda n: n or 0)]
-        clauses = "; ".join(server_clause(d, shipped_student) for d in shown)
-        others = [t for t in student_tests if all(t is not d for d in shown)]
+    tests = [(load(root, rel), rel) for rel in glob(root, "*/load_test_student*/load_test.json")]
+    shown = server_tests(tests, shipped_student)
+    if shown:
+        clauses = "; ".join(server_clause(d, rel, shipped_student) for d, rel in shown)
+        others = [d for d, rel in tests if all(rel != r for _, r in shown)]
         out.append(
             "- **Server** (`pointkd serve`, 50 requests/s of binary bodies, client on the same 2 cores, goal p99 ≤ "
             f"10 ms): {clauses}{other_load_tests(others)}."

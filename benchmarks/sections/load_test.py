@@ -21,18 +21,26 @@ def served_model(d: dict) -> str:
     return Path(d.get("artifact") or "").name.split(f"-{d.get('num_points')}-")[0]
 
 
-def server_clause(d: dict, shipped: str) -> str:
-    """One load test for the headline: what it served, its open-loop binary p99 against the goal, the model alone."""
+def ran_on(rel: Path) -> str | None:
+    """The device folder a load test's report lies in (``<results>/<device-id>/<test>/load_test.json``), if any."""
+    parts = rel.relative_to(RESULTS).parts
+    return parts[0] if len(parts) == 3 else None
+
+
+def server_clause(d: dict, rel: Path, shipped: str) -> str:
+    """One load test for the headline: what it served and where, its open-loop binary p99 against the goal, the
+    model alone."""
     srv, g = d.get("server") or {}, d.get("goal") or {}
     errors = sum(r.get("errors", 0) for r in d.get("rows", []) if r.get("payload") == "binary")
     model = served_model(d)
     what = f"the shipped {model}" if model == shipped else model
+    where = f" on `{ran_on(rel)}`" if ran_on(rel) else ""
     return (
-        f"{what} {d.get('format')} at {d.get('num_points')} points, {srv.get('threads')} thread(s): p99 "
+        f"{what} {d.get('format')}{where} at {d.get('num_points')} points, {srv.get('threads')} thread(s): p99 "
         f"{binary_p99(d):.2f} ms over {g.get('open_loop_requests')} requests, {errors} errors, goal "
         f"{'met' if g.get('met') else 'missed'}, the model alone p50 "
         f"{(d.get('model_only') or {}).get('p50_ms', float('nan')):.2f} ms in the same run "
-        f"([table](docs/results.md#{slug(load_test_title(d))}))"
+        f"([table](docs/results.md#{slug(load_test_title(d, rel))}))"
     )
 
 
@@ -46,7 +54,9 @@ def other_load_tests(tests: list[dict]) -> str:
     return f"; {len(others)} other student load test(s) here, other settings or days: p99 {span} ms"
 
 
-def load_test_title(d: dict) -> str:
+def load_test_title(d: dict, rel: Path) -> str:
+    """The section heading: what was served, how, and the report's folder (one model's tests on several devices, or
+    with several settings, each get their own heading and anchor)."""
     srv = d.get("server") or {}
     what = f"{d.get('format', '?')}, {d.get('num_points', '?')} points, {srv.get('threads', '?')} threads"
     if srv.get("http") == "h11":
@@ -55,7 +65,8 @@ def load_test_title(d: dict) -> str:
         what += ", keep-awake"
     name = Path(d.get("artifact") or "").name
     model = served_model(d) if f"-{d.get('num_points')}-" in name else d.get("model", "?")
-    return f"Load test: {model} ({what})"
+    folder = rel.parent.relative_to(RESULTS)
+    return f"Load test: {model} ({what})" + (f" in {folder}" if folder.parts else "")
 
 
 def time_split_lines(d: dict) -> list[str]:
@@ -81,7 +92,7 @@ def section(root: Path) -> list[str]:
         runs = ", ".join(num(x) for x in g.get("open_loop_p99_ms_per_run", []))
         pooled = g.get("pooled_p99_ms") or {}
         lines += [
-            f"### {load_test_title(d)}",
+            f"### {load_test_title(d, rel)}",
             "",
             f"{d.get('cpu', '?')}; `pointkd serve` with {srv.get('threads', '?')} threads, max batch "
             f"{srv.get('max_batch', '?')}, {srv.get('parse_workers', 'no')} parse worker processes; "
