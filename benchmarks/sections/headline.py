@@ -144,63 +144,80 @@ def server_tests(tests: list[tuple[dict, Path]], shipped: str) -> list[tuple[dic
     return shown
 
 
+def training_step_line(root: Path) -> list[str]:
+    """The newest training-step study: the teacher's step before and after its levers, LSP against scratch."""
+    runs = sorted(levers.results(root), key=lambda rel: load(root, rel).get("created", ""))
+    d = load(root, runs[-1]) if runs else None
+    if not d:
+        return []
+    dev = runs[-1].parent.name
+    rows = {(r["label"], r["code"], r.get("centres")): r for r in d.get("rows", []) if r.get("status") == "ok"}
+    tb, tc = rows.get(("teacher", "baseline", None)), rows.get(("teacher", "current", None))
+    lsp, scratch = rows.get(("LSP, 128 centres", "current", 128)), rows.get(("scratch student", "current", None))
+    if not (tb and tc and lsp and scratch):
+        return []
+    return [
+        f"- **Training step** (batch 32 × 512, on `{dev}`): teacher {tb['ms_p50']:.0f} → {tc['ms_p50']:.0f} "
+        f"ms; an LSP step costs {lsp['ms_p50'] / scratch['ms_p50']:.2f}× a scratch-student step"
+        f"{levers.fused_knn_clause(rows)} ([table](docs/results.md#{slug(f'Training-step levers: {dev}')}))."
+    ]
+
+
+def latency_line(root: Path, shipped: str) -> list[str]:
+    """The newest device report that measured the shipped student (an older report: the newest of all), with the
+    other devices' onnx-fused figures."""
+    benches = sorted(device_dirs(root, "bench.json"), key=lambda rel: load(root, rel).get("created", ""))
+    shipped_benches = [rel for rel in benches if (shipped, "onnx", 2) in bench_rows(load(root, rel))]
+    chosen = (shipped_benches or benches)[-1:]
+    if not chosen:
+        return []
+    dev, rows = chosen[0].parent.name, bench_rows(load(root, chosen[0]))
+    campaign = (shipped, "student_lsp_long")  # the shipped one, then its predecessor (an older report)
+    label = next((m for m in (*campaign, "student_lsp") if (m, "onnx", 2) in rows), "student_lsp")
+    fp, q = rows.get((label, "onnx", 2)), rows.get((label, "onnx-int8", 2))
+    if not (fp and q):
+        return []
+    what = "the shipped LSP paper student" if label in campaign else "the LSP paper student"
+    source = f"at its {fp['points']} points" if label in campaign else "from a CPU-budget run"
+    return [
+        f"- **Student latency** ({what}, {fp['oa'] * 100:.2f} % OA {source}; "
+        f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads, on `{dev}`): p50 {fp['p50_ms']:.2f} ms, "
+        f"p99 {fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
+        f"{int8_clause(root, rows, label, dev)}{other_devices_clause(root, shipped_benches[:-1], label)} "
+        f"([table](docs/results.md#{slug(f'`pointkd bench`: {dev}')}))."
+    ]
+
+
+def server_line(root: Path, shipped: str) -> list[str]:
+    """The load tests :func:`server_tests` picks, and the span of the others."""
+    tests = [(load(root, rel), rel) for rel in glob(root, "*/load_test_student*/load_test.json")]
+    shown = server_tests(tests, shipped)
+    if not shown:
+        return []
+    clauses = "; ".join(server_clause(d, rel, shipped) for d, rel in shown)
+    others = [d for d, rel in tests if all(rel != r for _, r in shown)]
+    return [
+        "- **Server** (`pointkd serve`, 50 requests/s of binary bodies, client on the same 2 cores, goal p99 ≤ "
+        f"10 ms): {clauses}{other_load_tests(others)}."
+    ]
+
+
+def demo_line(root: Path) -> list[str]:
+    d = load(root, RESULTS / "demo" / "demo.json")
+    if not d:
+        return []
+    serve = d.get("stages", {}).get("serve", {})
+    return [
+        f"- **`make demo`** end to end on ModelNet40: {d['total_seconds'] / 60:.1f} min on 2 cores, "
+        f"{serve.get('requests', 0) - serve.get('errors', 0)}/{serve.get('requests')} HTTP answers "
+        "([table](docs/results.md#pointkd-demo))."
+    ]
+
+
 def headline(root: Path) -> list[str]:
     """Five headline numbers, each linking into docs/results.md; a missing source drops its line."""
     from pointkd.demo import SHIPPED
 
-    shipped_student = Path(SHIPPED["student"]).stem
-    out = shipped_models_line(root)
-    out += method_lines(root)
-    runs = sorted(levers.results(root), key=lambda rel: load(root, rel).get("created", ""))
-    d = load(root, runs[-1]) if runs else None
-    if d:
-        dev = runs[-1].parent.name
-        rows = {(r["label"], r["code"], r.get("centres")): r for r in d.get("rows", []) if r.get("status") == "ok"}
-        tb, tc = rows.get(("teacher", "baseline", None)), rows.get(("teacher", "current", None))
-        lsp, scratch = rows.get(("LSP, 128 centres", "current", 128)), rows.get(("scratch student", "current", None))
-        if tb and tc and lsp and scratch:
-            out.append(
-                f"- **Training step** (batch 32 × 512, on `{dev}`): teacher {tb['ms_p50']:.0f} → {tc['ms_p50']:.0f} "
-                f"ms; an LSP step costs {lsp['ms_p50'] / scratch['ms_p50']:.2f}× a scratch-student step"
-                f"{levers.fused_knn_clause(rows)} ([table](docs/results.md#{slug(f'Training-step levers: {dev}')}))."
-            )
-    # the newest device report that measured the shipped student (an older report: the newest of all)
-    benches = sorted(device_dirs(root, "bench.json"), key=lambda rel: load(root, rel).get("created", ""))
-    shipped_benches = [rel for rel in benches if (shipped_student, "onnx", 2) in bench_rows(load(root, rel))]
-    chosen = (shipped_benches or benches)[-1:] or [None]
-    d = load(root, chosen[0]) if chosen[0] else None
-    if d:
-        dev = chosen[0].parent.name
-        rows = bench_rows(d)
-        # the shipped campaign student, else (an older report) the CPU-budget one
-        campaign = (shipped_student, "student_lsp_long")  # the shipped one, then its predecessor
-        label = next((m for m in (*campaign, "student_lsp") if (m, "onnx", 2) in rows), "student_lsp")
-        fp, q = rows.get((label, "onnx", 2)), rows.get((label, "onnx-int8", 2))
-        what = "the shipped LSP paper student" if label in campaign else "the LSP paper student"
-        source = f"at its {fp['points']} points" if fp and label in campaign else "from a CPU-budget run"
-        if fp and q:
-            out.append(
-                f"- **Student latency** ({what}, {fp['oa'] * 100:.2f} % OA {source}; "
-                f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads, on `{dev}`): p50 {fp['p50_ms']:.2f} ms, "
-                f"p99 {fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
-                f"{int8_clause(root, rows, label, dev)}{other_devices_clause(root, shipped_benches[:-1], label)} "
-                f"([table](docs/results.md#{slug(f'`pointkd bench`: {dev}')}))."
-            )
-    tests = [(load(root, rel), rel) for rel in glob(root, "*/load_test_student*/load_test.json")]
-    shown = server_tests(tests, shipped_student)
-    if shown:
-        clauses = "; ".join(server_clause(d, rel, shipped_student) for d, rel in shown)
-        others = [d for d, rel in tests if all(rel != r for _, r in shown)]
-        out.append(
-            "- **Server** (`pointkd serve`, 50 requests/s of binary bodies, client on the same 2 cores, goal p99 ≤ "
-            f"10 ms): {clauses}{other_load_tests(others)}."
-        )
-    d = load(root, RESULTS / "demo" / "demo.json")
-    if d:
-        serve = d.get("stages", {}).get("serve", {})
-        out.append(
-            f"- **`make demo`** end to end on ModelNet40: {d['total_seconds'] / 60:.1f} min on 2 cores, "
-            f"{serve.get('requests', 0) - serve.get('errors', 0)}/{serve.get('requests')} HTTP answers "
-            "([table](docs/results.md#pointkd-demo))."
-        )
-    return out
+    shipped = Path(SHIPPED["student"]).stem
+    lines = shipped_models_line(root) + method_lines(root) + training_step_line(root)
+    return lines + latency_line(root, shipped) + server_line(root, shipped) + demo_line(root)
