@@ -319,3 +319,11 @@ def test_student_latency_headline_is_the_newest_device_and_names_the_others_fuse
     [line] = [line for line in doc.headline(tmp_path) if line.startswith("- **Student latency**")]
     assert "on `new_dev`): p50 8.00 ms, p99 9.00 ms" in line and "onnx-fused: p50 3.00 ms, p99 4.00" in line
     assert "; onnx-fused on `old_dev` p50 1.50 ms, p99 2.50 ([table](docs/results.md#pointkd-bench-new_dev))" in line
+
+
+def test_every_heading_of_the_results_document_has_its_own_anchor():
+    from pointkd.results import slug
+
+    doc = Path(__file__).parents[1] / "docs" / "results.md"
+    anchors = [slug(line.lstrip("#")) for line in doc.read_text().splitlines() if line.startswith("#")]
+    assert anchors and len(anchors) == len(set(anchors)), sorted(a for a in anchors if anchors.count(a) > 1)

@@ -158,7 +158,7 @@ def section_paper_campaign(root: Path, plan: str = PAPER_PLAN) -> list[str]:
         epochs = groups[base][0].get("epochs")
         same = {k: v for k, v in groups.items() if k == base or v[0].get("epochs") == epochs}
         renamed = {(("scratch" if k == base else k[0]), k[1]): v for k, v in same.items()}
-        lines += section_campaign_pairs(renamed, paper_student)
+        lines += section_campaign_pairs(renamed, paper_student, f" at {epochs} epochs")
     return lines
 
 
@@ -208,8 +208,9 @@ def seed_deltas(runs: list[dict], baseline: dict[int, dict], key: str) -> list[t
     return out
 
 
-def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: str) -> list[str]:
-    """Each method minus scratch, seed by seed (the same seed draws the same initialisation and batches)."""
+def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: str, where: str = "") -> list[str]:
+    """Each method minus scratch, seed by seed (the same seed draws the same initialisation and batches); ``where``
+    ends the heading, so each campaign's table has its own anchor."""
     baseline = {r.get("seed"): r for r in groups.get(("scratch", student), [])}
     rows = []
     for (label, model), runs in groups.items():
@@ -234,7 +235,7 @@ def section_campaign_pairs(groups: dict[tuple[str, str], list[dict]], student: s
     if not rows:
         return []
     lines = [
-        "### Paired by seed: each method minus scratch",
+        f"### Paired by seed: each method minus scratch{where}",
         "",
         "OA points over the scratch student of the same seed, at 1024 / 512 test points; the means carry the sample",
         "standard deviation of the per-seed differences (the seed-to-seed noise a target such as +1.0 must clear),",
