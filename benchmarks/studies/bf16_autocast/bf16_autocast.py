@@ -1,0 +1,105 @@
+"""Is a training step faster under CPU bf16 autocast on a CPU with AVX-512 BF16 (Zen 4, Zen 5, Sapphire Rapids)?
+
+One SGD step (forward, cross-entropy, backward, update) of the teacher at 1024 points and of the paper student at 512
+points, batch 32, real ModelNet40 clouds, fp32 against ``torch.autocast("cpu", dtype=torch.bfloat16)``, interleaved
+rounds. pointkd's EdgeConv has no bf16 path: its CSR SpMM (MKL has no bf16 sparse kernel) and its BatchNorm running
+statistics fail on bf16 tensors. This study runs them in fp32 inside the autocast region (:func:`fp32_islands`), the
+cheapest a bf16 path could be made; every other op runs as autocast casts it. If that is not faster, a bf16 training
+path is not worth writing on these CPUs.
+
+Run (nothing else on the cores): ``python benchmarks/studies/bf16_autocast/bf16_autocast.py`` ->
+``<device-id>/bf16_autocast.{md,json}`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pointkd.bench import harness
+from pointkd.bench.device import device_id
+from pointkd.data import load_modelnet40
+from pointkd.models import create_model, edgeconv
+
+HERE = Path(__file__).resolve().parent
+CASES = (("dgcnn_teacher", 1024), ("dgcnn_student", 512))
+
+
+@contextmanager
+def fp32_islands():
+    """EdgeConv's SpMM and running-statistics update in fp32 within an autocast region (restored on exit)."""
+    spmm_f, spmm_b, stats = edgeconv._SpMM.forward, edgeconv._SpMM.backward, edgeconv._update_running_stats
+
+    def forward(ctx, a, at, x):
+        ctx.dtype = x.dtype
+        with torch.autocast("cpu", enabled=False):
+            return spmm_f(ctx, a.to(torch.float32), at.to(torch.float32), x.float()).to(x.dtype)
+
+    def backward(ctx, grad):
+        with torch.autocast("cpu", enabled=False):
+            _, _, g = spmm_b(ctx, grad.float())
+        return None, None, g.to(ctx.dtype)
+
+    edgeconv._SpMM.forward, edgeconv._SpMM.backward = staticmethod(forward), staticmethod(backward)
+    edgeconv._update_running_stats = lambda bn, mean, var, n: stats(bn, mean.float(), var.float(), n)
+    try:
+        yield
+    finally:
+        edgeconv._SpMM.forward, edgeconv._SpMM.backward = staticmethod(spmm_f), staticmethod(spmm_b)
+        edgeconv._update_running_stats = stats
+
+
+def step_fn(name: str, clouds: torch.Tensor, labels: torch.Tensor, bf16: bool):
+    model = create_model(name).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(clouds).float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=12, help="timed steps per case and mode")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--data", default=None)
+    args = ap.parse_args()
+    info = harness.device_header([torch.get_num_threads()])
+    splits = load_modelnet40(args.data)  # default: the shared real ModelNet40
+    rows = []
+    with fp32_islands():
+        for name, points in CASES:
+            clouds, labels = splits.train_x[:32, :points].contiguous(), splits.train_y[:32]
+            fns = {mode: step_fn(name, clouds, labels, mode == "bf16") for mode in ("fp32", "bf16")}
+            times = harness.interleaved(fns, args.repeats, args.rounds, warmup=2)
+            s = {mode: harness.summary(t, (50, 90), digits=1) for mode, t in times.items()}
+            rows.append({"model": name, "points": points, "batch": 32, **s})
+            ratio = s["fp32"]["p50_ms"] / s["bf16"]["p50_ms"]
+            print(f"{name} {points}: fp32 {s['fp32']['p50_ms']} ms, bf16 {s['bf16']['p50_ms']} ms ({ratio:.2f}x)")
+    lines = [
+        "# bf16 autocast against fp32: one training step",
+        "",
+        f"{info['cpu']} ({info.get('microarch')}, {info.get('simd')}), {torch.get_num_threads()} threads; batch 32,",
+        "SGD step with cross-entropy; EdgeConv's SpMM and BatchNorm statistics kept fp32 in the bf16 rows.",
+        "",
+        "| model | points | fp32 p50 ms | bf16 p50 ms | fp32 / bf16 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ratio = r["fp32"]["p50_ms"] / r["bf16"]["p50_ms"]
+        lines.append(f"| {r['model']} | {r['points']} | {r['fp32']['p50_ms']} | {r['bf16']['p50_ms']} | {ratio:.2f} |")
+    lines += ["", "Command: `python benchmarks/studies/bf16_autocast/bf16_autocast.py`", ""]
+    harness.write(HERE / device_id(info), "bf16_autocast", {"device": info, "rows": rows}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
