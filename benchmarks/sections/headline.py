@@ -117,13 +117,13 @@ def method_lines(root: Path) -> list[str]:
     return out
 
 
-def other_devices_clause(root: Path, rels: list[Path], label: str) -> str:
-    """The shipped student's onnx-fused latency on the other devices whose bench measured it."""
+def other_devices_clause(reports: dict[str, dict], label: str) -> str:
+    """The shipped student's onnx-fused latency on other devices, from their bench rows by device folder."""
     clauses = []
-    for rel in rels:
-        row = bench_rows(load(root, rel)).get((label, "onnx-fused", 2))
+    for dev, rows in reports.items():
+        row = rows.get((label, "onnx-fused", 2))
         if row:
-            clauses.append(f"on `{rel.parent.name}` p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f}")
+            clauses.append(f"on `{dev}` p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f}")
     return f"; onnx-fused {'; '.join(clauses)}" if clauses else ""
 
 
@@ -166,12 +166,15 @@ def training_step_line(root: Path) -> list[str]:
 def latency_line(root: Path, shipped: str) -> list[str]:
     """The newest device report that measured the shipped student (an older report: the newest of all), with the
     other devices' onnx-fused figures."""
-    benches = sorted(device_dirs(root, "bench.json"), key=lambda rel: load(root, rel).get("created", ""))
-    shipped_benches = [rel for rel in benches if (shipped, "onnx", 2) in bench_rows(load(root, rel))]
+    reports = {rel: load(root, rel) for rel in device_dirs(root, "bench.json")}
+    benches = sorted(reports, key=lambda rel: reports[rel].get("created", ""))
+    rows_of = {rel: bench_rows(reports[rel]) for rel in benches}
+    shipped_benches = [rel for rel in benches if (shipped, "onnx", 2) in rows_of[rel]]
     chosen = (shipped_benches or benches)[-1:]
     if not chosen:
         return []
-    dev, rows = chosen[0].parent.name, bench_rows(load(root, chosen[0]))
+    dev, rows = chosen[0].parent.name, rows_of[chosen[0]]
+    others = {rel.parent.name: rows_of[rel] for rel in shipped_benches[:-1]}
     campaign = (shipped, "student_lsp_long")  # the shipped one, then its predecessor (an older report)
     label = next((m for m in (*campaign, "student_lsp") if (m, "onnx", 2) in rows), "student_lsp")
     fp, q = rows.get((label, "onnx", 2)), rows.get((label, "onnx-int8", 2))
@@ -183,7 +186,7 @@ def latency_line(root: Path, shipped: str) -> list[str]:
         f"- **Student latency** ({what}, {fp['oa'] * 100:.2f} % OA {source}; "
         f"ONNX Runtime, batch 1, {fp['points']} points, 2 threads, on `{dev}`): p50 {fp['p50_ms']:.2f} ms, "
         f"p99 {fp['p99_ms']:.2f} ms{fused_clause(rows.get((label, 'onnx-fused', 2)))}; "
-        f"{int8_clause(root, rows, label, dev)}{other_devices_clause(root, shipped_benches[:-1], label)} "
+        f"{int8_clause(root, rows, label, dev)}{other_devices_clause(others, label)} "
         f"([table](docs/results.md#{slug(f'`pointkd bench`: {dev}')}))."
     ]
 

@@ -34,7 +34,8 @@ def server_clause(d: dict, rel: Path, shipped: str) -> str:
     errors = sum(r.get("errors", 0) for r in d.get("rows", []) if r.get("payload") == "binary")
     model = served_model(d)
     what = f"the shipped {model}" if model == shipped else model
-    where = f" on `{ran_on(rel)}`" if ran_on(rel) else ""
+    device = ran_on(rel)
+    where = f" on `{device}`" if device else ""
     return (
         f"{what} {d.get('format')}{where} at {d.get('num_points')} points, {srv.get('threads')} thread(s): p99 "
         f"{binary_p99(d):.2f} ms over {g.get('open_loop_requests')} requests, {errors} errors, goal "

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from pointkd.bench import harness
-from pointkd.bench.device import device_id
 from pointkd.data import load_modelnet40
 from pointkd.models import create_model, edgeconv
 
@@ -89,8 +88,8 @@ def main() -> None:
             fns = {mode: step_fn(name, clouds, labels, mode == "bf16") for mode in ("fp32", "bf16")}
             times = harness.interleaved(fns, args.repeats, args.rounds, warmup=2)
             s = {mode: harness.summary(t, (50, 90), digits=1) for mode, t in times.items()}
-            rows.append({"model": name, "points": points, "batch": 32, **s})
-            ratio = s["fp32"]["p50_ms"] / s["bf16"]["p50_ms"]
+            ratio = round(s["fp32"]["p50_ms"] / s["bf16"]["p50_ms"], 2)
+            rows.append({"model": name, "points": points, "batch": 32, **s, "fp32_over_bf16": ratio})
             print(f"{name} {points}: fp32 {s['fp32']['p50_ms']} ms, bf16 {s['bf16']['p50_ms']} ms ({ratio:.2f}x)")
     lines = [
         "# bf16 autocast against fp32: one training step",
@@ -103,10 +102,11 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        ratio = r["fp32"]["p50_ms"] / r["bf16"]["p50_ms"]
-        lines.append(f"| {r['model']} | {r['points']} | {r['fp32']['p50_ms']} | {r['bf16']['p50_ms']} | {ratio:.2f} |")
+        cells = (r["model"], r["points"], r["fp32"]["p50_ms"], r["bf16"]["p50_ms"], f"{r['fp32_over_bf16']:.2f}")
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", "Command: `python benchmarks/studies/bf16_autocast/bf16_autocast.py`", ""]
-    harness.write(HERE / device_id(info), "bf16_autocast", {"device": info, "rows": rows}, "\n".join(lines))
+    folder = harness.out_folder(None, info, HERE)
+    harness.write(folder, "bf16_autocast", {"device": info, "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":
