@@ -21,6 +21,7 @@ from .errors import ConfigError
 KERNELS = ("rbf", "poly", "linear", "l2")  # LSP kernels
 SIGMA_RULES = ("fixed", "median")  # the RBF bandwidth rule of pointkd.distill.kernels
 CLASS_WEIGHT_RULES = ("none", "inverse_sqrt", "inverse")  # cross-entropy class weights (pointkd.train.class_weights)
+PRECISIONS = ("fp32", "bf16")  # training precision (pointkd.models.precision)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainSection:
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda; under torchrun, cuda:<LOCAL_RANK>
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
     init: str | None = None  # start from this checkpoint's weights (same model config); optimizer and schedule anew
+    precision: str = "fp32"  # fp32 | bf16: the training forward under bf16 autocast (pointkd.models.precision)
 
 
 # The distill fields that only parameterise the ``distill.method`` presets (pointkd.distill.presets); a config with
@@ -206,6 +208,7 @@ class RunConfig:
             (t.eval_every >= 1, "train.eval_every must be >= 1"),
             (t.class_weights in CLASS_WEIGHT_RULES, f"train.class_weights must be one of {CLASS_WEIGHT_RULES}"),
             (0 <= t.swa_epochs <= t.epochs, "train.swa_epochs must be in 0..train.epochs"),
+            (t.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -8,6 +8,14 @@ from pathlib import Path
 
 from .common import run_args
 
+# run_args' shorthand flags and the config keys they override
+FLAG_KEYS = {
+    "epochs": "train.epochs",
+    "threads": "train.threads",
+    "precision": "train.precision",
+    "data": "data.source",
+}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
@@ -32,7 +40,7 @@ def run_training(args: argparse.Namespace, default_config: str, overrides: list[
     from ..train import train
 
     overrides = overrides + list(args.overrides)
-    for flag, key in (("epochs", "train.epochs"), ("threads", "train.threads"), ("data", "data.source")):
+    for flag, key in FLAG_KEYS.items():
         if getattr(args, flag):
             overrides.append(f"{key}={getattr(args, flag)}")
     cfg = load_config(args.config or default_config, overrides)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..config import DistillSection
 from ..models import DGCNN
+from ..models.precision import check_precision, forward_in
 from .presets import preset_terms
 from .registry import StepOutputs, TeacherOutput, build_loss, loss_options, term_name
 
@@ -33,15 +34,17 @@ class StepLoss:
 
 
 class Supervised(nn.Module):
-    """Cross-entropy with label smoothing and, optionally, per-class weights ``[K]``."""
+    """Cross-entropy with label smoothing and, optionally, per-class weights ``[K]``; the model's forward in
+    ``precision`` (:mod:`pointkd.models.precision`), the loss in fp32."""
 
-    def __init__(self, label_smoothing: float = 0.0, class_weight: Tensor | None = None):
+    def __init__(self, label_smoothing: float = 0.0, class_weight: Tensor | None = None, precision: str = "fp32"):
         super().__init__()
         self.label_smoothing = label_smoothing
+        self.precision = check_precision(precision)
         self.register_buffer("class_weight", class_weight, persistent=False)  # derived from the data, not state
 
     def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
-        logits = model(points)
+        logits = forward_in(self.precision, model, points)
         ce = F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=self.label_smoothing)
         return StepLoss(ce, logits, {"ce": float(ce.detach())})
 
@@ -52,7 +55,7 @@ class Distill(nn.Module):
 
     Term specs that leave them out get the section's ``layer_map`` and ``layer_weights`` and the run's
     ``label_smoothing`` and ``class_weight`` (for ``ce``). The teacher runs only as deep as the terms read, and its
-    head only when a term reads logits or the embedding."""
+    head only when a term reads logits or the embedding. Both forwards run in ``precision``, the terms in fp32."""
 
     def __init__(
         self,
@@ -61,10 +64,12 @@ class Distill(nn.Module):
         settings: DistillSection,
         label_smoothing: float = 0.0,
         class_weight: Tensor | None = None,
+        precision: str = "fp32",
     ):
         super().__init__()
         settings.validate()
         self.settings = settings
+        self.precision = check_precision(precision)
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -87,7 +92,8 @@ class Distill(nn.Module):
 
     def forward(self, model: nn.Module, points: Tensor, labels: Tensor) -> StepLoss:
         t_out = self._teacher_outputs(points)
-        s_out = model.forward_features(points, first_graph=self._shared_first_graph(model, t_out.graphs[0]))
+        first_graph = self._shared_first_graph(model, t_out.graphs[0])
+        s_out = forward_in(self.precision, model.forward_features, points, first_graph=first_graph)
         out = StepOutputs(s_out, t_out, points, labels)
         terms = {name: term.weight * term(out) for name, term in self.losses.items()}
         loss = torch.stack(list(terms.values())).sum()
@@ -99,10 +105,10 @@ class Distill(nn.Module):
         logits or the embedding."""
         teacher = self.teacher[0]
         if any(term.reads_head for term in self.losses.values()):
-            out = teacher.forward_features(points)
+            out = forward_in(self.precision, teacher.forward_features, points)
             return TeacherOutput(out.features, out.graphs, out.logits, out.embedding)
         deepest = max(0, *(term.deepest_teacher_layer() for term in self.losses.values()))
-        features, graphs = teacher.forward_layers(points, upto=deepest)
+        features, graphs = forward_in(self.precision, teacher.forward_layers, points, upto=deepest)
         return TeacherOutput(features, graphs)
 
     def _shared_first_graph(self, student: nn.Module, teacher_graph: Tensor) -> Tensor | None:

@@ -31,6 +31,9 @@ Two implementations, equal to float tolerance (``tests/test_edgeconv.py``):
   path, so :func:`neighbor_argmax` packs each point's index into the low mantissa bits of ``float64(a)`` (a float32
   widened to float64 has 29 zero low bits), takes the amax of those keys and reads the index back: exact, the
   same values as the gather + max it replaced (``benchmarks/results/<device>/edgeconv_max*``).
+
+  Under a bf16 autocast region (``train.precision: bf16``) only the two per-point matmuls run in bf16; the edge
+  part above runs in fp32 and so does the output (:mod:`pointkd.models.precision`).
 """
 
 from __future__ import annotations
@@ -174,11 +177,22 @@ class EdgeConv(nn.Module):
         return w1, self.weight[:, c:] - w1
 
     def forward_fast(self, x: Tensor, idx: Tensor) -> Tensor:
-        b, n, _ = x.shape
-        k = idx.shape[-1]
         w1, w2 = self.split_weight()
         a = F.linear(x, w1)  # [B, N, C_out], neighbour term
         c = F.linear(x, w2)  # [B, N, C_out], centre term
+        device = a.device.type
+        if torch.is_autocast_enabled(device) and a.dtype != torch.float32:
+            # Mixed precision: the per-point matmuls above ran in autocast's dtype; the edge part runs in fp32
+            # (moments, SpMM, neighbour argmax: see pointkd.models.precision).
+            with torch.autocast(device, enabled=False):
+                return self._edge_part(a.float(), c.float(), idx)
+        return self._edge_part(a, c, idx)
+
+    def _edge_part(self, a: Tensor, c: Tensor, idx: Tensor) -> Tensor:
+        """``max_j σ(BN(a_j + c_i))`` over the neighbours ``idx`` ``[B, N, k]`` of each point, from the neighbour
+        and centre terms ``a``, ``c`` ``[B, N, C_out]`` (module docstring)."""
+        b, n, _ = a.shape
+        k = idx.shape[-1]
         bn = self.bn
         adj = None
         if self.training or not bn.track_running_stats:

@@ -26,6 +26,7 @@ from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from ..config import ConfigError, RunConfig
 from ..data import PointCloudSplits, TrainAugment, load_modelnet40
 from ..models import DGCNN, create_model
+from ..models.precision import cpu_has_native_bf16
 from ..process import progress_interval, show_bars
 from .class_weights import class_weights
 from .distributed import (
@@ -128,14 +129,14 @@ def build_objective(cfg: RunConfig, model: DGCNN, classes: list[str], train_labe
         raise ValueError(f"train.class_weights {rule!r} needs the training labels")
     weight = None if train_labels is None else class_weights(train_labels, len(classes), rule)
     if d is None or not d.needs_teacher:
-        return Supervised(cfg.train.label_smoothing, weight)
+        return Supervised(cfg.train.label_smoothing, weight, cfg.train.precision)
     if not d.teacher:
         what = f"distill.method {d.preset!r}" if d.terms is None else "distill.terms"
         raise ConfigError(f"{what} needs a teacher checkpoint (--teacher)")
     ckpt = load_checkpoint(d.teacher)
     if list(ckpt["classes"]) != list(classes):
         raise ValueError(f"teacher {d.teacher} was trained on other classes than this data set's")
-    return Distill(model_from_checkpoint(ckpt), model, d, cfg.train.label_smoothing, weight)
+    return Distill(model_from_checkpoint(ckpt), model, d, cfg.train.label_smoothing, weight, cfg.train.precision)
 
 
 @dataclass
@@ -238,6 +239,8 @@ def _set_up(
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(cfg, data.num_classes).to(ctx.device)
     objective = build_objective(cfg, model, data.classes, data.train_y).to(ctx.device)
+    if t.precision == "bf16" and ctx.device.type == "cpu" and not cpu_has_native_bf16():
+        log("warning: train.precision bf16 on a CPU without AVX-512 BF16 or AMX: bf16 is emulated, slower than fp32")
     train_step = TrainStep(model, objective)
     step_module = wrap_for_training(train_step, ctx, t.sync_bn)  # train_step itself, or DDP around it
     params = list(model.parameters()) + list(objective.parameters())
