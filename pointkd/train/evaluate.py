@@ -46,20 +46,26 @@ def vote_scales(votes: int, clouds: int, seed: int = 0) -> Tensor:
 
 
 @torch.inference_mode()
+def predict_votes(
+    model: nn.Module, clouds: Tensor, num_points: int, votes: int, batch_size: int = 64, seed: int = 0
+) -> Tensor:
+    """Class probabilities ``[votes, M, num_classes]`` of each of ``votes`` copies of each cloud, anisotropically
+    scaled by :func:`vote_scales` (copy 0 is the cloud itself, so ``[0]`` is the single-pass prediction)."""
+    if votes < 1:
+        raise ValueError(f"votes must be at least 1, got {votes}")
+    subset = fixed_subset(clouds, num_points)
+    scales = vote_scales(votes, subset.shape[0], seed)
+    return torch.stack(
+        [predict(model, subset * scales[v].to(subset.device), num_points, batch_size).softmax(-1) for v in range(votes)]
+    )
+
+
 def predict_voting(
     model: nn.Module, clouds: Tensor, num_points: int, votes: int, batch_size: int = 64, seed: int = 0
 ) -> Tensor:
     """Class probabilities ``[M, num_classes]`` averaged over ``votes`` anisotropically scaled copies of each cloud
     (test-time voting, as the DGCNN literature reports it beside the single-pass figure)."""
-    if votes < 1:
-        raise ValueError(f"votes must be at least 1, got {votes}")
-    subset = fixed_subset(clouds, num_points)
-    scales = vote_scales(votes, subset.shape[0], seed)
-    probs = 0
-    for v in range(votes):
-        logits = predict(model, subset * scales[v].to(subset.device), num_points, batch_size)
-        probs = probs + logits.softmax(-1) / votes
-    return probs
+    return predict_votes(model, clouds, num_points, votes, batch_size, seed).mean(0)
 
 
 def evaluate(
