@@ -117,6 +117,7 @@ LAYOUT: list[tuple[str | None, list[Section]]] = [
             campaign.section_runs,
             section_paper_campaign,
             part("per_class").section,
+            part("voting").section,
         ],
     ),
     (
