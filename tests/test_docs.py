@@ -242,10 +242,16 @@ def test_paper_style_table_groups_seeds_skips_warm_starts_and_pairs_the_same_bud
     ]
     paper = {"student": "dgcnn_student", "oa_macc": {"teacher": [92.4, 89.3], "lsp": [91.9, 88.6]}}
     (folder / "summary.json").write_text(json.dumps({"teacher": None, "runs": runs, "paper": paper}))
+    # Test-time voting of the ships: both scratch seeds, one LSP seed (the other's ship is missing).
+    votes = {"scratch20-s1": 0.87, "scratch20-s2": 0.88, "lsp_med20-s1": 0.89}
+    rows = [{"run": name, "voting": {"oa": oa}} for name, oa in votes.items()]
+    (folder.parents[1] / "voting.json").write_text(json.dumps({"votes": 10, "points": 1024, "rows": rows}))
     lines = doc.section_paper_campaign(tmp_path)
     text = "\n".join(lines)
-    assert "| lsp_med20 | lsp | 1, 2 | 20 | 88.00 ± 0.00 | 82.00 ± 0.00 | – | 91.9 | 88.6 | -3.90 |" in text
-    assert "| scratch20 | scratch | 1, 2 | 20 | 86.50 ± 0.71 | 80.00 ± 0.00 | – | – | – | – |" in text
+    assert "| OA 512 | OA 1024, 10 votes | paper OA |" in text
+    lsp_row = "| lsp_med20 | lsp | 1, 2 | 20 | 88.00 ± 0.00 | 82.00 ± 0.00 | – | 89.00 (1 of 2) | 91.9 | 88.6 | -3.90 |"
+    assert lsp_row in text
+    assert "| scratch20 | scratch | 1, 2 | 20 | 86.50 ± 0.71 | 80.00 ± 0.00 | – | 87.50 ± 0.71 | – | – | – |" in text
     assert "lsp_tail" not in text  # a warm start adds to another run's epochs: not a row of the paper's table
     # paired: s1 +2.00, s2 +1.00 -> mean +1.50 ± 0.71; t(1) 12.706 * 0.707 / sqrt(2) = 6.35
     assert "| lsp_med20 | 2 | s1: +2.00 / –; s2: +1.00 / – | +1.50 ± 0.71 | -4.85 to +7.85 | – | – |" in text
