@@ -27,6 +27,7 @@ from pointkd.cli.eval import eval_k
 from pointkd.data import load_modelnet40
 from pointkd.demo import SHIPPED
 from pointkd.process import reexec_with_jemalloc
+from pointkd.results import voting_table
 from pointkd.train.evaluate import predict_votes
 from pointkd.train.metrics import ClassificationReport
 
@@ -81,23 +82,8 @@ def markdown(result: dict) -> str:
         f"single pass against the mean probability of {v} copies (copy 0 the cloud, the rest scaled per axis by "
         "0.85-1.15, seeded). OA and mAcc in %. Voting is its own column, never a headline.",
         "",
-        f"| checkpoint | model | k | OA | mAcc | OA, {v} votes | mAcc, {v} votes | ΔOA | ΔmAcc |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *voting_table(result),
     ]
-    for r in result["rows"]:
-        s, m = r["single"], r["voting"]
-        cells = [
-            r["run"],
-            r["model"],
-            r["k"],
-            f"{s['oa'] * 100:.2f}",
-            f"{s['macc'] * 100:.2f}",
-            f"{m['oa'] * 100:.2f}",
-            f"{m['macc'] * 100:.2f}",
-            f"{(m['oa'] - s['oa']) * 100:+.2f}",
-            f"{(m['macc'] - s['macc']) * 100:+.2f}",
-        ]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", "Command: `python benchmarks/voting.py`", ""]
     return "\n".join(lines)
 

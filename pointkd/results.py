@@ -116,6 +116,18 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def voting_table(d: dict[str, Any]) -> list[str]:
+    """``benchmarks/voting.py``'s result as a table: a row per checkpoint, OA and mAcc with one pass and with the
+    vote, and the OA difference (the script's Markdown and docs/results.md both render it here)."""
+    v, rows = d["votes"], []
+    for r in d["rows"]:
+        s, m = r["single"], r["voting"]
+        cells = [pct(s["oa"]), pct(s["macc"]), pct(m["oa"]), pct(m["macc"]), signed((m["oa"] - s["oa"]) * 100)]
+        rows.append([f"`{r['run']}`", r["model"], r["k"], *cells])
+    header = ["checkpoint", "model", "k", "OA", "mAcc", f"OA, {v} votes", f"mAcc, {v} votes", "ΔOA"]
+    return table(header, rows, "llrrrrrr")
+
+
 def per_class_lines(d: dict[str, Any], command: str = "python benchmarks/per_class.py") -> list[str]:
     """The served student's accuracy per class beside its teacher's, worst difference first, from
     ``benchmarks/per_class.py``'s report ``d``: the paragraph and the table (no heading, no source line), the one

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pointkd.results import RESULTS, load, source, table
+from pointkd.results import RESULTS, load, source, voting_table
 
 RESULT = RESULTS / "voting.json"
 
@@ -16,26 +16,10 @@ def section(root: Path) -> list[str]:
     if not d or not d.get("rows"):
         return []
     v = d["votes"]
-    rows = []
-    for r in d["rows"]:
-        s, m = r["single"], r["voting"]
-        rows.append(
-            [
-                f"`{r['run']}`",
-                r["model"],
-                r["k"],
-                f"{s['oa'] * 100:.2f}",
-                f"{s['macc'] * 100:.2f}",
-                f"{m['oa'] * 100:.2f}",
-                f"{m['macc'] * 100:.2f}",
-                f"{(m['oa'] - s['oa']) * 100:+.2f}",
-            ]
-        )
-    header = ["checkpoint", "model", "k", "OA", "mAcc", f"OA, {v} votes", f"mAcc, {v} votes", "ΔOA"]
     intro = (
         f"`python benchmarks/voting.py`: every committed checkpoint on the whole test split at {d['points']} points, "
         f"one pass against the mean probability of {v} copies (copy 0 the cloud itself, the rest scaled per axis by "
         "0.85-1.15, seeded), from the same passes. These are the fp16 ships, so a single pass may differ from its "
         "run's fp32 record by a few clouds. Voting is reported here, never as a model's headline."
     )
-    return ["### Test-time voting", "", intro, "", *table(header, rows, "llrrrrrr"), "", source(RESULT), ""]
+    return ["### Test-time voting", "", intro, "", *voting_table(d), "", source(RESULT), ""]
