@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pointkd.checkpoint import load_checkpoint, model_from_checkpoint, state_sha256
+from pointkd.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, state_sha256
 from pointkd.cli.eval import eval_k
 from pointkd.data import load_modelnet40
 from pointkd.demo import SHIPPED
@@ -54,8 +54,6 @@ def metrics(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[
 
 def measure(path: Path, ckpt: dict, sha: str, splits, points: int, votes: int, batch_size: int) -> dict:
     """The checkpoint ``ckpt`` (read from ``path``, weights ``sha``): its single-pass and ``votes``-vote accuracy."""
-    if list(ckpt["classes"]) != list(splits.classes):
-        raise ValueError(f"{path}: its classes are not the data's")
     k = eval_k("auto", ckpt, points)
     model = model_from_checkpoint(ckpt)
     model.set_k(k)
@@ -109,15 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = old.get("rows", []) if {k: old.get(k) for k in settings} == settings else []
     splits = load_modelnet40(args.data, num_points=args.points)
     for i, path in enumerate(paths, 1):
-        ckpt = load_checkpoint(path)
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as e:
+            parser.error(str(e))
         sha = state_sha256(ckpt["state_dict"])
         if any(r["sha256"] == sha for r in rows):
             print(f"[{i}/{len(paths)}] {path.name}: already measured")
             continue
-        try:
-            row = measure(path, ckpt, sha, splits, args.points, args.votes, args.batch_size)
-        except ValueError as e:
-            parser.error(str(e))
+        if list(ckpt["classes"]) != list(splits.classes):
+            parser.error(f"{path}: its classes are not the data's")
+        row = measure(path, ckpt, sha, splits, args.points, args.votes, args.batch_size)
         rows = [r for r in rows if r["run"] != row["run"]] + [row]
         s, v = row["single"], row["voting"]
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from scriptload import ROOT, load_script
 
@@ -59,3 +60,13 @@ def test_voting_script_rejects_bad_input(tiny_checkpoint, tmp_path):
         voting.main(["--votes", "1", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "v")])
     with pytest.raises(SystemExit):
         voting.main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "v")])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit):
+        voting.main(["--data", "synthetic", "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "v")])
+    tiny = load_modelnet40("synthetic", num_points=64)
+    other = tmp_path / "other.npz"  # the synthetic clouds under other class names
+    np.savez(other, train_x=tiny.train_x.numpy(), train_y=tiny.train_y.numpy(), test_x=tiny.test_x.numpy(),
+             test_y=tiny.test_y.numpy(), classes=np.array([f"c{i}" for i in range(len(tiny.classes))]))  # fmt: skip
+    with pytest.raises(SystemExit):
+        voting.main(["--data", str(other), "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "v")])
+    assert not (tmp_path / "v.json").exists()  # nothing measured, nothing written
