@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from pointkd.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, state_sha256
-from pointkd.cli.eval import eval_k
+from pointkd.checkpoint import CheckpointError, load_checkpoint, state_sha256
+from pointkd.cli.eval import eval_model
 from pointkd.data import load_modelnet40
 from pointkd.demo import SHIPPED
 from pointkd.process import reexec_with_jemalloc
@@ -54,9 +54,7 @@ def metrics(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[
 
 def measure(path: Path, ckpt: dict, sha: str, splits, points: int, votes: int, batch_size: int) -> dict:
     """The checkpoint ``ckpt`` (read from ``path``, weights ``sha``): its single-pass and ``votes``-vote accuracy."""
-    k = eval_k("auto", ckpt, points)
-    model = model_from_checkpoint(ckpt)
-    model.set_k(k)
+    model = eval_model(ckpt, points)
     start = time.perf_counter()
     probs = predict_votes(model, splits.test_x, points, votes, batch_size)
     return {
@@ -64,7 +62,7 @@ def measure(path: Path, ckpt: dict, sha: str, splits, points: int, votes: int, b
         "run": path.stem,
         "model": ckpt.get("model_name"),
         "sha256": sha,
-        "k": k,
+        "k": model.config.k,
         "single": metrics(probs[0].argmax(-1), splits.test_y, splits.num_classes),
         "voting": metrics(probs.mean(0).argmax(-1), splits.test_y, splits.num_classes),
         "seconds": round(time.perf_counter() - start, 1),

@@ -99,3 +99,12 @@ def test_scaled_k_and_set_k():
     assert eval_k("auto", ckpt, 1024) == 40 and eval_k("auto", ckpt, 512) == 20 and eval_k("30", ckpt, 1024) == 30
     with pytest.raises(ValueError, match="--k"):
         eval_k("-3", ckpt, 1024)
+
+
+def test_eval_model_sets_the_scaled_k(tiny_checkpoint):
+    from pointkd.checkpoint import load_checkpoint, model_from_checkpoint
+    from pointkd.cli.eval import eval_k, eval_model
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    assert eval_model(ckpt, 256).config.k == eval_k("auto", ckpt, 256) != model_from_checkpoint(ckpt).config.k
+    assert eval_model(ckpt, 256, "3").config.k == 3

@@ -11,6 +11,7 @@ from .common import OUTLIER_FILTERS, data_arg
 
 if TYPE_CHECKING:
     from ..data import PointCloudSplits
+    from ..models import DGCNN
     from ..train.metrics import ClassificationReport
 
 
@@ -191,6 +192,15 @@ def eval_k(choice: str, ckpt: dict, num_points: int) -> int:
     if not choice.isdigit() or int(choice) < 1:
         raise ValueError(f"--k must be a positive integer or auto, got {choice!r}")
     return int(choice)
+
+
+def eval_model(ckpt: dict, num_points: int, choice: str = "auto") -> DGCNN:
+    """``ckpt``'s model set up to classify clouds of ``num_points`` with ``--k`` ``choice`` (:func:`eval_k`)."""
+    from ..checkpoint import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt)
+    model.set_k(eval_k(choice, ckpt, num_points))
+    return model
 
 
 def evaluate_checkpoint(
