@@ -27,7 +27,7 @@ from pointkd.cli.eval import eval_model
 from pointkd.data import load_modelnet40
 from pointkd.demo import SHIPPED
 from pointkd.process import reexec_with_jemalloc
-from pointkd.results import voting_table
+from pointkd.results import repo_path, voting_table
 from pointkd.train.evaluate import predict_votes
 from pointkd.train.metrics import ClassificationReport
 
@@ -41,12 +41,6 @@ def default_checkpoints() -> list[Path]:
     return [CHECKPOINTS / SHIPPED["teacher"], CHECKPOINTS / SHIPPED["student"], *ships]
 
 
-def repo_path(path: Path) -> str:
-    """``path`` relative to the repository where it lies inside it (result files name committed files so)."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def metrics(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
     report = ClassificationReport.from_predictions(pred, labels, num_classes)
     return {"oa": report.oa, "macc": report.macc}
@@ -58,7 +52,7 @@ def measure(path: Path, ckpt: dict, sha: str, splits, points: int, votes: int, b
     start = time.perf_counter()
     probs = predict_votes(model, splits.test_x, points, votes, batch_size)
     return {
-        "checkpoint": repo_path(path),
+        "checkpoint": repo_path(path, ROOT),
         "run": path.stem,
         "model": ckpt.get("model_name"),
         "sha256": sha,

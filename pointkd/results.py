@@ -74,6 +74,13 @@ def device_dirs(root: Path, name: str, under: Path = RESULTS) -> list[Path]:
     return glob(root, f"*/{name}", under)
 
 
+def repo_path(path: Path, root: Path) -> str:
+    """``path`` relative to the repository ``root`` where it lies inside it, else as given resolved (result files
+    name the committed files they measured so, whatever the working directory)."""
+    path = path.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def link(rel: Path | str) -> str:
     """A Markdown link from docs/ to a file of the repository."""
     return f"[`{rel}`](../{rel})"

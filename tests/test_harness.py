@@ -1,5 +1,6 @@
 """pointkd.bench.harness: the maintained benchmarks' common flags, interleaved timing, summaries and report writing,
-and pointkd.results' shared per-class rendering (one function for benchmarks/per_class.py and docs/results.md)."""
+and pointkd.results' shared per-class rendering (one function for benchmarks/per_class.py and docs/results.md) and
+its repository-relative naming of measured files."""
 
 from __future__ import annotations
 
@@ -63,3 +64,13 @@ def test_per_class_rendering_writes_each_models_figures_and_each_class_counts_an
     assert lines[0].startswith("`python benchmarks/per_class.py`: the whole test split at 1024 points")
     assert "Teacher `t.pt` (k 20) OA 90.00 / mAcc 85.00; served student `s.pt`" in lines[0]
     assert lines[-1] == "| cup | 20 | 15 (75.0 %) | 11 (55.0 %) | -20.00 |"
+
+
+def test_repo_path_names_files_inside_the_repository_relative_to_it(tmp_path, monkeypatch):
+    from pointkd.results import repo_path
+
+    root = tmp_path / "repo"
+    (root / "benchmarks").mkdir(parents=True)
+    monkeypatch.chdir(root / "benchmarks")
+    assert repo_path(Path("../benchmarks/x.pt"), root) == "benchmarks/x.pt"
+    assert repo_path(Path("../../outside.pt"), root) == str(tmp_path / "outside.pt")

@@ -32,6 +32,7 @@ from pointkd.cli.eval import eval_model
 from pointkd.data import load_modelnet40
 from pointkd.demo import SHIPPED_DIR
 from pointkd.process import reexec_with_jemalloc
+from pointkd.results import repo_path
 from pointkd.train.evaluate import predict
 from pointkd.train.metrics import ClassificationReport
 
@@ -62,11 +63,6 @@ def agreement(probs: list[torch.Tensor], labels: torch.Tensor) -> dict[str, floa
     }
 
 
-def rel(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
 def measure(paths: list[Path], ckpts: list[dict], splits, points: int, batch_size: int) -> dict:
     """Every member's single-pass scores, the mean-probability ensemble's and the members' agreement."""
     probs, members = [], []
@@ -75,7 +71,7 @@ def measure(paths: list[Path], ckpts: list[dict], splits, points: int, batch_siz
         start = time.perf_counter()
         p = predict(model, splits.test_x, points, batch_size).softmax(-1)
         probs.append(p)
-        row = {"checkpoint": rel(path), "k": model.config.k, **scores(p, splits.test_y, splits.num_classes)}
+        row = {"checkpoint": repo_path(path, ROOT), "k": model.config.k, **scores(p, splits.test_y, splits.num_classes)}
         members.append({**row, "seconds": round(time.perf_counter() - start, 1)})
         print(f"{path.name}: OA {row['oa'] * 100:.2f} / mAcc {row['macc'] * 100:.2f}, NLL {row['nll']:.3f}", flush=True)
     return {
